@@ -1,0 +1,111 @@
+"""MathV360K (Math-LLaVA) and the VerMulti-style chat rows LMM-R1 trains on.
+
+LLaVA conversation rows (MathV360K; the first path component of the image names the source set):
+
+    {"id": "identity_12", "image": "TabMWP/images/12.png",
+     "conversations": [{"from": "human", "value": "<image>\\nHint: ...\\nQuestion: How many ...?"},
+                       {"from": "gpt", "value": "5"}]}
+
+VerMulti / LMM-R1 rows: `message` (or `messages`) is a chat list, often stored as a JSON string; image parts
+carry `file://` paths; golds are inline math:
+
+    {"message": "[{\\"role\\": \\"user\\", \\"content\\": [{\\"type\\": \\"image\\", \\"image\\": \\"file:///d/1.png\\"},
+                  {\\"type\\": \\"text\\", \\"text\\": \\"Find the area of the triangle.\\"}]}]", "answer": "$12$"}
+
+A system message in the row is dropped from the question (the prompt template supplies ours) and kept in
+meta["system"].
+"""
+
+from __future__ import annotations
+
+import json
+
+from phaserl.data.adapters._common import (
+    image_list,
+    looks_like_choice,
+    require_text,
+    row_id,
+    strip_image_tags,
+    unwrap_dollars,
+)
+from phaserl.data.schema import DataError, Example
+
+
+def to_example(row: dict, idx: int, spec) -> Example:
+    if "conversations" in row:
+        return _llava(row, idx, spec)
+    if "message" in row or "messages" in row:
+        return _chat(row, idx, spec)
+    raise DataError("expected 'conversations' (MathV360K) or 'message' (VerMulti) in the row",
+                    field="conversations")
+
+
+def _llava(row: dict, idx: int, spec) -> Example:
+    turns = row["conversations"]
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise DataError("conversations must be a list of {from, value} objects", field="conversations")
+    human = [str(t.get("value", "")) for t in turns if t.get("from") in ("human", "user")]
+    gpt = [str(t.get("value", "")) for t in turns if t.get("from") in ("gpt", "assistant")]
+    if not human or not human[0].strip():
+        raise DataError("missing question (no human turn)", field="conversations")
+    if not gpt or not gpt[-1].strip():
+        raise DataError("missing answer (no gpt turn)", field="conversations")
+    question, answer = strip_image_tags(human[0]), gpt[-1].strip()
+    images = image_list(row.get("image") or row.get("images"))
+    first = str(images[0]) if images and isinstance(images[0], str) else ""
+    return Example(
+        id=row_id(row, ("id",), spec, idx),
+        question=question,
+        answer=answer,
+        images=images,
+        answer_type="choice" if looks_like_choice(question, answer) else "auto",
+        source=first.split("/")[0] if "/" in first else (spec.name or "mathv360k"),
+    )
+
+
+def _chat(row: dict, idx: int, spec) -> Example:
+    key = "message" if "message" in row else "messages"
+    messages = row[key]
+    if isinstance(messages, str):
+        try:
+            messages = json.loads(messages)
+        except json.JSONDecodeError as e:
+            raise DataError(f"malformed JSON in the chat string: {e.msg} (char {e.pos})", field=key) from None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise DataError("expected a list of {role, content} messages", field=key)
+    texts, images = _user_parts(messages, key)
+    if not "".join(texts).strip():
+        raise DataError("missing question (no user text)", field=key)
+    question = strip_image_tags("\n".join(t for t in texts if t.strip()))
+    answer = unwrap_dollars(require_text(row, ("answer",), "answer"))
+    system = [m.get("content") for m in messages if m.get("role") == "system"]
+    return Example(
+        id=row_id(row, ("id",), spec, idx),
+        question=question,
+        answer=answer,
+        images=images,
+        answer_type="choice" if looks_like_choice(question, answer) else "auto",
+        source=spec.name or "vermulti",
+        meta={"system": system[0]} if system and isinstance(system[0], str) else {},
+    )
+
+
+def _user_parts(messages: list[dict], key: str) -> tuple[list[str], list]:
+    texts, images = [], []
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        if not isinstance(content, list):
+            raise DataError("user content must be text or a list of parts", field=key)
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                texts.append(str(part.get("text", "")))
+            elif kind in ("image", "image_url"):
+                ref = part.get("image") or part.get("image_url")
+                images.append(ref.get("url") if isinstance(ref, dict) else ref)
+    return texts, images
