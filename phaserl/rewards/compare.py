@@ -1,0 +1,201 @@
+"""Is a predicted answer the gold answer? Dispatch on the answer type; symbolic work goes to math-verify.
+
+This module runs inside the verifier's worker processes (verify.py), which bound its time and memory
+from outside: nothing here has a timeout of its own, and math-verify's signal-based timeouts are off.
+Untrusted text is never evaluated: math-verify parses LaTeX with a grammar (latex2sympy2) and hands
+sympy's `parse_expr` only runs of digits and arithmetic signs, which cannot name anything.
+
+Returns: True / False, or None when undecidable (the gold cannot be parsed, or the input is degenerate).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from itertools import product
+
+from phaserl.rewards.choice import choice_equal, is_bare_letter, normalize_option, resolve_letter
+from phaserl.rewards.extract import boxed_group
+from phaserl.rewards.numbers import last_number, numbers_equal, parse_number
+
+_MAX_DEPTH = 200  # brace nesting no real answer reaches; deeper input is undecidable, not worth a worker
+_DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
+_PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|operatorname)\s*\{[^{}]*\}")
+_SPACE_RE = re.compile(r"\s+")
+
+
+class Undecidable(Exception):
+    """The comparison cannot be decided (memory or recursion exhausted inside math-verify)."""
+
+
+def gold_text(gold: str) -> str:
+    """The gold answer itself: when the gold is a worked solution, its boxed answer (extracted like a pred's)."""
+    group = boxed_group(gold)
+    return group[1] if group is not None and group[1] else gold.strip()
+
+
+def too_deep(text: str, limit: int = _MAX_DEPTH) -> bool:
+    depth = 0
+    for ch in text:
+        if ch in "{([":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "})]":
+            depth -= 1
+    return False
+
+
+def resolve_type(gold: str, answer_type: str, choices: list[str] | None) -> str:
+    """`auto` becomes choice (gold names an option, or is a lone capital), number, or math."""
+    if answer_type != "auto":
+        return answer_type
+    if choices and resolve_letter(gold, choices) is not None:
+        return "choice"
+    if is_bare_letter(gold):  # "C", "(C)", "\\text{C}": an option letter even without the options
+        return "choice"
+    if parse_number(gold) is not None:
+        return "number"
+    return "math"
+
+
+def _latex_key(text: str) -> str:
+    """A cheap normal form: identical keys are certainly equal, so math-verify can be skipped."""
+    s = text.strip().strip("$").strip().rstrip(".")
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return _SPACE_RE.sub("", s)
+
+
+def _looks_like_prose(text: str) -> bool:
+    """Several ordinary words outside \\text{}: let math-verify search the sentence instead of parsing it."""
+    return len(_PROSE_WORD_RE.findall(_TEXT_GROUP_RE.sub(" ", text))) >= 2
+
+
+def _mv_parse(text: str) -> list:
+    """math-verify's parse of an answer; a bare answer is wrapped in $...$ so LaTeX without delimiters parses."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+    if _DELIMITED_RE.search(text):
+        attempts = [text]
+    elif _looks_like_prose(text):
+        attempts = [text, f"${text}$"]
+    else:
+        attempts = [f"${text}$", text]
+    for attempt in attempts:
+        try:
+            parsed = parse(attempt, extraction_config=configs, parsing_timeout=None, raise_on_error=True)
+        except (MemoryError, RecursionError) as err:
+            raise Undecidable(type(err).__name__) from err
+        except Exception:  # a parse failure of untrusted text is just "no parse"
+            parsed = []
+        if parsed:
+            return parsed
+    return []
+
+
+def _rounding(tolerance: float | None) -> int:
+    """math-verify rounds floats to this many decimals; an absolute tolerance t means about -log10(2t)."""
+    if tolerance is None or tolerance <= 0:
+        return 6
+    return max(0, min(12, round(-math.log10(2 * tolerance))))
+
+
+def _mv_verify(gold: list, pred: list, float_rounding: int) -> bool:
+    from math_verify import verify
+
+    undecided = False
+    for g, p in product(gold, pred):
+        try:
+            if verify(g, p, float_rounding=float_rounding, strict=True, allow_set_relation_comp=True,
+                      timeout_seconds=None, raise_on_error=True):
+                return True
+        except (MemoryError, RecursionError):
+            undecided = True
+        except Exception:  # this pair is incomparable; other readings may still match
+            continue
+    if undecided:
+        raise Undecidable("comparison exhausted memory or recursion")
+    return False
+
+
+def _math_verdict(gold: str, pred: str, tolerance: float | None) -> tuple[bool | None, bool]:
+    """(verdict, whether pred had a mathematical reading) from math-verify."""
+    if _latex_key(gold) and _latex_key(gold) == _latex_key(pred):
+        return True, True
+    gold_parsed = _mv_parse(gold)
+    if all(isinstance(g, str) for g in gold_parsed):
+        return None, False  # the gold has no mathematical reading: undecidable, never a silent 1.0
+    pred_parsed = _mv_parse(pred) if pred.strip() else []
+    if not pred_parsed:
+        return False, False
+    has_math = any(not isinstance(p, str) for p in pred_parsed)
+    return _mv_verify(gold_parsed, pred_parsed, _rounding(tolerance)), has_math
+
+
+def math_equal(gold: str, pred: str, tolerance: float | None = None) -> bool | None:
+    """Symbolic equality (LaTeX, fractions, radicals, intervals, sets, tuples, equations, matrices)."""
+    return _math_verdict(gold, pred, tolerance)[0]
+
+
+def number_equal(gold: str, pred: str, tolerance: float | None = None,
+                 rel_tolerance: float | None = None) -> bool | None:
+    """Numeric equality. A prediction that is a statement rather than a value ("3 + 4 = 7", "It is 7
+    apples") falls back to its last number; an expression such as \\frac{1+\\sqrt{5}}{2} does not.
+    """
+    g = parse_number(gold)
+    if g is None:
+        return math_equal(gold, pred, tolerance)
+    p = parse_number(pred)
+    if p is not None:
+        return numbers_equal(g, p, tolerance, rel_tolerance)
+    if not pred.strip():
+        return False
+    verdict, pred_is_math = _math_verdict(gold, pred, tolerance)
+    if verdict:
+        return True
+    if pred_is_math and "=" not in pred and not _looks_like_prose(pred):
+        return False
+    p = last_number(pred)
+    return p is not None and numbers_equal(g, p, tolerance, rel_tolerance)
+
+
+def string_equal(gold: str, pred: str) -> bool | None:
+    want = normalize_option(gold)
+    if not want:
+        return None
+    return normalize_option(pred) == want
+
+
+def decide(gold: str, pred: str, answer_type: str = "auto", choices: list[str] | None = None,
+           tolerance: float | None = None, rel_tolerance: float | None = None) -> bool | None:
+    """The verdict for one (gold, already-extracted pred) pair; None when undecidable."""
+    gold = gold_text(gold)
+    if not gold or too_deep(gold):
+        return None
+    if too_deep(pred):
+        return None
+    kind = resolve_type(gold, answer_type, choices)
+    try:
+        if kind == "choice":
+            return choice_equal(gold, pred, choices)
+        if kind == "number":
+            return number_equal(gold, pred, tolerance, rel_tolerance)
+        if kind == "string":
+            return string_equal(gold, pred)
+        if kind == "math":
+            g, p = parse_number(gold), parse_number(pred)
+            if g is not None and p is not None:
+                return numbers_equal(g, p, tolerance, rel_tolerance)
+            return math_equal(gold, pred, tolerance)
+    except Undecidable:
+        return None
+    raise ValueError(f"answer_type {kind!r} is not one of auto|math|number|choice|string")
+
+
+def quiet_math_verify() -> None:
+    """math-verify warns once that its timeout is off; that is deliberate here (the pool bounds time)."""
+    for name in ("math_verify", "math_verify.parser", "math_verify.grader", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.ERROR)
