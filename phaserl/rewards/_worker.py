@@ -16,11 +16,28 @@ import sys
 import threading
 import time
 
+_HEADROOM_MB = 64  # room for one ordinary check above the loaded interpreter
+
+
+def _footprint_mb() -> float:
+    """This process's address space now (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
 
 def _limit_memory(max_memory_mb: int) -> None:
     """RLIMIT_AS caps the whole address space: a runaway sympy computation gets MemoryError, not the host."""
     if max_memory_mb <= 0:
         return
+    need = _footprint_mb() + _HEADROOM_MB
+    if max_memory_mb < need:
+        raise ValueError(f"max_memory_mb={max_memory_mb} is below what a worker needs to run (~{need:.0f} MB)")
     limit = max_memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:

@@ -21,7 +21,7 @@ from phaserl.rewards.numbers import last_number, numbers_equal, parse_number
 
 _MAX_DEPTH = 200  # brace nesting no real answer reaches; deeper input is undecidable, not worth a worker
 _DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
-_PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|operatorname)\s*\{[^{}]*\}")
 _SPACE_RE = re.compile(r"\s+")
 

@@ -27,6 +27,7 @@ class _Worker:
     born: float
     ready: bool = False
     job: tuple[bytes, dict] | None = None
+    sent: float = 0.0
     deadline: float = 0.0
     buffer: bytearray = field(default_factory=bytearray)
 
@@ -66,6 +67,7 @@ class WorkerPool:
         self.stats = stats
         self._start_failures = 0
         self._last_fatal = ""
+        self.seconds: dict[bytes, float] = {}  # wall time of each check of the last run(), dispatch to answer
         self._workers = [_spawn(max_memory_mb) for _ in range(workers)]
 
     def alive(self) -> int:
@@ -99,19 +101,27 @@ class WorkerPool:
             queue.appendleft((key, request))
             self._replace(worker, "crashes")
             return
-        worker.job, worker.deadline = (key, request), time.monotonic() + timeout
+        self.stats["sent"] += 1
+        worker.job, worker.sent = (key, request), time.monotonic()
+        worker.deadline = worker.sent + timeout
+
+    def _finish(self, worker: _Worker, value: bool | None, out: dict) -> None:
+        key = worker.job[0]
+        out[key] = value
+        self.seconds[key] = time.monotonic() - worker.sent
+        worker.job = None
 
     def _on_message(self, worker: _Worker, message: dict, out: dict) -> None:
-        if "fatal" in message:
-            self._startup_failed(worker, message["fatal"])
+        if "fatal" in message:  # a deterministic start-up error (bad settings): retrying cannot help
+            self.close()
+            raise RuntimeError(f"verifier worker cannot start: {message['fatal']}")
         elif message.get("ready"):
             worker.ready = True
             self._start_failures = 0
         elif worker.job is not None and message.get("id") == worker.job[0].hex():
-            out[worker.job[0]] = message.get("result")
             if message.get("error"):
                 self.stats["errors"] += 1
-            worker.job = None
+            self._finish(worker, message.get("result"), out)
 
     def _read(self, worker: _Worker, out: dict) -> None:
         chunk = os.read(worker.fd, 1 << 16)
@@ -120,7 +130,7 @@ class WorkerPool:
                 self._startup_failed(worker, "")
                 return
             if worker.job is not None:
-                out[worker.job[0]] = None
+                self._finish(worker, None, out)
             self._replace(worker, "crashes")
             return
         worker.buffer += chunk
@@ -134,7 +144,7 @@ class WorkerPool:
     def _expire(self, now: float, out: dict) -> None:
         for w in list(self._workers):
             if w.job is not None and now >= w.deadline:
-                out[w.job[0]] = None
+                self._finish(w, None, out)
                 self._replace(w, "timeouts")
             elif not w.ready and now - w.born > self.startup_timeout:
                 self._startup_failed(w, f"no worker ready after {self.startup_timeout:.0f} s")
@@ -149,6 +159,7 @@ class WorkerPool:
         if not self._workers:
             raise RuntimeError("the verifier is closed")
         out: dict = {}
+        self.seconds = {}
         while queue or any(w.job is not None for w in self._workers):
             for w in list(self._workers):
                 if queue and w.ready and w.job is None:

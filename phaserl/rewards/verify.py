@@ -66,6 +66,7 @@ class Verifier:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._pool = WorkerPool(workers, max_memory_mb, startup_timeout, self.stats)
+        self.last_seconds: list[float] = []  # per item of the last check_many: seconds in a worker (0 = not sent)
 
     def check(self, gold: str, pred: str, *, answer_type: str = "auto", choices: list[str] | None = None,
               tolerance: float | None = None, rel_tolerance: float | None = None) -> bool | None:
@@ -99,6 +100,7 @@ class Verifier:
                 self._remember(key, value)
             results.update(fresh)
             self.stats["checks"] += len(items)
+            self.last_seconds = [self._pool.seconds.get(k, 0.0) if k in fresh else 0.0 for k in keys]
         return [results[k] for k in keys]
 
     def _remember(self, key: bytes, value: bool | None) -> None:

@@ -1,0 +1,139 @@
+"""The comparison rules (what runs inside a verifier worker), called in-process on literal strings."""
+
+from fractions import Fraction
+
+import pytest
+
+from phaserl.rewards.choice import choice_equal, letter_of
+from phaserl.rewards.compare import decide, quiet_math_verify, resolve_type
+from phaserl.rewards.numbers import Num, last_number, numbers_equal, parse_number
+
+quiet_math_verify()
+
+
+@pytest.mark.parametrize("text, value, percent", [
+    ("7", 7, False), ("-5", -5, False), ("7,425,000", 7425000, False), ("1 000", 1000, False),
+    ("1,000.99", Fraction("1000.99"), False), ("1000,99", Fraction("1000.99"), False),
+    ("0,111", Fraction("0.111"), False), (".4", Fraction("0.4"), False), ("$1,000.99", Fraction("1000.99"), False),
+    (r"11,\! 111,\! 111,\! 100", 11111111100, False), (r"\$7.78", Fraction("7.78"), False),
+    ("28 percent", 28, True), (r"$28\%$", 28, True), ("28 pct", 28, True),
+    ("12 cm^2", 12, False), (r"15\mbox{ cm}^2", 15, False), ("$125$ miles", 125, False), (r"90^\circ", 90, False),
+    (r"-\frac{10}{9}", Fraction(-10, 9), False), ("10/9", Fraction(10, 9), False), (r"\frac13", Fraction(1, 3), False),
+    ("3.2e5", 320000, False), (r"1.2 \times 10^{3}", 1200, False), ("３", 3, False),
+])
+def test_parse_number(text, value, percent):
+    assert parse_number(text) == Num(Fraction(value), percent)
+
+
+@pytest.mark.parametrize("text", ["5x", "2 or 3", "32, 349", "x = 5", "AZYUK2A", "1" * 500, "", "abc"])
+def test_parse_number_rejects(text):
+    assert parse_number(text) is None
+
+
+@pytest.mark.parametrize("text, value", [
+    ("3 + 4 = 7", 7), ("The answer is 7.", 7), ("x = -5 cm", -5), ("so 1,000.99m²", Fraction("1000.99")),
+    ("Soucis : 2,74 $ a..", Fraction("2.74")), ("2, 3", 3),
+])
+def test_last_number(text, value):
+    assert last_number(text).value == value
+
+
+def test_last_number_ignores_digits_glued_to_letters():
+    assert last_number("AZYUK2A") is None
+
+
+def test_numbers_equal_tolerance_and_percent():
+    g = Num(Fraction(314, 100))
+    assert not numbers_equal(g, Num(Fraction(31416, 10000)))
+    assert numbers_equal(g, Num(Fraction(31416, 10000)), tolerance=0.01)
+    assert numbers_equal(g, Num(Fraction(31416, 10000)), rel_tolerance=0.001)
+    assert not numbers_equal(g, Num(Fraction(32, 10)), tolerance=0.01, rel_tolerance=0.001)
+    assert numbers_equal(Num(Fraction(28), True), Num(Fraction(28, 100)))  # 28% is 0.28
+    assert numbers_equal(Num(Fraction(28, 100)), Num(Fraction(28), True))
+    assert not numbers_equal(Num(Fraction(28)), Num(Fraction(28, 100)))  # without a % sign it is not
+    assert numbers_equal(Num(Fraction(1, 12)), Num(Fraction("0.0833333333333333")))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("B", "B"), ("(B)", "B"), ("B.", "B"), ("The answer is B", "B"), ("B) 12", "B"), ("(B) 12", "B"),
+    (r"\text{(C)}", "C"), ("**D**", "D"), ("Option C", "C"), ("Ｂ", "B"),
+    ("A or B", None), ("(A) and (B)", None), ("A, B", None), ("Because B is valid", None),
+    ("the answer is a triangle", None), ("В", None),  # Cyrillic Ve is not the letter B
+])
+def test_letter_of(text, want):
+    assert letter_of(text) == want
+
+
+def test_choice_by_letter_or_option_text():
+    choices = ["10", "12", "a right angle"]
+    assert choice_equal("B", "(B)", choices) is True
+    assert choice_equal("B", "12", choices) is True  # the option text itself
+    assert choice_equal("B", "12.0", choices) is True  # ... numerically
+    assert choice_equal("C", "A Right  Angle.", choices) is True  # ... normalised
+    assert choice_equal("12", "B", choices) is True  # a gold given as option text
+    assert choice_equal("B", "C", choices) is False
+    assert choice_equal("B", "b", choices) is True  # a lone lower-case letter when options exist
+    assert choice_equal("B", "", choices) is False
+    assert choice_equal("F", "F", choices) is None  # gold outside the options: unparseable
+    assert choice_equal("eleven", "B", choices) is None
+
+
+@pytest.mark.parametrize("gold, choices, kind", [
+    ("B", ["1", "2"], "choice"), ("2", ["1", "2"], "choice"), (r"\text{C}", None, "choice"),
+    ("7", None, "number"), ("1,000", None, "number"), (r"\frac{1}{2}", None, "number"),
+    (r"\sqrt{2}", None, "math"), ("x + 1", None, "math"), ("(1, 2]", None, "math"),
+])
+def test_resolve_type(gold, choices, kind):
+    assert resolve_type(gold, "auto", choices) == kind
+
+
+@pytest.mark.parametrize("gold, pred, want", [
+    # the demo task: one-digit sums, answered in many dressings
+    ("7", "7", True), ("7", "3 + 4 = 7", True), ("7", "It is 7 apples", True), ("7", "8", False),
+    ("7", "3 + 4 = 8", False), ("7", "", False), ("7", "seven", False),
+    # numbers: separators, percent, units, fractions
+    ("7425000", "7,425,000", True), ("0.4", ".4", True), ("28%", "28", True), ("50%", "0.5", True),
+    ("12", "12 cm", True), ("12", "12x", False), ("1000.99", "$1,000.99", True),
+    # an expression is judged by value, not by its last digit
+    ("2", r"\frac{1+\sqrt{5}}{2}", False), ("2", r"\sqrt{4}", True), ("0.5", r"\frac{1}{2}", True),
+    # symbolic answers through math-verify
+    (r"\frac{1}{2}", "0.5", True), (r"\sqrt{3}", r"\sqrt3", True), (r"2\sqrt{2}", r"\sqrt{8}", True),
+    ("x^2 + 2x + 1", "(x+1)^2", True), ("x^2 + 2x + 1", "(x-1)^2", False),
+    ("(1, 2]", "(1,2]", True), ("(1, 2]", "[1, 2]", False), (r"\{1, 2\}", r"\{2, 1\}", True),
+    ("(3, 4)", "(4, 3)", False), ("x = 3", "3", True), (r"\frac{\pi}{2}", r"\pi/2", True),
+    (r"x \in [-2,7]", r"-2 \le x \le 7", True),  # an interval and its inequality (a human accepts both)
+    (r"f(x)", r"f(y)", False),  # variables matter
+    # choice and string types
+    ("B", "(B)", True), ("B", "The answer is B", True), ("B", "A or B", False),
+])
+def test_decide(gold, pred, want):
+    assert decide(gold, pred) is want
+
+
+def test_decide_with_tolerance():
+    assert decide("3.14", "3.1416") is False
+    assert decide("3.14", "3.1416", tolerance=0.01) is True
+    assert decide("100", "101", rel_tolerance=0.02) is True
+    assert decide("100", "103", rel_tolerance=0.02) is False
+    assert decide(r"\pi", "3.14", answer_type="number", tolerance=0.01) is True
+
+
+def test_decide_dispatches_on_answer_type():
+    assert decide("Paris", "  paris. ", answer_type="string") is True
+    assert decide("Paris", "Lyon", answer_type="string") is False
+    assert decide("B", "12", answer_type="choice", choices=["10", "12"]) is True
+    assert decide("7", "7.0", answer_type="number") is True
+    with pytest.raises(ValueError):
+        decide("7", "7", answer_type="poetry")
+
+
+@pytest.mark.parametrize("gold", ["", "   ", "$$", r"\frac{1}{", "{" * 300 + "}" * 300])
+def test_unparseable_gold_is_none_not_a_silent_pass(gold):
+    assert decide(gold, "1") is None
+    assert decide(gold, gold) in (None, True)  # identical text may match, never a different one
+
+
+def test_gold_given_as_a_worked_solution():
+    gold = r"Thus $x = 2$, and the total is $\boxed{14}$."
+    assert decide(gold, "14") is True
+    assert decide(gold, "2") is False
