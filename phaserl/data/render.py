@@ -4,6 +4,7 @@ Views (Infi-MMR's three phases are three views of one example):
   text           the question only; images are not shown (phase 1 text data)
   image+caption  the image(s), then a caption block, then the question (phase 2)
   image          the image(s), then the question (phase 3, caption-free)
+A text-only example in an image view renders as text, so one stage can mix text and image data.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def user_text(example: Example, view: str, template: PromptTemplate) -> str:
                                 choices=format_choices(example.choices or []))
     if example.choices and "{choices}" not in template.user:
         text += template.choices.format(choices=format_choices(example.choices))
-    if view == "image+caption":
+    if view == "image+caption" and example.has_image:
         if not example.caption:
             raise DataError(f"example {example.id} ({example.source}): view 'image+caption' needs a caption; "
                             "run `phaserl data caption` or use view 'image'")

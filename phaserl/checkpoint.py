@@ -1,0 +1,103 @@
+"""Save and load everything a resume needs, atomically.
+
+Layout of one checkpoint folder (a transformers `save_pretrained` folder plus our state):
+  model.safetensors, config.json, tokenizer/processor files   weights (fp32 master copy) and processor
+  trainer_state.pt    optimizer + scheduler state dicts (torch.save; loaded with weights_only=True)
+  state.json          stage index and name, step, data cursor, seed
+  COMPLETE            written last: a folder without it is a crash leftover and is ignored
+A folder is written under a temporary name and renamed into place, so a crash while saving never leaves a
+checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+MARKER = "COMPLETE"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def save_folder(target: Path, write) -> Path:
+    """Run write(tmp_folder), then publish it atomically as `target` (replacing an older one)."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    for f in tmp.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    (tmp / MARKER).write_text("ok\n")
+    _fsync_dir(tmp)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def is_complete(folder: Path) -> bool:
+    return (Path(folder) / MARKER).exists()
+
+
+def save_model(folder: Path, model, processor) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    if processor is not None:
+        processor.save_pretrained(folder)
+
+
+def save_checkpoint(folder: Path, *, model, processor, optimizer, scheduler, state: dict) -> Path:
+    def write(tmp: Path) -> None:
+        save_model(tmp, model, processor)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                   tmp / "trainer_state.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+
+    return save_folder(folder, write)
+
+
+def load_trainer_state(folder: Path, optimizer, scheduler) -> dict:
+    blob = torch.load(Path(folder) / "trainer_state.pt", weights_only=True, map_location="cpu")
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    return json.loads((Path(folder) / "state.json").read_text())
+
+
+def latest_checkpoint(stage_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step in a stage folder, if any."""
+    best, best_step = None, -1
+    if not Path(stage_dir).exists():
+        return None
+    for child in Path(stage_dir).iterdir():
+        m = _CKPT.match(child.name)
+        if m and is_complete(child) and int(m.group(1)) > best_step:
+            best, best_step = child, int(m.group(1))
+    return best
+
+
+def prune_checkpoints(stage_dir: Path, keep_last: int) -> None:
+    ckpts = sorted((int(m.group(1)), c) for c in Path(stage_dir).iterdir() if (m := _CKPT.match(c.name)))
+    for _, c in ckpts[:-keep_last] if keep_last > 0 else ckpts:
+        shutil.rmtree(c, ignore_errors=True)
+    for c in Path(stage_dir).glob(".*.tmp-*"):  # leftovers of a crash while saving
+        shutil.rmtree(c, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""Run a recipe's stages in order; each starts from the previous stage's final weights.
+
+Resume is the same command on the same output folder: finished stages (a complete final/) are skipped, the
+running stage continues from its latest complete checkpoint, with its data cursor and per-step RNG seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from phaserl.checkpoint import is_complete, latest_checkpoint
+from phaserl.config import Recipe, Stage, resolve
+from phaserl.logs import MetricsLog
+
+
+def stage_init(recipe: Recipe, stages: list[Stage], k: int, out_dir: Path) -> str:
+    """Weights a stage starts from: its init_from, else the previous stage's final/, else the recipe model."""
+    if stages[k].init_from:
+        return stages[k].init_from
+    if k == 0:
+        return recipe.model.name
+    return str(out_dir / "stages" / stages[k - 1].dirname / "final")
+
+
+def _write_recipe(recipe: Recipe, out_dir: Path) -> None:
+    text = yaml.safe_dump(json.loads(recipe.model_dump_json()), sort_keys=False)
+    path = out_dir / "recipe.resolved.yaml"
+    if path.exists() and path.read_text() != text:
+        print(f"note: the recipe differs from the one this run started with ({path}); continuing with the new one")
+        path.with_suffix(".previous.yaml").write_text(path.read_text())
+    path.write_text(text)
+
+
+def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> list[Path]:
+    """Train every stage; returns the final/ folders. Raises trainer.Interrupted after a signal."""
+    from accelerate import Accelerator
+
+    from phaserl.trainer import RunContext, StopFlag, run_stage
+
+    out_dir = Path(out_dir)
+    stages = resolve(recipe)
+    accelerator = Accelerator(cpu=not _has_accelerator())
+    if fresh and accelerator.is_main_process and out_dir.exists():
+        shutil.rmtree(out_dir)
+    accelerator.wait_for_everyone()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        _write_recipe(recipe, out_dir)
+    log = MetricsLog(out_dir, tensorboard=recipe.logging.tensorboard, wandb=recipe.logging.wandb,
+                     run_name=recipe.name, enabled=accelerator.is_main_process,
+                     config=json.loads(recipe.model_dump_json()))
+    stop = StopFlag()
+    stop.install()
+    ctx = RunContext(recipe=recipe, out_dir=out_dir, accelerator=accelerator, log=log, stop=stop)
+    finals = []
+    try:
+        for k, stage in enumerate(stages):
+            final = out_dir / "stages" / stage.dirname / "final"
+            if is_complete(final):
+                if accelerator.is_main_process:
+                    print(f"[{stage.dirname}] already finished: {final}")
+            else:
+                if accelerator.is_main_process:
+                    print(f"[{stage.dirname}] view={stage.view} init={stage_init(recipe, stages, k, out_dir)}")
+                run_stage(ctx, stage, stage_init(recipe, stages, k, out_dir))
+            finals.append(final)
+    finally:
+        stop.restore()
+        log.close()
+    return finals
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
+    """The resolved plan, printed by `phaserl train --dry-run` (loads data, never a model)."""
+    from phaserl.trainer import build_mixture, stage_steps
+
+    stages = resolve(recipe)
+    lines = [f"recipe {recipe.name!r}: {len(stages)} stage(s), model {recipe.model.name}, seed {recipe.seed}"]
+    total_tokens = 0
+    for k, st in enumerate(stages):
+        mix = build_mixture(st, recipe, log=lambda *_: None)
+        steps = stage_steps(st, len(mix))
+        B, G = st.prompts_per_step, st.rollout.group_size
+        tokens = steps * B * G * st.rollout.max_new_tokens
+        total_tokens += tokens
+        status = ""
+        if out_dir is not None:
+            sdir = Path(out_dir) / "stages" / st.dirname
+            ck = latest_checkpoint(sdir)
+            status = " [done]" if is_complete(sdir / "final") else (f" [resume from {ck.name}]" if ck else "")
+        lines += [
+            f"\nstage {k + 1} '{st.name}'{status}: view={st.view} template="
+            f"{st.template if isinstance(st.template, str) else 'custom'} init={stage_init(recipe, stages, k, Path(out_dir or 'OUT'))}",
+            "  data: " + ", ".join(f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights)),
+            f"  steps={steps} B={B} G={G} N={B * G} samples/step; epochs over data = {steps * B / max(1, len(mix)):.2f}",
+            f"  rollout: engine={st.rollout.engine} max_new_tokens={st.rollout.max_new_tokens} "
+            f"T={st.rollout.temperature} top_p={st.rollout.top_p}",
+            f"  algo: {st.algo.advantage} ratio={st.algo.ratio} clip=({st.algo.eps_low},{st.algo.eps_high}) "
+            f"agg={st.algo.aggregation} kl={st.algo.kl_coef} ({st.algo.kl_estimator}, in {st.algo.kl_in}) "
+            f"dynamic_sampling={st.algo.dynamic_sampling}",
+            f"  update: {st.algo.ppo_epochs} epoch(s) x {st.algo.mini_batches} mini-batch(es) of "
+            f"{B * G // st.algo.mini_batches} samples, micro-batch {st.algo.micro_batch_size} -> "
+            f"{st.algo.ppo_epochs * st.algo.mini_batches} optimizer steps per step",
+            f"  optim: lr={st.optim.lr:g} schedule={st.optim.schedule} warmup={st.optim.warmup_ratio}",
+            "  rewards: " + " + ".join(f"{r.weight:g} x {r.name}" for r in st.rewards),
+            f"  at most {tokens:,} generated tokens (steps x N x max_new_tokens)",
+        ]
+    lines.append(f"\ntotal: at most {total_tokens:,} generated tokens; checkpoint every {recipe.checkpoint.every} steps")
+    mem = _memory_line(recipe)
+    if mem:
+        lines.append(mem)
+    return "\n".join(lines)
+
+
+def _memory_line(recipe: Recipe) -> str | None:
+    try:
+        from phaserl.distributed import memory_estimate_line
+    except ImportError:
+        return None
+    try:
+        return memory_estimate_line(recipe)
+    except Exception as e:  # an estimate must never stop a dry run
+        return f"memory estimate unavailable: {e}"
+

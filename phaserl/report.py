@@ -1,0 +1,58 @@
+"""Run summaries and curves from OUTPUT/metrics.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phaserl.logs import read_metrics
+
+
+def _first_last(rows: list[dict], key: str, k: int = 5) -> tuple[float, float] | None:
+    vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+    if not vals:
+        return None
+    k = max(1, min(k, len(vals) // 2 or 1))
+    return sum(vals[:k]) / k, sum(vals[-k:]) / k
+
+
+def summary(out_dir: Path) -> str:
+    rows = [r for r in read_metrics(out_dir) if not r.get("final")]
+    if not rows:
+        return f"{out_dir}: no metrics yet"
+    lines = [f"{'stage':<24} {'steps':>5} {'reward first->last':>20} {'accuracy first->last':>22} {'s/step':>7}"]
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        rs = [r for r in rows if r["stage"] == stage]
+        rw = _first_last(rs, "reward/mean")
+        ac = _first_last(rs, "reward/accuracy")
+        st = sum(r.get("time/step", 0) for r in rs) / len(rs)
+        fmt = lambda p: f"{p[0]:.3f} -> {p[1]:.3f}" if p else "-"  # noqa: E731
+        lines.append(f"{stage:<24} {len(rs):>5} {fmt(rw):>20} {fmt(ac):>22} {st:>7.1f}")
+    lines.append("(first/last = mean of the first/last 5 steps of each stage)")
+    return "\n".join(lines)
+
+
+def plot_curves(out_dir: Path, png: Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in read_metrics(out_dir) if not r.get("final")]
+    png = Path(png or Path(out_dir) / "curves.png")
+    keys = ["reward/mean", "reward/accuracy", "reward/format", "response_length/mean"]
+    keys = [k for k in keys if any(k in r for r in rows)]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for stage in dict.fromkeys(r["stage"] for r in rows):
+            pts = [(r["global_step"], r[key]) for r in rows if r["stage"] == stage and r.get(key) is not None
+                   and "global_step" in r]
+            if pts:
+                ax.plot(*zip(*pts), label=stage, lw=1.2)
+        ax.set_title(key)
+        ax.set_xlabel("step (whole curriculum)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png

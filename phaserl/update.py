@@ -1,0 +1,118 @@
+"""Step 4 of a training step: the policy update over one rollout batch.
+
+ppo_epochs passes; each pass splits the N samples into mini_batches optimizer steps; each optimizer step
+accumulates gradients over micro-batches of micro_batch_size samples. Aggregation over tokens is exact across
+micro-batches: each micro-batch's aggregate is rescaled by its share of the mini-batch's count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+
+from phaserl.algo import aggregate, kl_estimator, overlong_mask, ppo_clip, sequence_ratio, token_ratio
+from phaserl.policy import build_sequences, completion_logp
+
+
+@dataclass
+class UpdateInputs:
+    prompts: list  # [N] Prompt per row
+    completion_ids: list[list[int]]  # [N]
+    adv: torch.Tensor  # [N]
+    truncated: list[bool]  # [N]
+    old_logp: list[torch.Tensor] | None = None  # [N][T_i], None: on-policy single update (old = logp.detach())
+    ref_logp: list[torch.Tensor] | None = None  # [N][T_i], when KL is in the loss
+
+
+def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), T)
+    for j, r in enumerate(rows):
+        out[j, :len(r)] = r[:T]
+    return out
+
+
+def _count(mask: torch.Tensor, mode: str) -> float:
+    if mode == "token-mean":
+        return float(mask.sum())
+    if mode == "seq-mean":
+        return float((mask.sum(1) > 0).sum())
+    return float(mask.shape[0])
+
+
+def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[int], algo, temperature,
+               autocast, device, constant) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
+    inputs, targets, mask = build_sequences(processor, [inp.prompts[i] for i in rows],
+                                            [inp.completion_ids[i] for i in rows], is_vlm, pad_id)
+    logp = completion_logp(model, inputs, targets, temperature, autocast, device)  # [m, T]
+    mask = mask.to(logp.device)
+    if algo.overlong_filter:
+        mask = mask * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))[:, None].to(mask)
+    T = logp.shape[1]
+    old = _pad([inp.old_logp[i] for i in rows], T).to(logp) if inp.old_logp is not None else logp.detach()
+    ratio = sequence_ratio(logp, old, mask) if algo.ratio == "sequence" else token_ratio(logp, old)
+    adv = inp.adv[rows].to(logp)
+    loss_tok, clipped = ppo_clip(ratio, adv, algo.eps_low, algo.eps_high)  # [m, T]
+    stats = {"clip_frac": float((clipped.float() * mask).sum() / mask.sum().clamp(min=1))}
+    if inp.ref_logp is not None and algo.kl_coef > 0 and algo.kl_in == "loss":
+        kl = kl_estimator(algo.kl_estimator)(logp, _pad([inp.ref_logp[i] for i in rows], T).to(logp))
+        loss_tok = loss_tok + algo.kl_coef * kl
+        stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
+    loss = aggregate(loss_tok, mask, algo.aggregation, constant)
+    return loss, mask, stats
+
+
+def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, pad_id, inp: UpdateInputs,
+                  algo, optim, temperature: float, constant: float | None, seed: int) -> dict:
+    """Run the update; returns mean stats (loss, clip_frac, kl, grad_norm) and its wall time."""
+    t0 = time.perf_counter()
+    N = len(inp.completion_ids)
+    device = accelerator.device
+    mb_size = max(1, N // algo.mini_batches)
+    sums: dict[str, float] = {}
+    n_stats = 0
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(algo.ppo_epochs):
+        order = torch.randperm(N, generator=gen).tolist() if epoch > 0 or algo.mini_batches > 1 else list(range(N))
+        for start in range(0, N, mb_size):
+            mb = order[start:start + mb_size]
+            # Counts for exact aggregation across micro-batches (token-mean: tokens; seq-mean: sequences).
+            mb_mask_counts = _minibatch_count(inp, mb, algo)
+            micro = [mb[i:i + algo.micro_batch_size] for i in range(0, len(mb), algo.micro_batch_size)]
+            optimizer.zero_grad(set_to_none=True)
+            for k, rows in enumerate(micro):
+                sync = k == len(micro) - 1
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                with ctx:
+                    loss, mask, stats = micro_loss(model, processor, is_vlm, pad_id, inp, rows, algo, temperature,
+                                                   optim.bf16_autocast, device, constant)
+                    share = _count(mask, algo.aggregation) / max(mb_mask_counts, 1e-8)
+                    accelerator.backward(loss * share)
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * share
+                for key, v in stats.items():
+                    sums[key] = sums.get(key, 0.0) + v * len(rows) / len(mb)
+            grad_norm = None
+            if optim.max_grad_norm:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+            optimizer.step()
+            n_stats += 1
+            if grad_norm is not None:
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+    scheduler.step()
+    out = {k: v / n_stats for k, v in sums.items()}
+    out["time/update"] = time.perf_counter() - t0
+    return out
+
+
+def _minibatch_count(inp: UpdateInputs, rows: list[int], algo) -> float:
+    lengths = torch.tensor([len(inp.completion_ids[i]) for i in rows], dtype=torch.float32)
+    if algo.overlong_filter:
+        lengths = lengths * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))
+    if algo.aggregation == "token-mean":
+        return float(lengths.sum())
+    if algo.aggregation == "seq-mean":
+        return float((lengths > 0).sum())
+    return float(len(rows))
