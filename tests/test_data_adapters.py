@@ -21,7 +21,9 @@ def load(name: str, adapter: str, **kw) -> list[Example]:
 
 
 def test_registry_names_and_custom_import():
-    assert {"generic", "deepscaler", "virl39k", "geometry3k", "mathv360k", "vermulti", "mathvision"} <= set(ADAPTERS)
+    assert {"generic", "deepscaler", "virl39k", "geometry3k", "mathv360k", "vermulti", "mathvision"} <= set(
+        ADAPTERS
+    )
     assert get_adapter("phaserl.data.adapters.deepscaler:to_example") is ADAPTERS["deepscaler"]
     with pytest.raises(ValueError, match="cannot import adapter"):
         get_adapter("phaserl.nothing:here")
@@ -51,7 +53,9 @@ def test_virl39k_unboxes_answers_and_keeps_pass_rates():
 
 def test_geometry3k_both_shapes():
     hub, original = load("geometry3k.jsonl", "geometry3k")
-    assert hub.question == "Find x. Round to the nearest tenth." and hub.answer == "7.6" and len(hub.images) == 1
+    assert (
+        hub.question == "Find x. Round to the nearest tenth." and hub.answer == "7.6" and len(hub.images) == 1
+    )
     assert original.id == "2401" and original.choices == ["3", "5", "7", "9"] and original.answer == "B"
     assert original.answer_type == "choice" and original.images[0].endswith("2401/img_diagram.png")
     assert original.meta["problem_type_goal"] == ["Length"]
@@ -68,12 +72,21 @@ def test_vermulti_chat_rows():
     a, b = load("vermulti.jsonl", "vermulti")
     assert a.question == "Find the area of the triangle with base 4 and height 6." and a.answer == "12"
     assert Path(a.images[0]).name == "triangle.png" and a.meta["system"] == "You are a helpful assistant."
-    assert b.images == [] and b.question == "What is $\\frac{1}{2}+\\frac{1}{3}$?" and b.answer == "\\frac{5}{6}"
+    assert (
+        b.images == [] and b.question == "What is $\\frac{1}{2}+\\frac{1}{3}$?" and b.answer == "\\frac{5}{6}"
+    )
 
 
 def test_vermulti_absolute_file_urls(tmp_path):
-    msg = [{"role": "user", "content": [{"type": "image", "image": f"file://{FIX}/images/red.png"},
-                                        {"type": "text", "text": "Colour?"}]}]
+    msg = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": f"file://{FIX}/images/red.png"},
+                {"type": "text", "text": "Colour?"},
+            ],
+        }
+    ]
     (tmp_path / "v.jsonl").write_text(json.dumps({"message": json.dumps(msg), "answer": "red"}) + "\n")
     ex = load_examples(DatasetSpec(path=str(tmp_path / "v.jsonl"), adapter="vermulti"))[0]
     assert render(ex, "image").images[0].getpixel((0, 0)) == (220, 30, 30)
@@ -89,13 +102,24 @@ def test_vermulti_malformed_message_names_the_field(tmp_path):
 def test_mathvision_options():
     one, two, three = load("mathvision.jsonl", "mathvision")
     assert one.question == "Which number should be written in place of the question mark?"
-    assert one.choices is None and one.answer_type == "auto" and one.meta == {"level": 2, "subject": "arithmetic"}
+    assert (
+        one.choices is None
+        and one.answer_type == "auto"
+        and one.meta == {"level": 2, "subject": "arithmetic"}
+    )
     assert two.choices is None and two.answer_type == "choice"  # letters only: the options are in the image
     assert three.choices == ["2", "3", "4"] and three.answer_type == "choice"
 
 
 def test_mathvision_reads_the_shared_benchmark():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "mathvision" / "testmini.jsonl"
+    path = (
+        Path(__file__).resolve().parents[2]
+        / "shared"
+        / "data"
+        / "benchmarks"
+        / "mathvision"
+        / "testmini.jsonl"
+    )
     if not path.exists():
         pytest.skip("../shared/data is absent")
     exs = load_examples(DatasetSpec(path=str(path), adapter="mathvision"))
@@ -103,7 +127,10 @@ def test_mathvision_reads_the_shared_benchmark():
 
 
 def test_helpers():
-    assert unbox("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and unbox("\\boxed{1} and \\boxed{2}") == "\\boxed{1} and \\boxed{2}"
+    assert (
+        unbox("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+        and unbox("\\boxed{1} and \\boxed{2}") == "\\boxed{1} and \\boxed{2}"
+    )
     assert unwrap_dollars("$x^2$") == "x^2" and unwrap_dollars("$a$ or $b$") == "$a$ or $b$"
     assert looks_like_choice("Pick one:\nA. red\nB. blue", "B")
     assert not looks_like_choice("What is 2 + 2?", "A")
@@ -111,15 +138,30 @@ def test_helpers():
 
 def test_canonical_rows_round_trip(tmp_path):
     img = Image.new("RGB", (4, 4), (1, 2, 3))
-    ex = Example(id="r1", question="q?", answer="3", images=[str(FIX / "images/red.png"), img],
-                 caption="cap", choices=["1", "3"], answer_type="choice", source="src", tolerance=0.5,
-                 meta={"k": [1, 2]})
+    ex = Example(
+        id="r1",
+        question="q?",
+        answer="3",
+        images=[str(FIX / "images/red.png"), img],
+        caption="cap",
+        choices=["1", "3"],
+        answer_type="choice",
+        source="src",
+        tolerance=0.5,
+        meta={"k": [1, 2]},
+    )
     out = tmp_path / "out"
     out.mkdir()
     row = example_to_row(ex, out)
     assert row["images"][0].startswith("..") and row["images"][1].startswith("images/")
     (out / "rows.jsonl").write_text(json.dumps(row) + "\n")
     back = load_examples(DatasetSpec(path=str(out / "rows.jsonl")))[0]
-    assert (back.id, back.question, back.answer, back.caption, back.choices) == ("r1", "q?", "3", "cap", ["1", "3"])
+    assert (back.id, back.question, back.answer, back.caption, back.choices) == (
+        "r1",
+        "q?",
+        "3",
+        "cap",
+        ["1", "3"],
+    )
     assert (back.answer_type, back.source, back.tolerance, back.meta) == ("choice", "src", 0.5, {"k": [1, 2]})
     assert render(back, "image").images[1].getpixel((0, 0)) == (1, 2, 3)

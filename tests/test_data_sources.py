@@ -29,7 +29,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-# ---- spec ---------------------------------------------------------------------------------------------------
+# ---- spec ----------------------------------------------------------------------------------------
+
 
 def test_spec_needs_exactly_one_source():
     with pytest.raises(ValidationError, match="exactly one of path, hub or generator"):
@@ -61,7 +62,8 @@ def test_every_spec_field_is_documented():
         assert field.description, name
 
 
-# ---- formats ------------------------------------------------------------------------------------------------
+# ---- formats -------------------------------------------------------------------------------------
+
 
 def test_jsonl_generic_rows_and_images():
     exs = load_examples(DatasetSpec(path=str(FIX / "generic.jsonl")))
@@ -75,8 +77,10 @@ def test_jsonl_generic_rows_and_images():
 
 
 def test_mapped_fields_with_dotted_keys():
-    spec = DatasetSpec(path=str(FIX / "generic_mapped.jsonl"),
-                       fields={"id": "uid", "question": "prompt_text", "answer": "final.value", "images": "pic"})
+    spec = DatasetSpec(
+        path=str(FIX / "generic_mapped.jsonl"),
+        fields={"id": "uid", "question": "prompt_text", "answer": "final.value", "images": "pic"},
+    )
     a, b = load_examples(spec)
     assert (a.id, a.question, a.answer, a.images) == ("m1", "Compute $1/2 + 1/4$.", "\\frac{3}{4}", [])
     assert b.answer == "a triangle" and len(b.images) == 1
@@ -94,8 +98,13 @@ def test_json_list_and_dict_files():
 def test_parquet_with_image_bytes(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    table = pa.table({"problem": ["What colour?", "What is 1 + 1?"], "answer": ["green", "2"],
-                      "images": [[{"bytes": png_bytes(), "path": None}], []]})
+    table = pa.table(
+        {
+            "problem": ["What colour?", "What is 1 + 1?"],
+            "answer": ["green", "2"],
+            "images": [[{"bytes": png_bytes(), "path": None}], []],
+        }
+    )
     pq.write_table(table, tmp_path / "d.parquet")
     exs = load_examples(DatasetSpec(path=str(tmp_path / "d.parquet")))
     assert isinstance(exs[0].images[0], bytes) and exs[1].images == []
@@ -142,7 +151,8 @@ def test_generator_spec():
     assert len(exs) == 3 and exs[0].question.startswith("What is ")
 
 
-# ---- images ---------------------------------------------------------------------------------------------------
+# ---- images --------------------------------------------------------------------------------------
+
 
 def test_image_references_of_every_kind(tmp_path):
     data = png_bytes()
@@ -174,7 +184,8 @@ def test_mixed_text_and_image_examples_render():
     assert [len(p.images) for p in prompts] == [0, 1, 2, 1]
 
 
-# ---- bad rows -------------------------------------------------------------------------------------------------
+# ---- bad rows ------------------------------------------------------------------------------------
+
 
 def test_first_bad_row_names_file_line_and_field():
     with pytest.raises(DataError) as err:
@@ -183,12 +194,15 @@ def test_first_bad_row_names_file_line_and_field():
     assert f"{FIX / 'bad.jsonl'}:2 (field 'answer')" in str(err.value) and "missing answer" in str(err.value)
 
 
-@pytest.mark.parametrize("line, field, text", [
-    (3, None, "malformed JSON"),
-    (4, "images", "image not found"),
-    (6, None, "not an object"),
-    (7, "question", "empty question"),
-])
+@pytest.mark.parametrize(
+    "line, field, text",
+    [
+        (3, None, "malformed JSON"),
+        (4, "images", "image not found"),
+        (6, None, "not an object"),
+        (7, "question", "empty question"),
+    ],
+)
 def test_each_kind_of_bad_row(tmp_path, line, field, text):
     rows = (FIX / "bad.jsonl").read_text().splitlines()
     path = tmp_path / "one.jsonl"
@@ -207,14 +221,17 @@ def test_skip_bad_rows_counts_and_logs_each():
 
 
 def test_unreadable_image_is_caught_when_rendered(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [{"id": "b", "question": "q", "answer": "1",
-                                              "image": str(FIX / "images/broken.png")}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"id": "b", "question": "q", "answer": "1", "image": str(FIX / "images/broken.png")}],
+    )
     ex = load_examples(DatasetSpec(path=str(path)))[0]  # exists: decoding waits
     with pytest.raises(DataError, match="example b: unreadable image"):
         render(ex, "image")
 
 
 def test_check_images_off_defers_missing_files():
-    exs = load_examples(DatasetSpec(path=str(FIX / "bad.jsonl")), skip_bad_rows=True, check_images=False,
-                        log=lambda m: None)
+    exs = load_examples(
+        DatasetSpec(path=str(FIX / "bad.jsonl")), skip_bad_rows=True, check_images=False, log=lambda m: None
+    )
     assert "missing-image" in [e.id for e in exs]

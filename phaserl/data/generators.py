@@ -18,8 +18,11 @@ from functools import lru_cache
 from phaserl.data.schema import Example
 
 Problem = tuple[int, str, int]  # (a, op, b)
-_OPS: dict[str, Callable[[int, int], int]] = {"+": lambda a, b: a + b, "-": lambda a, b: a - b,
-                                               "*": lambda a, b: a * b}
+_OPS: dict[str, Callable[[int, int], int]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+}
 _ENUMERATE_BELOW = 200_000  # universes up to this size are listed; larger ones are sampled
 
 
@@ -41,9 +44,16 @@ def in_test_split(problem: Problem, test_fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < test_fraction
 
 
-def sample_problems(n: int, *, digits: int = 1, ops: list[str] | tuple[str, ...] = ("+",), seed: int = 0,
-                    split: str = "train", test_fraction: float = 0.5, unique: bool | None = None
-                    ) -> list[Problem]:
+def sample_problems(
+    n: int,
+    *,
+    digits: int = 1,
+    ops: list[str] | tuple[str, ...] = ("+",),
+    seed: int = 0,
+    split: str = "train",
+    test_fraction: float = 0.5,
+    unique: bool | None = None,
+) -> list[Problem]:
     """n problems of one split. unique (default: True for test, False for train) forbids repeats; the
     train split repeats problems because one-digit sums offer only a few dozen."""
     if split not in ("train", "test"):
@@ -58,8 +68,10 @@ def sample_problems(n: int, *, digits: int = 1, ops: list[str] | tuple[str, ...]
     if len(operands) ** 2 * len(ops) <= _ENUMERATE_BELOW:
         pool = _pool(digits, tuple(ops), test_fraction, want_test)
         if unique and n > len(pool):
-            raise ValueError(f"only {len(pool)} distinct {split} problems with digits={digits}, ops={list(ops)}, "
-                             f"test_fraction={test_fraction}; ask for fewer, or set unique=False")
+            raise ValueError(
+                f"only {len(pool)} distinct {split} problems with digits={digits}, ops={list(ops)}, "
+                f"test_fraction={test_fraction}; ask for fewer, or set unique=False"
+            )
         if not pool:
             raise ValueError(f"the {split} split is empty with test_fraction={test_fraction}")
         return rng.sample(pool, n) if unique else [rng.choice(pool) for _ in range(n)]
@@ -69,12 +81,24 @@ def sample_problems(n: int, *, digits: int = 1, ops: list[str] | tuple[str, ...]
 @lru_cache(maxsize=16)
 def _pool(digits: int, ops: tuple[str, ...], test_fraction: float, want_test: bool) -> list[Problem]:
     operands = _operands(digits)
-    return [(a, op, b) for op in ops for a in operands for b in operands
-            if _valid(a, op, b) and in_test_split((a, op, b), test_fraction) == want_test]
+    return [
+        (a, op, b)
+        for op in ops
+        for a in operands
+        for b in operands
+        if _valid(a, op, b) and in_test_split((a, op, b), test_fraction) == want_test
+    ]
 
 
-def _rejection_sample(n: int, operands: range, ops: list[str], rng: random.Random, test_fraction: float,
-                      want_test: bool, unique: bool) -> list[Problem]:
+def _rejection_sample(
+    n: int,
+    operands: range,
+    ops: list[str],
+    rng: random.Random,
+    test_fraction: float,
+    want_test: bool,
+    unique: bool,
+) -> list[Problem]:
     out: list[Problem] = []
     seen: set[Problem] = set()
     while len(out) < n:
@@ -91,15 +115,28 @@ def _expression(problem: Problem) -> str:
     return f"{a} {op} {b}"
 
 
-def arithmetic(n: int = 1000, digits: int = 1, ops: list[str] | tuple[str, ...] = ("+",), seed: int = 0,
-               split: str = "train", test_fraction: float = 0.5, unique: bool | None = None) -> list[Example]:
+def arithmetic(
+    n: int = 1000,
+    digits: int = 1,
+    ops: list[str] | tuple[str, ...] = ("+",),
+    seed: int = 0,
+    split: str = "train",
+    test_fraction: float = 0.5,
+    unique: bool | None = None,
+) -> list[Example]:
     """Text problems "What is a + b?" with a number answer."""
-    problems = sample_problems(n, digits=digits, ops=ops, seed=seed, split=split, test_fraction=test_fraction,
-                               unique=unique)
+    problems = sample_problems(
+        n, digits=digits, ops=ops, seed=seed, split=split, test_fraction=test_fraction, unique=unique
+    )
     return [
-        Example(id=f"arithmetic-{split}-s{seed}-{i:06d}", question=f"What is {_expression(p)}?",
-                answer=str(_OPS[p[1]](p[0], p[2])), answer_type="number", source="arithmetic",
-                meta={"a": p[0], "op": p[1], "b": p[2]})
+        Example(
+            id=f"arithmetic-{split}-s{seed}-{i:06d}",
+            question=f"What is {_expression(p)}?",
+            answer=str(_OPS[p[1]](p[0], p[2])),
+            answer_type="number",
+            source="arithmetic",
+            meta={"a": p[0], "op": p[1], "b": p[2]},
+        )
         for i, p in enumerate(problems)
     ]
 
@@ -121,29 +158,44 @@ def draw_expression(text: str, size: tuple[int, int] = (112, 112), font_size: in
     fs = font_size or max(8, min(height // 3, int(1.6 * width / max(len(text), 1))))
     font = _font(fs)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text(((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text, fill=0, font=font)
+    draw.text(
+        ((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text, fill=0, font=font
+    )
     return image
 
 
-def arithmetic_vl(n: int = 1000, digits: int = 1, ops: list[str] | tuple[str, ...] = ("+",), seed: int = 0,
-                  split: str = "train", test_fraction: float = 0.5, unique: bool | None = None,
-                  image_size: tuple[int, int] | list[int] = (112, 112)) -> list[Example]:
+def arithmetic_vl(
+    n: int = 1000,
+    digits: int = 1,
+    ops: list[str] | tuple[str, ...] = ("+",),
+    seed: int = 0,
+    split: str = "train",
+    test_fraction: float = 0.5,
+    unique: bool | None = None,
+    image_size: tuple[int, int] | list[int] = (112, 112),
+) -> list[Example]:
     """The arithmetic problems shown only in an image; the caption says what the image shows (phase 2)."""
-    problems = sample_problems(n, digits=digits, ops=ops, seed=seed, split=split, test_fraction=test_fraction,
-                               unique=unique)
+    problems = sample_problems(
+        n, digits=digits, ops=ops, seed=seed, split=split, test_fraction=test_fraction, unique=unique
+    )
     cache: dict[Problem, object] = {}  # repeated problems share one image object (read-only downstream)
     out = []
     for i, p in enumerate(problems):
         expr = _expression(p)
         if p not in cache:
             cache[p] = draw_expression(expr, tuple(image_size))
-        out.append(Example(
-            id=f"arithmetic_vl-{split}-s{seed}-{i:06d}",
-            question="What is the result of the expression in the image?",
-            answer=str(_OPS[p[1]](p[0], p[2])), images=[cache[p]], answer_type="number",
-            caption=f"An image showing the expression {expr} in black digits on white.",
-            source="arithmetic_vl", meta={"a": p[0], "op": p[1], "b": p[2]},
-        ))
+        out.append(
+            Example(
+                id=f"arithmetic_vl-{split}-s{seed}-{i:06d}",
+                question="What is the result of the expression in the image?",
+                answer=str(_OPS[p[1]](p[0], p[2])),
+                images=[cache[p]],
+                answer_type="number",
+                caption=f"An image showing the expression {expr} in black digits on white.",
+                source="arithmetic_vl",
+                meta={"a": p[0], "op": p[1], "b": p[2]},
+            )
+        )
     return out
 
 

@@ -32,20 +32,31 @@ class DatasetSpec(BaseModel):
     """One dataset of a stage's mixture: exactly one of path, hub or generator."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, description="label in logs and mixtures; default: file stem, generator or hub id")
-    path: str | None = Field(None, description="local .jsonl/.json/.parquet file, a folder of them, or a glob")
-    hub: str | None = Field(None, description="Hugging Face datasets id, loaded with `datasets` (needs the hub)")
+    name: str | None = Field(
+        None, description="label in logs and mixtures; default: file stem, generator or hub id"
+    )
+    path: str | None = Field(
+        None, description="local .jsonl/.json/.parquet file, a folder of them, or a glob"
+    )
+    hub: str | None = Field(
+        None, description="Hugging Face datasets id, loaded with `datasets` (needs the hub)"
+    )
     split: str = Field("train", description="hub split to load (ignored for local files)")
     subset: str | None = Field(None, description="hub configuration name, if the dataset has several")
     adapter: str = Field("generic", description="row format: generic, deepscaler, virl39k, geometry3k, ...")
-    fields: dict[str, str] = Field(default_factory=dict,
-                                   description="generic adapter field names, e.g. {question: problem}")
-    image_root: str | None = Field(None, description="folder for relative image paths; default: the file's folder")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="generic adapter field names, e.g. {question: problem}"
+    )
+    image_root: str | None = Field(
+        None, description="folder for relative image paths; default: the file's folder"
+    )
     generator: str | None = Field(None, description="built-in generated task (see phaserl.data.generators)")
     generator_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the generator")
     limit: int | None = Field(None, ge=0, description="keep at most this many examples (the first ones)")
     weight: float = Field(1.0, ge=0, description="sampling weight of this dataset in a mixture")
-    answer_type: str | None = Field(None, description="force this answer type on every row (auto, number, ...)")
+    answer_type: str | None = Field(
+        None, description="force this answer type on every row (auto, number, ...)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -71,7 +82,7 @@ def _stem(path: str) -> str:
     return p.stem if p.suffix in FILE_SUFFIXES else p.name
 
 
-# ---- reading rows -----------------------------------------------------------------------------------------
+# ---- reading rows --------------------------------------------------------------------------------
 
 Where = tuple[str, "int | None"]  # (file label, 1-based line or None) for error messages
 
@@ -111,11 +122,18 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[Where, dict | DataError]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                yield where, DataError(f"malformed JSON: {e.msg} (column {e.colno})", path=str(path), line=line_no)
+                yield (
+                    where,
+                    DataError(f"malformed JSON: {e.msg} (column {e.colno})", path=str(path), line=line_no),
+                )
                 continue
             if not isinstance(row, dict):
-                yield where, DataError(f"row is a JSON {type(row).__name__}, not an object", path=str(path),
-                                       line=line_no)
+                yield (
+                    where,
+                    DataError(
+                        f"row is a JSON {type(row).__name__}, not an object", path=str(path), line=line_no
+                    ),
+                )
                 continue
             yield where, row
 
@@ -124,9 +142,13 @@ def _json_rows(path: Path) -> Iterator[tuple[Where, dict | DataError]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"malformed JSON: {e.msg} (column {e.colno})", path=str(path), line=e.lineno) from None
+        raise DataError(
+            f"malformed JSON: {e.msg} (column {e.colno})", path=str(path), line=e.lineno
+        ) from None
     if isinstance(data, dict):  # {id: row} as in MathVista; the key becomes the id when the row has none
-        items = [(str(k), {"id": k, **v} if isinstance(v, dict) and "id" not in v else v) for k, v in data.items()]
+        items = [
+            (str(k), {"id": k, **v} if isinstance(v, dict) and "id" not in v else v) for k, v in data.items()
+        ]
     elif isinstance(data, list):
         items = [(str(i), row) for i, row in enumerate(data)]
     else:
@@ -143,7 +165,9 @@ def _parquet_rows(path: Path) -> Iterator[tuple[Where, dict | DataError]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError("reading parquet needs pyarrow (pip install 'phaserl[datasets]')", path=str(path)) from None
+        raise DataError(
+            "reading parquet needs pyarrow (pip install 'phaserl[datasets]')", path=str(path)
+        ) from None
     idx = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
         for row in batch.to_pylist():
@@ -155,14 +179,16 @@ def _hub_rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError]]:
     try:
         import datasets
     except ImportError:
-        raise DataError("loading from the hub needs the `datasets` package (pip install 'phaserl[datasets]')",
-                        path=spec.hub) from None
+        raise DataError(
+            "loading from the hub needs the `datasets` package (pip install 'phaserl[datasets]')",
+            path=spec.hub,
+        ) from None
     ds = datasets.load_dataset(spec.hub, spec.subset, split=spec.split)
     for idx, row in enumerate(ds):
         yield (f"{spec.hub}[{spec.split}][{idx}]", None), dict(row)
 
 
-# ---- images --------------------------------------------------------------------------------------------------
+# ---- images --------------------------------------------------------------------------------------
 
 
 def resolve_image(ref: Any, root: str | Path | None, check: bool = True) -> Any:
@@ -186,8 +212,9 @@ def resolve_image(ref: Any, root: str | Path | None, check: bool = True) -> Any:
     if ref.startswith("data:"):
         return _decode_base64(ref.partition(",")[2], check)
     if ref.startswith(("http://", "https://")):
-        raise DataError(f"remote image URL {ref[:120]!r} is not fetched; download it and give a path",
-                        field="images")
+        raise DataError(
+            f"remote image URL {ref[:120]!r} is not fetched; download it and give a path", field="images"
+        )
     path = resolve_image_path(ref, root)
     if not path.is_file() and len(ref) > 100 and _BASE64.match(ref):
         return _decode_base64(ref, check)
@@ -231,8 +258,9 @@ def _rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError, str | No
             yield where, row, root
 
 
-def _convert(row: dict, idx: int, where: Where, root: str | None, spec: DatasetSpec, adapter,
-             check_images: bool) -> Example:
+def _convert(
+    row: dict, idx: int, where: Where, root: str | None, spec: DatasetSpec, adapter, check_images: bool
+) -> Example:
     """Adapter + image resolution + spec overrides, every failure re-raised naming file and line."""
     try:
         ex = adapter(row, idx, spec)
@@ -248,8 +276,13 @@ def _convert(row: dict, idx: int, where: Where, root: str | None, spec: DatasetS
     return ex
 
 
-def load_examples(spec: DatasetSpec, *, skip_bad_rows: bool = False, check_images: bool = True,
-                  log: Callable[[str], None] = print) -> list[Example]:
+def load_examples(
+    spec: DatasetSpec,
+    *,
+    skip_bad_rows: bool = False,
+    check_images: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[Example]:
     """All examples of one dataset (the first `limit`). Raises DataError on the first bad row unless
     skip_bad_rows, in which case each bad row is logged and a summary line follows."""
     if spec.generator:
@@ -294,8 +327,13 @@ def _finish(examples: list[Example], spec: DatasetSpec, log: Callable[[str], Non
     return examples
 
 
-def load_file(path: str, adapter: str = "generic", fields: dict[str, str] | None = None,
-              image_root: str | None = None, **kwargs) -> list[Example]:
+def load_file(
+    path: str,
+    adapter: str = "generic",
+    fields: dict[str, str] | None = None,
+    image_root: str | None = None,
+    **kwargs,
+) -> list[Example]:
     """Shorthand used by the data tools: load_examples on a local file."""
     spec = DatasetSpec(path=path, adapter=adapter, fields=fields or {}, image_root=image_root)
     return load_examples(spec, **kwargs)

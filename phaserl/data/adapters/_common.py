@@ -77,8 +77,8 @@ def unbox(answer: str) -> str:
     r"""`\boxed{17^\circ}` -> `17^\circ` when the whole answer is one box (ViRL39K stores answers boxed)."""
     s = answer.strip()
     for prefix in ("\\boxed{", "\\fbox{"):
-        if s.startswith(prefix) and s.endswith("}") and _balanced(s[len(prefix):-1]):
-            return s[len(prefix):-1].strip()
+        if s.startswith(prefix) and s.endswith("}") and _balanced(s[len(prefix) : -1]):
+            return s[len(prefix) : -1].strip()
     return s
 
 
@@ -138,7 +138,7 @@ def unwrap_dollars(answer: str) -> str:
     """`$\\frac{1}{2}$` -> `\\frac{1}{2}` (LMM-R1 stores golds as inline math)."""
     s = answer.strip()
     for fence in ("$$", "$"):
-        inner = s[len(fence):-len(fence)] if len(s) > 2 * len(fence) else ""
+        inner = s[len(fence) : -len(fence)] if len(s) > 2 * len(fence) else ""
         if s.startswith(fence) and s.endswith(fence) and inner and "$" not in inner:
             return inner.strip()
     return s

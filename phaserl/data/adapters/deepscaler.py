@@ -20,6 +20,6 @@ def to_example(row: dict, idx: int, spec) -> Example:
         id=row_id(row, ("id", "uid"), spec, idx),
         question=require_text(row, ("problem", "question"), "question"),
         answer=require_text(row, ("answer",), "answer"),
-        source=spec.name or "deepscaler",
+        source="deepscaler",
         meta=meta,
     )

@@ -44,9 +44,20 @@ DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 MAPPABLE_FIELDS = tuple(DEFAULT_FIELDS)
 # Answer-type spellings of other datasets (MathVista: integer/float/text) mapped onto ours.
-_TYPE_ALIASES = {"integer": "number", "int": "number", "float": "number", "numeric": "number",
-                 "text": "string", "str": "string", "multi_choice": "choice", "multiple_choice": "choice",
-                 "multi-choice": "choice", "mc": "choice", "free_form": "auto", "expression": "math"}
+_TYPE_ALIASES = {
+    "integer": "number",
+    "int": "number",
+    "float": "number",
+    "numeric": "number",
+    "text": "string",
+    "str": "string",
+    "multi_choice": "choice",
+    "multiple_choice": "choice",
+    "multi-choice": "choice",
+    "mc": "choice",
+    "free_form": "auto",
+    "expression": "math",
+}
 
 
 def to_example(row: dict, idx: int, spec) -> Example:
@@ -137,7 +148,7 @@ def _image_ref(ref: Any, out_dir: Path, image_dir: Path) -> str:
     if isinstance(ref, dict):
         ref = ref.get("bytes") or ref.get("path")
     if isinstance(ref, (str, Path)):
-        path = str(ref)[len("file://"):] if str(ref).startswith("file://") else str(ref)
+        path = str(ref)[len("file://") :] if str(ref).startswith("file://") else str(ref)
         return os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
     if isinstance(ref, Image.Image):
         buf = io.BytesIO()
@@ -153,4 +164,3 @@ def _image_ref(ref: Any, out_dir: Path, image_dir: Path) -> str:
     if not path.exists():
         path.write_bytes(data)
     return os.path.relpath(path.resolve(), out_dir.resolve())
-

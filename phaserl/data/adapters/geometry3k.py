@@ -32,7 +32,7 @@ def to_example(row: dict, idx: int, spec) -> Example:
         question=strip_image_tags(require_text(row, ("problem", "question"), "question")),
         answer=require_text(row, ("answer",), "answer"),
         images=image_list(first_field(row, ("images", "image"))[1]),
-        source=spec.name or "geometry3k",
+        source="geometry3k",
     )
 
 
@@ -48,6 +48,6 @@ def _original(row: dict, idx: int, spec) -> Example:
         images=images,
         choices=choices,
         answer_type="choice" if choices else "auto",
-        source=spec.name or "geometry3k",
+        source="geometry3k",
         meta=meta,
     )

@@ -36,8 +36,9 @@ def to_example(row: dict, idx: int, spec) -> Example:
         return _llava(row, idx, spec)
     if "message" in row or "messages" in row:
         return _chat(row, idx, spec)
-    raise DataError("expected 'conversations' (MathV360K) or 'message' (VerMulti) in the row",
-                    field="conversations")
+    raise DataError(
+        "expected 'conversations' (MathV360K) or 'message' (VerMulti) in the row", field="conversations"
+    )
 
 
 def _llava(row: dict, idx: int, spec) -> Example:
@@ -59,7 +60,7 @@ def _llava(row: dict, idx: int, spec) -> Example:
         answer=answer,
         images=images,
         answer_type="choice" if looks_like_choice(question, answer) else "auto",
-        source=first.split("/")[0] if "/" in first else (spec.name or "mathv360k"),
+        source=first.split("/")[0] if "/" in first else "mathv360k",
     )
 
 
@@ -85,7 +86,7 @@ def _chat(row: dict, idx: int, spec) -> Example:
         answer=answer,
         images=images,
         answer_type="choice" if looks_like_choice(question, answer) else "auto",
-        source=spec.name or "vermulti",
+        source="vermulti",
         meta={"system": system[0]} if system and isinstance(system[0], str) else {},
     )
 

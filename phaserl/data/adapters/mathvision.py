@@ -27,6 +27,6 @@ def to_example(row: dict, idx: int, spec) -> Example:
         images=image_list(row.get("image") or row.get("images")),
         choices=None if letters_only else options,
         answer_type="choice" if options else "auto",
-        source=spec.name or "mathvision",
+        source="mathvision",
         meta={k: row[k] for k in ("level", "subject") if row.get(k) is not None},
     )

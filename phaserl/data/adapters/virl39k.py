@@ -37,6 +37,6 @@ def to_example(row: dict, idx: int, spec) -> Example:
         answer=answer,
         images=image_list(first_field(row, ("image", "images"))[1]),
         answer_type="choice" if looks_like_choice(question, answer) else "auto",
-        source=str(source) if source else (spec.name or "virl39k"),
+        source=str(source) if source else "virl39k",
         meta=plain_meta(row, _USED),
     )
