@@ -153,12 +153,15 @@ def number_equal(gold: str, pred: str, tolerance: float | None = None,
         return numbers_equal(g, p, tolerance, rel_tolerance)
     if not pred.strip():
         return False
+    statement = "=" in pred or _looks_like_prose(pred)
+    if statement:  # the cheap reading first: most statements end with their value
+        p = last_number(pred)
+        if p is not None and numbers_equal(g, p, tolerance, rel_tolerance):
+            return True
     verdict, pred_is_math = _math_verdict(gold, pred, tolerance)
-    if verdict:
-        return True
-    if pred_is_math and "=" not in pred and not _looks_like_prose(pred):
-        return False
-    p = last_number(pred)
+    if verdict or statement or pred_is_math:
+        return bool(verdict)
+    p = last_number(pred)  # no mathematical reading at all ("it's 7!!"): its last number
     return p is not None and numbers_equal(g, p, tolerance, rel_tolerance)
 
 
