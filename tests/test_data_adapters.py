@@ -165,3 +165,35 @@ def test_canonical_rows_round_trip(tmp_path):
     )
     assert (back.answer_type, back.source, back.tolerance, back.meta) == ("choice", "src", 0.5, {"k": [1, 2]})
     assert render(back, "image").images[1].getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_generic_chat_prompt_rows_verl_style(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    png = (FIX / "images/red.png").read_bytes()
+    table = pa.table(
+        {
+            "prompt": [
+                [{"role": "system", "content": "Think."}, {"role": "user", "content": "<image>What colour?"}]
+            ],
+            "images": [[{"bytes": png, "path": None}]],
+            "reward_model": [{"ground_truth": "red", "style": "rule"}],
+            "data_source": ["toy"],
+        }
+    )
+    pq.write_table(table, tmp_path / "verl.parquet")
+    spec = DatasetSpec(path=str(tmp_path / "verl.parquet"), fields={"answer": "reward_model.ground_truth"})
+    (ex,) = load_examples(spec)
+    assert (ex.question, ex.answer, ex.source) == ("What colour?", "red", "toy")
+    assert render(ex, "image").images[0].getpixel((0, 0)) == (220, 30, 30)
+
+
+def test_generic_strips_image_placeholders(tmp_path):
+    (tmp_path / "d.jsonl").write_text(
+        '{"question": "<image>\\nFind x.", "answer": "2"}\n{"question": "<image>", "answer": "1"}\n'
+    )
+    with pytest.raises(DataError, match="only an <image> placeholder") as err:
+        load_examples(DatasetSpec(path=str(tmp_path / "d.jsonl")))
+    assert err.value.line == 2
+    (ex,) = load_examples(DatasetSpec(path=str(tmp_path / "d.jsonl")), skip_bad_rows=True, log=lambda m: None)
+    assert ex.question == "Find x."

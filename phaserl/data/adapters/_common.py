@@ -142,3 +142,25 @@ def unwrap_dollars(answer: str) -> str:
         if s.startswith(fence) and s.endswith(fence) and inner and "$" not in inner:
             return inner.strip()
     return s
+
+
+def chat_user_parts(messages: list[dict], key: str) -> tuple[list[str], list]:
+    """Texts and image references of the user turns of a chat (OpenAI / Qwen content-part style)."""
+    texts, images = [], []
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        if not isinstance(content, list):
+            raise DataError("user content must be text or a list of parts", field=key)
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                texts.append(str(part.get("text", "")))
+            elif kind in ("image", "image_url"):
+                ref = part.get("image") or part.get("image_url")
+                images.append(ref.get("url") if isinstance(ref, dict) else ref)
+    return texts, images

@@ -8,6 +8,8 @@ Sample row (every field but question and answer optional; names mappable with `f
 Without a mapping, common alternatives are recognised: question|problem|prompt|query, answer|final_answer|
 ground_truth|gold, images|image|image_path|image_paths, choices|options, id|uid|qid|pid. A mapping such as
 `fields: {question: problem, answer: reward_model.ground_truth}` names the key to use (dots reach into dicts).
+A chat-style question (verl/EasyR1 parquet `prompt`: [{"role": "user", "content": "<image>Find x."}]) gives
+its user text.
 
 `example_to_row` is the inverse: what every data tool writes, so its outputs load back with this adapter.
 """
@@ -21,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from phaserl.data.adapters._common import (
+    chat_user_parts,
     choice_list,
     first_field,
     image_list,
     plain_meta,
     require_text,
     row_id,
+    strip_image_tags,
 )
 from phaserl.data.schema import ANSWER_TYPES, DataError, Example
 
@@ -66,11 +70,12 @@ def to_example(row: dict, idx: int, spec) -> Example:
     _, source = first_field(row, keys["source"])
     meta = dict(row["meta"]) if isinstance(row.get("meta"), dict) else {}
     meta.update(plain_meta(row, used))
+    question, chat_images = _question(row, keys["question"])
     return Example(
         id=row_id(row, keys["id"], spec, idx),
-        question=require_text(row, keys["question"], "question"),
+        question=question,
         answer=require_text(row, keys["answer"], "answer"),
-        images=image_list(first_field(row, keys["images"])[1]),
+        images=image_list(first_field(row, keys["images"])[1]) or chat_images,
         caption=_optional_text(row, keys["caption"]),
         answer_type=_answer_type(row, keys["answer_type"]),
         choices=_choices(row, keys["choices"]),
@@ -86,6 +91,24 @@ def _keys(fields: dict[str, str]) -> dict[str, tuple[str, ...]]:
     if unknown:
         raise ValueError(f"unknown field mapping keys {sorted(unknown)}; mappable: {list(MAPPABLE_FIELDS)}")
     return {name: (fields[name],) if name in fields else default for name, default in DEFAULT_FIELDS.items()}
+
+
+def _question(row: dict, keys: tuple[str, ...]) -> tuple[str, list]:
+    """The question text without `<image>` placeholders; a chat-style prompt (verl/EasyR1 parquet: a list of role/content messages) gives
+    its user text, and its image parts serve when the row has no image field."""
+    key, value = first_field(row, keys)
+    if not isinstance(value, list):
+        question = strip_image_tags(require_text(row, keys, "question"))
+        if not question:
+            raise DataError("the question is only an <image> placeholder", field=key)
+        return question, []
+    if not all(isinstance(m, dict) for m in value):
+        raise DataError("a list-valued question must be chat messages {role, content}", field=key)
+    texts, images = chat_user_parts(value, key)
+    question = strip_image_tags("\n".join(t for t in texts if t.strip()))
+    if not question:
+        raise DataError("missing question (no user text in the chat)", field=key)
+    return question, images
 
 
 def _optional_text(row: dict, keys: tuple[str, ...]) -> str | None:

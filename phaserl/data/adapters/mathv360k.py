@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 from phaserl.data.adapters._common import (
+    chat_user_parts,
     image_list,
     looks_like_choice,
     require_text,
@@ -74,7 +75,7 @@ def _chat(row: dict, idx: int, spec) -> Example:
             raise DataError(f"malformed JSON in the chat string: {e.msg} (char {e.pos})", field=key) from None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise DataError("expected a list of {role, content} messages", field=key)
-    texts, images = _user_parts(messages, key)
+    texts, images = chat_user_parts(messages, key)
     if not "".join(texts).strip():
         raise DataError("missing question (no user text)", field=key)
     question = strip_image_tags("\n".join(t for t in texts if t.strip()))
@@ -89,24 +90,3 @@ def _chat(row: dict, idx: int, spec) -> Example:
         source="vermulti",
         meta={"system": system[0]} if system and isinstance(system[0], str) else {},
     )
-
-
-def _user_parts(messages: list[dict], key: str) -> tuple[list[str], list]:
-    texts, images = [], []
-    for message in messages:
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-            continue
-        if not isinstance(content, list):
-            raise DataError("user content must be text or a list of parts", field=key)
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text":
-                texts.append(str(part.get("text", "")))
-            elif kind in ("image", "image_url"):
-                ref = part.get("image") or part.get("image_url")
-                images.append(ref.get("url") if isinstance(ref, dict) else ref)
-    return texts, images
