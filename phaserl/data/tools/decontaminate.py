@@ -211,6 +211,25 @@ def find_overlaps(
     return reasons
 
 
+def _split(examples, items, text_index, image_index, threshold, image_hash_distance):
+    """(removed report rows, kept examples, image errors) over the training set, with a progress bar."""
+    removed, kept, errors = [], [], []
+    bar = progress(len(examples), "decontaminate")
+    for ex in examples:
+        reasons = find_overlaps(
+            ex, items, text_index, image_index, threshold=threshold, image_hash_distance=image_hash_distance
+        )
+        if any(r["type"] == "error" for r in reasons):
+            errors.append({"id": ex.id, "errors": [r["message"] for r in reasons if r["type"] == "error"]})
+        if any(r["type"] != "error" for r in reasons):
+            removed.append({"id": ex.id, "question": ex.question[:200], "reasons": reasons})
+        else:
+            kept.append(ex)
+        bar.update(1)
+    bar.close()
+    return removed, kept, errors
+
+
 def decontaminate_command(
     input: str,
     against: list[str] | str,
@@ -236,20 +255,7 @@ def decontaminate_command(
     items, text_index, image_index, bench_stats = build_indexes(
         resolve_against(against, benchmarks_dir), ngram, benchmark_images
     )
-    removed, kept, errors = [], [], []
-    bar = progress(len(examples), "decontaminate")
-    for ex in examples:
-        reasons = find_overlaps(
-            ex, items, text_index, image_index, threshold=threshold, image_hash_distance=image_hash_distance
-        )
-        if any(r["type"] == "error" for r in reasons):
-            errors.append({"id": ex.id, "errors": [r["message"] for r in reasons if r["type"] == "error"]})
-        if any(r["type"] != "error" for r in reasons):
-            removed.append({"id": ex.id, "question": ex.question[:200], "reasons": reasons})
-        else:
-            kept.append(ex)
-        bar.update(1)
-    bar.close()
+    removed, kept, errors = _split(examples, items, text_index, image_index, threshold, image_hash_distance)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_rows(out, (output_row(ex, out) for ex in kept))

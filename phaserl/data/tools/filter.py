@@ -143,10 +143,7 @@ def filter_command(
     scores_path = Path(scores) if scores else out.with_name(out.stem + ".scores.jsonl")
     done = read_journal(scores_path)
     todo = [ex for ex in examples if ex.id not in done]
-    if verifier is None:
-        from phaserl.rewards.verify import get_verifier
-
-        verifier = get_verifier()
+    verifier = verifier or _default_verifier()
     todo = _drop_bad_golds(todo, verifier, scores_path)
     if todo and engine is None:
         engine = make_engine(model, batch_size=batch_size, dtype=dtype)
@@ -171,6 +168,12 @@ def filter_command(
         bar.update(len(chunk))
     bar.close()
     return _finish(examples, read_journal(scores_path), out, scores_path, log)
+
+
+def _default_verifier():
+    from phaserl.rewards.verify import get_verifier
+
+    return get_verifier()
 
 
 def _drop_bad_golds(todo: list[Example], verifier, scores_path: Path) -> list[Example]:
