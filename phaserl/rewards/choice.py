@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 from phaserl.rewards.numbers import numbers_equal, parse_number
 
@@ -21,6 +22,8 @@ _LETTER_RES = [
     re.compile(r"(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*"
                r"(?:option\s+|choice\s+)?\(?((?-i:[A-Z]))\)?(?:[.:)]?(?:\s.*)?)", re.IGNORECASE),
     re.compile(r"(?:option|choice)\s+\(?((?-i:[A-Z]))\)?\.?", re.IGNORECASE),
+    # a sentence that ends by naming the option: "So the card for Michael must be A."
+    re.compile(r"(?:.*\s)?(?:is|be)\s+(?:option\s+|choice\s+)?\(?((?-i:[A-Z]))\)?\.?", re.IGNORECASE),
 ]
 # "A or B", "(A) and (B)", "A, B": a hedge names no option.
 _HEDGE_RE = re.compile(r"(?:\b(?:or|and)\s+|,\s*)\(?[A-Z]\)?(?![A-Za-z])")
@@ -33,7 +36,8 @@ def _plain(text: str) -> str:
     s = unicodedata.normalize("NFKC", text)
     for _ in range(3):  # \boxed{\text{(C)}} is two wrappers deep
         s = _WRAP_RE.sub(lambda m: m.group(1), s)
-    s = s.replace("$", "").replace("**", "").replace("\\(", "").replace("\\)", "")
+    for mark in ("$", "**", "\\(", "\\)", "\\[", "\\]", "\\displaystyle"):
+        s = s.replace(mark, "")
     return " ".join(s.split())
 
 
@@ -62,7 +66,7 @@ def is_bare_letter(text: str) -> bool:
 
 def normalize_option(text: str) -> str:
     """Case-, space- and dressing-insensitive form of an option text, for text-to-option matching."""
-    return _plain(text).casefold().rstrip(".").strip()
+    return "".join(_plain(text).casefold().rstrip(".").split())
 
 
 def option_index(text: str, choices: list[str]) -> int | None:
@@ -81,24 +85,30 @@ def option_index(text: str, choices: list[str]) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def resolve_letter(text: str, choices: list[str] | None) -> str | None:
-    """The option `text` picks: a stated letter first, else the option whose text it is."""
+def resolve_letter(text: str, choices: list[str] | None,
+                   same: Callable[[str, str], bool | None] | None = None) -> str | None:
+    """The option `text` picks: a stated letter, else the option whose text it is, else (when `same`
+    is given) the one option it equals mathematically, e.g. "\\frac{1}{4}" for the option "1:4".
+    """
     n = len(choices) if choices else None
     letter = letter_of(text, n)
     if letter is not None:
         return letter
-    if choices:
-        idx = option_index(text, choices)
-        if idx is not None:
-            return chr(ord("A") + idx)
-    return None
+    if not choices:
+        return None
+    idx = option_index(text, choices)
+    if idx is None and same is not None and text.strip():
+        hits = [i for i, c in enumerate(choices) if same(c, text)]
+        idx = hits[0] if len(hits) == 1 else None
+    return None if idx is None else chr(ord("A") + idx)
 
 
-def choice_equal(gold: str, pred: str, choices: list[str] | None) -> bool | None:
+def choice_equal(gold: str, pred: str, choices: list[str] | None,
+                 same: Callable[[str, str], bool | None] | None = None) -> bool | None:
     """True/False when the gold names an option, None when it names none (an unparseable gold)."""
     gold_letter = resolve_letter(gold, choices)
     if gold_letter is None:
         return None
     if choices and ord(gold_letter) - ord("A") >= len(choices):
         return None
-    return resolve_letter(pred, choices) == gold_letter
+    return resolve_letter(pred, choices, same) == gold_letter

@@ -19,6 +19,7 @@ from phaserl.rewards.choice import choice_equal, is_bare_letter, normalize_optio
 from phaserl.rewards.extract import boxed_group
 from phaserl.rewards.numbers import last_number, numbers_equal, parse_number
 
+_MAX_OPTION_MATH = 300  # a prediction longer than this is not compared symbolically with each option
 _MAX_DEPTH = 200  # brace nesting no real answer reaches; deeper input is undecidable, not worth a worker
 _DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
 _PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
@@ -71,6 +72,11 @@ def _latex_key(text: str) -> str:
 def _looks_like_prose(text: str) -> bool:
     """Several ordinary words outside \\text{}: let math-verify search the sentence instead of parsing it."""
     return len(_PROSE_WORD_RE.findall(_TEXT_GROUP_RE.sub(" ", text))) >= 2
+
+
+def _wordy(text: str) -> bool:
+    """Too long or too prose-like to be an option's math: not worth a symbolic check per option."""
+    return len(text) > _MAX_OPTION_MATH or _looks_like_prose(text)
 
 
 def _mv_parse(text: str) -> list:
@@ -183,7 +189,7 @@ def decide(gold: str, pred: str, answer_type: str = "auto", choices: list[str] |
     kind = resolve_type(gold, answer_type, choices)
     try:
         if kind == "choice":
-            return choice_equal(gold, pred, choices)
+            return choice_equal(gold, pred, choices, same=None if _wordy(pred) else math_equal)
         if kind == "number":
             return number_equal(gold, pred, tolerance, rel_tolerance)
         if kind == "string":

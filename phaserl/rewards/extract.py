@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-# "the answer is 7", "Final Answer: 7", "answer = 7"; the last one wins.
-_ANSWER_IS_RE = re.compile(r"answer\s{0,5}(?:is\b|:|=)", re.IGNORECASE)
+# "the answer is 7", "Final Answer: 7", "answer = 7", "the answer should be (D)"; the last one wins.
+_ANSWER_IS_RE = re.compile(r"answer\s{0,5}(?:(?:is|should be|would be|must be|will be)\b|:|=)", re.IGNORECASE)
 # A sentence ends at a period followed by white space (not the period of 3.5); also cut "I hope it is correct".
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
 # What may stand between boxes that list one answer: commas, "and", spacing, math delimiters.
