@@ -78,6 +78,17 @@ def test_choice_by_letter_or_option_text():
     assert choice_equal("eleven", "B", choices) is None
 
 
+def test_choice_matches_an_option_by_value_when_a_checker_is_given():
+    choices = ["$1:2$", "$1:3$", "$1:4$"]
+    assert choice_equal("C", r"\frac{1}{4}", choices) is False  # text rules alone do not see it
+    assert decide("C", r"\frac{1}{4}", choices=choices) is True  # the worker compares with each option
+    assert decide("A", r"8+2\sqrt{2}", choices=[r"$8+2 \sqrt{2}$", r"$11-\sqrt{2}$"]) is True  # spacing
+    assert decide("B", "45 cm^2", choices=[r"$36 \mathrm{~cm}^{2}$", r"$45 \mathrm{~cm}^{2}$"]) is True  # units
+    assert decide("A", r"\text{A}.\]", choices=list("ABCDE")) is True
+    assert decide("A", "So the card for Michael must be A.", choices=list("ABCDE")) is True
+    assert decide("A", "So it is A or B.", choices=list("ABCDE")) is False
+
+
 @pytest.mark.parametrize("gold, choices, kind", [
     ("B", ["1", "2"], "choice"), ("2", ["1", "2"], "choice"), (r"\text{C}", None, "choice"),
     ("7", None, "number"), ("1,000", None, "number"), (r"\frac{1}{2}", None, "number"),

@@ -61,6 +61,7 @@ def test_answer_block(text, want):
     ("answer: (B)", "(B)"),
     ("the answer is 3.5 apples", "3.5 apples"),
     ("The answer is 2. Then again the answer is 3.", "3"),
+    ("so the answer should be (D).", "(D)"),
     ("nothing stated", None),
 ])
 def test_answer_is(text, want):

@@ -1,5 +1,6 @@
 """The verifier pool: answers, cache, hard time bound, memory bound, adversarial inputs, health after."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -146,3 +147,11 @@ def test_closed_verifier_refuses_work():
     v.close()
     with pytest.raises(RuntimeError, match="closed"):
         v.check("1", "1")
+
+
+def test_a_forgotten_verifier_stops_its_workers():
+    v = Verifier(workers=1, timeout=1.0)
+    proc = v._pool._workers[0].proc
+    del v
+    gc.collect()
+    assert proc.poll() is not None  # killed and reaped, not left running

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict, deque
 
 from phaserl.data.schema import ANSWER_TYPES
@@ -66,6 +67,7 @@ class Verifier:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._pool = WorkerPool(workers, max_memory_mb, startup_timeout, self.stats)
+        self._finalizer = weakref.finalize(self, self._pool.close)  # a forgotten verifier still stops its workers
         self.last_seconds: list[float] = []  # per item of the last check_many: seconds in a worker (0 = not sent)
 
     def check(self, gold: str, pred: str, *, answer_type: str = "auto", choices: list[str] | None = None,
@@ -125,7 +127,8 @@ class Verifier:
     def close(self) -> None:
         """Stop every worker; the verifier cannot be used afterwards."""
         if os.getpid() == self._pid:
-            self._pool.close()
+            with self._lock:
+                self._finalizer()
 
     def __enter__(self) -> Verifier:
         return self
