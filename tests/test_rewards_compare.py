@@ -101,7 +101,7 @@ def test_resolve_type(gold, choices, kind):
 @pytest.mark.parametrize("gold, pred, want", [
     # the demo task: one-digit sums, answered in many dressings
     ("7", "7", True), ("7", "3 + 4 = 7", True), ("7", "It is 7 apples", True), ("7", "8", False),
-    ("7", "3 + 4 = 8", False), ("7", "", False), ("7", "seven", False),
+    ("7", "3 + 4 = 8", False), ("7", "", False), ("7", "seven", False), ("34", "3 4", False),
     # numbers: separators, percent, units, fractions
     ("7425000", "7,425,000", True), ("0.4", ".4", True), ("28%", "28", True), ("50%", "0.5", True),
     ("12", "12 cm", True), ("12", "12x", False), ("1000.99", "$1,000.99", True),

@@ -25,6 +25,7 @@ _DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
 _PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|operatorname)\s*\{[^{}]*\}")
 _SPACE_RE = re.compile(r"\s+")
+_SPACE_NEAR_SIGN_RE = re.compile(r"\s*([^\w\s])\s*")
 
 
 class Undecidable(Exception):
@@ -66,7 +67,8 @@ def _latex_key(text: str) -> str:
     """A cheap normal form: identical keys are certainly equal, so math-verify can be skipped."""
     s = text.strip().strip("$").strip().rstrip(".")
     s = s.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return _SPACE_RE.sub("", s)
+    s = _SPACE_NEAR_SIGN_RE.sub(r"\1", s)  # "x + 1" is "x+1", but "3 4" is not "34"
+    return _SPACE_RE.sub(" ", s)
 
 
 def _looks_like_prose(text: str) -> bool:
