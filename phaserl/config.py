@@ -90,6 +90,8 @@ class EvalConfig(_Strict):
     limit: int = Field(64, ge=1, description="examples evaluated (a fixed subset)")
     views: list[str] | None = Field(None, description="views to evaluate in (default: the stage's view)")
     max_new_tokens: int | None = Field(None, description="default: the rollout's max_new_tokens")
+    sampled: bool = Field(False, description="also report accuracy of one sample at the rollout temperature")
+    at_start: bool = Field(True, description="evaluate before the stage's first step too (when data is given)")
 
 
 class StageConfig(_Strict):
@@ -265,7 +267,29 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe_from_dict(raw, str(path))
 
 
+def _register_imported_rewards(raw: dict) -> None:
+    """Rewards named "package.module:function" are imported and registered before validation."""
+    import importlib
+
+    from phaserl.rewards.combine import REWARDS, register_reward
+
+    specs = list(raw.get("rewards") or [])
+    for st in raw.get("stages") or []:
+        if isinstance(st, dict):
+            specs += st.get("rewards") or []
+    for spec in specs:
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and ":" in name and name not in REWARDS:
+            module, _, attr = name.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as e:
+                raise ConfigError(f"reward {name!r}: cannot import it ({e})") from None
+            register_reward(name, fn)
+
+
 def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
+    _register_imported_rewards(raw)
     try:
         recipe = Recipe(**raw)
     except ValidationError as e:

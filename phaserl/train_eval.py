@@ -29,6 +29,11 @@ def evaluate_greedy(engine, stage, recipe) -> dict:
     out = {}
     params = SamplingParams(n=1, max_new_tokens=stage.eval.max_new_tokens or stage.rollout.max_new_tokens,
                             temperature=0.0, seed=0)
+    modes = [("", params)]
+    if stage.eval.sampled:
+        modes.append(("sampled/", SamplingParams(n=1, max_new_tokens=params.max_new_tokens,
+                                                 temperature=stage.rollout.temperature, top_p=stage.rollout.top_p,
+                                                 seed=1234)))
     for view in stage.eval.views or [stage.view]:
         usable = [ex for ex in examples if view == "text" or ex.has_image]
         if view == "image+caption":
@@ -36,10 +41,11 @@ def evaluate_greedy(engine, stage, recipe) -> dict:
         if not usable:
             continue
         prompts = [render(ex, view, stage.template) for ex in usable]
-        completions = engine.generate(prompts, params)
-        rewards = compute_rewards(completions.texts, usable, specs, unparseable_gold=recipe.unparseable_gold)
-        for name, values in rewards.components.items():
-            vals = [v for v in values if v is not None]
-            out[f"eval/{view}/{name}"] = sum(vals) / len(vals) if vals else None
+        for prefix, p in modes:
+            completions = engine.generate(prompts, p)
+            rewards = compute_rewards(completions.texts, usable, specs, unparseable_gold=recipe.unparseable_gold)
+            for name, values in rewards.components.items():
+                vals = [v for v in values if v is not None]
+                out[f"eval/{view}/{prefix}{name}"] = sum(vals) / len(vals) if vals else None
         out[f"eval/{view}/n"] = len(usable)
     return out

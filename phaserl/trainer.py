@@ -180,6 +180,11 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
     def draw(k: int):  # every rank draws the global batch (same cursor) and keeps its slice
         return mixture.next_batch(k * world)[rank::world]
 
+    if start == 0 and stage.eval.data and stage.eval.at_start and acc.is_main_process:
+        row = {"stage": stage.name, "stage_index": stage.index, "step": 0, "global_step": ctx.global_step,
+               **_evaluate(engine, stage, recipe)}
+        ctx.log.log(row, ctx.global_step)
+        print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
     bar = _progress(ctx, stage, start, steps)
     for step in range(start + 1, steps + 1):
         t0 = time.perf_counter()
@@ -224,6 +229,8 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
             row.update(_evaluate(engine, stage, recipe))
         if acc.is_main_process:
             ctx.log.log(row, ctx.global_step)
+            if any(k.startswith("eval/") for k in row):
+                bar.write(f"[{stage.dirname}] step {step}: {_eval_brief(row)}")
             ctx.log.samples(stage.dirname, step, _samples(r, recipe.logging.samples_per_step))
         bar.update(1)
         bar.set_postfix(reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('reward/accuracy', float('nan')):.2f}")
@@ -239,8 +246,10 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
     final = stage_dir / "final"
     if acc.is_main_process:
         if stage.eval.data:
-            ctx.log.log({"stage": stage.name, "stage_index": stage.index, "step": steps, "final": True,
-                         "global_step": ctx.global_step, **_evaluate(engine, stage, recipe)}, ctx.global_step)
+            row = {"stage": stage.name, "stage_index": stage.index, "step": steps, "final": True,
+                   "global_step": ctx.global_step, **_evaluate(engine, stage, recipe)}
+            ctx.log.log(row, ctx.global_step)
+            print(f"[{stage.dirname}] after training: {_eval_brief(row)}")
         save_folder(final, lambda tmp: save_model(tmp, unwrapped, lm.processor))
     acc.wait_for_everyone()
     return final
@@ -283,6 +292,11 @@ def _evaluate(engine, stage: Stage, recipe: Recipe) -> dict:
     from phaserl.train_eval import evaluate_greedy
 
     return evaluate_greedy(engine, stage, recipe)
+
+
+def _eval_brief(row: dict) -> str:
+    parts = [f"{k[5:]}={v:.3f}" for k, v in row.items() if k.startswith("eval/") and isinstance(v, float)]
+    return " ".join(parts) or "no eval data"
 
 
 def _progress(ctx, stage, start, steps):
