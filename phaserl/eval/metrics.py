@@ -37,6 +37,11 @@ def _values(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _natural(value: str) -> tuple:
+    """Levels 1, 2, 10 in numeric order; names alphabetically after them."""
+    return (0, int(value), "") if value.lstrip("-").isdigit() else (1, 0, value)
+
+
 def breakdown(examples: list[Example], scores: list[float], fields: tuple[str, ...]) -> dict[str, dict]:
     """{field: {value: {correct, total, accuracy}}} over the examples' meta; `scores` are per item in [0, 1]."""
     out: dict[str, dict] = {}
@@ -47,7 +52,7 @@ def breakdown(examples: list[Example], scores: list[float], fields: tuple[str, .
                 sums[value][0] += score
                 sums[value][1] += 1
         if sums:
-            out[name] = {value: _cell(c, t) for value, (c, t) in sorted(sums.items())}
+            out[name] = {value: _cell(*sums[value]) for value in sorted(sums, key=_natural)}
     return out
 
 
