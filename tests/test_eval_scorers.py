@@ -156,6 +156,8 @@ def test_mathverse_exact_match_and_optional_judge():
     scorer = MathVerseScorer()
     assert score_one(scorer, exs[0], response="... so the answer is D.").correct
     assert not score_one(scorer, exs[0], response="\\boxed{140°}").correct  # the rule path is exact match
+    dressed = Example(id="x", question="q", answer="(C)", answer_type="choice", meta={"question_type": "multi-choice"})
+    assert score_one(scorer, dressed, response="The answer is C.").correct  # a gold written "(C)" is letter C
     calls = []
     judged = MathVerseScorer(judge=lambda pred, ex: calls.append(pred) or pred == "140°")
     assert score_one(judged, exs[0], response="\\boxed{140°}").correct and calls == ["140°"]

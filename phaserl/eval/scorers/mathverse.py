@@ -6,6 +6,8 @@ official number (`2191.7` does not match the gold `2191.7 metres`); configure an
 (`llm_judge`) for the official way, or score with the `verifier` scorer for a symbolic comparison.
 
 Rule extraction: phaserl's answer extraction, narrowed to the stated option letter for multiple choice.
+A few golds are written `(C)` rather than `C`; for multiple choice both sides compare as letters, so the
+dressing of the gold does not decide the verdict.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ class MathVerseScorer(PerItemJudge):
     def judge(self, extraction: str | None, example: Example) -> bool | None:
         if extraction is None:
             return False
-        if extraction.strip() == str(example.answer).strip():
+        gold = str(example.answer).strip()
+        if example.meta.get("question_type") == "multi-choice":
+            gold = letter_of(gold) or gold
+        if extraction.strip() == gold:
             return True
         if self.llm_judge is not None:
             return self.llm_judge(extraction, example)
