@@ -2,7 +2,7 @@
 
 CLI wiring wanted in phaserl/cli.py (the lead owns it):
     phaserl eval --model PATH --benchmarks mathvision:testmini,math500 --output DIR
-        [--limit N] [--samples K] [--engine hf] [--data-dir DIR] [--image-dir DIR]
+        [--limit N] [--samples K] [--engine hf|vllm] [--data-dir DIR] [--image-dir DIR]
         [--missing-images error|skip|text] [--hub] [--view image|text|image+caption] [--template boxed]
         [--max-new-tokens 1024] [--temperature T] [--top-p 1.0] [--batch-size 8] [--seed 0]
         [--dtype float32] [--scorer NAME] [--llm-base-url URL --llm-model NAME [--llm-api-key-env VAR]]
@@ -144,18 +144,28 @@ class RecordStore:
             fh.flush()
 
 
-def _load_engine(model: str, engine: str, batch_size: int, dtype: str):
+def _load_engine(model: str, engine: str, batch_size: int, dtype: str, seed: int) -> tuple[Any, bool]:
+    """(rollout engine, whether the model is a VLM). vLLM is imported only when chosen."""
+    if engine == "vllm":
+        from transformers import AutoConfig
+
+        from phaserl.models import resolve_model_path
+        from phaserl.rollout.vllm import VLLMEngine
+
+        path = resolve_model_path(model)
+        return VLLMEngine(path, seed=seed), hasattr(AutoConfig.from_pretrained(path), "vision_config")
     if engine != "hf":
-        raise ValueError(f"engine {engine!r} is not available for evaluation here; use --engine hf")
+        raise ValueError(f"unknown engine {engine!r}; choose hf or vllm")
     from phaserl.models import load_model
     from phaserl.rollout.hf import HFEngine
 
     loaded = load_model(model, dtype=dtype)
-    return HFEngine(loaded.model, loaded.processor, loaded.tokenizer, is_vlm=loaded.is_vlm, batch_size=batch_size)
+    return (HFEngine(loaded.model, loaded.processor, loaded.tokenizer, is_vlm=loaded.is_vlm, batch_size=batch_size),
+            loaded.is_vlm)
 
 
 def run_benchmark(engine, name: str, examples: list[Example], folder: Path, config: dict[str, Any], scoring,
-                  *, batch_size: int, progress: bool) -> dict[str, Any]:
+                  *, batch_size: int, progress: bool, is_vlm: bool) -> dict[str, Any]:
     """Generate the unfinished items in batches (appending records), then aggregate every item's records."""
     from tqdm import tqdm
 
@@ -166,7 +176,6 @@ def run_benchmark(engine, name: str, examples: list[Example], folder: Path, conf
     todo = [ex for ex in examples if any((ex.id, s) not in done for s in range(k))]
     params = dict(n=k, max_new_tokens=config["max_new_tokens"], temperature=config["temperature"],
                   top_p=config["top_p"])
-    is_vlm = bool(getattr(engine, "is_vlm", False))
     start = time.perf_counter()
     with tqdm(total=len(examples), initial=len(examples) - len(todo), desc=name, unit="item",
               disable=not progress) as bar:
@@ -213,7 +222,10 @@ def eval_command(model: str, benchmarks: str, output: Path, limit: int | None = 
     output = Path(output)
     datasets = {name: load_benchmark(name, data_dir, limit=limit, image_dir=image_dir,
                                      missing_images=missing_images, hub=hub) for name in names}
-    rollout_engine = rollout_engine or _load_engine(model, engine, batch_size, dtype)
+    if rollout_engine is None:
+        rollout_engine, is_vlm = _load_engine(model, engine, batch_size, dtype, seed)
+    else:
+        is_vlm = bool(getattr(rollout_engine, "is_vlm", False))
     results = {}
     for name, examples in datasets.items():
         scoring = build_scoring(name, scorer, llm_base_url, llm_model, llm_api_key)
@@ -221,7 +233,7 @@ def eval_command(model: str, benchmarks: str, output: Path, limit: int | None = 
                   "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
                   "scorer": scoring[0].name, "extraction": getattr(scoring[1], "method", "rules")}
         results[name] = run_benchmark(rollout_engine, name, examples, output / name.replace(":", "_"), config,
-                                      scoring, batch_size=batch_size, progress=progress)
+                                      scoring, batch_size=batch_size, progress=progress, is_vlm=is_vlm)
     (output / "results.md").write_text(markdown_table(results))
     (output / "summary.json").write_text(json.dumps(
         {n: {k: v for k, v in r.items() if k not in ("breakdown", "config")} for n, r in results.items()}, indent=1))
