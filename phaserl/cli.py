@@ -35,6 +35,7 @@ def train(
     """Run every stage of RECIPE; rerun the same command to resume after a crash or a signal."""
     from phaserl.config import ConfigError, load_recipe
     from phaserl.data.schema import DataError
+    from phaserl.trainer import Interrupted
 
     try:
         rec = load_recipe(recipe, set_)
@@ -48,7 +49,6 @@ def train(
             typer.echo(plan(rec, out))
             return
         from phaserl.curriculum import run_curriculum
-        from phaserl.trainer import Interrupted
 
         finals = run_curriculum(rec, out, fresh=fresh)
     except (ConfigError, DataError) as e:

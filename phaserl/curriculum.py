@@ -88,8 +88,18 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
     lines = [f"recipe {recipe.name!r}: {len(stages)} stage(s), model {recipe.model.name}, seed {recipe.seed}"]
     total_tokens = 0
     for k, st in enumerate(stages):
-        mix = build_mixture(st, recipe, log=lambda *_: None)
-        steps = stage_steps(st, len(mix))
+        try:
+            mix = build_mixture(st, recipe, log=lambda *_: None)
+            n_examples, data_line = len(mix), "  data: " + ", ".join(
+                f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights))
+        except Exception as e:  # e.g. a hub dataset on a machine without the hub: still show the plan
+            n_examples = 0
+            data_line = "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [not loadable here: {e}]"
+        if st.steps is None and n_examples == 0:
+            lines.append(f"\nstage {k + 1} '{st.name}': {st.epochs} epoch(s) over data that cannot be read here")
+            lines.append(data_line)
+            continue
+        steps = stage_steps(st, n_examples)
         B, G = st.prompts_per_step, st.rollout.group_size
         tokens = steps * B * G * st.rollout.max_new_tokens
         total_tokens += tokens
@@ -101,8 +111,8 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
         lines += [
             f"\nstage {k + 1} '{st.name}'{status}: view={st.view} template="
             f"{st.template if isinstance(st.template, str) else 'custom'} init={stage_init(recipe, stages, k, Path(out_dir or 'OUT'))}",
-            "  data: " + ", ".join(f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights)),
-            f"  steps={steps} B={B} G={G} N={B * G} samples/step; epochs over data = {steps * B / max(1, len(mix)):.2f}",
+            data_line,
+            f"  steps={steps} B={B} G={G} N={B * G} samples/step; epochs over data = {steps * B / max(1, n_examples):.2f}",
             f"  rollout: engine={st.rollout.engine} max_new_tokens={st.rollout.max_new_tokens} "
             f"T={st.rollout.temperature} top_p={st.rollout.top_p}",
             f"  algo: {st.algo.advantage} ratio={st.algo.ratio} clip=({st.algo.eps_low},{st.algo.eps_high}) "
