@@ -72,11 +72,189 @@ def report(output: Path = typer.Argument(..., help="a training output folder"),
     typer.echo(f"plot: {plot_curves(output, png)}")
 
 
+@app.command()
+def verify(
+    pairs: Path = typer.Option(..., "--pairs", help="JSONL rows with gold, pred (+ answer_type, choices, tolerance)"),
+    out: Path = typer.Option(None, "--out", help="output JSONL (default: stdout)"),
+    workers: int = typer.Option(2, help="verifier worker processes"),
+    timeout: float = typer.Option(5.0, help="hard wall-clock bound per check, seconds"),
+):
+    """Check (gold, pred) pairs with the rewards' verifier; last line: `N pairs, E equal, U undecided, S s`."""
+    from phaserl.rewards.cli import verify_command
+
+    raise typer.Exit(verify_command(pairs, out, workers=workers, timeout=timeout))
+
+
+def _user_errors():
+    from phaserl.data.schema import DataError
+
+    return (DataError, FileNotFoundError, ValueError)
+
+
+@app.command()
+def score(
+    benchmark: str = typer.Argument(..., help="e.g. mathvision:test, mathvista:testmini, olympiadbench, math500"),
+    predictions: Path = typer.Argument(..., help="JSONL rows with id + response (or id + extraction)"),
+    data_dir: Path = typer.Option(None, help="benchmarks folder (default $PHASERL_DATA or ../shared/data/benchmarks)"),
+    out: Path = typer.Option(None, help="result JSON"),
+    scorer: str = typer.Option(None, help="override the benchmark's default scorer"),
+    llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
+    llm_model: str = typer.Option(None, help="model name at that endpoint"),
+):
+    """Score existing responses with the benchmark's official-compatible scorer."""
+    from phaserl.eval.score import score_command
+
+    try:
+        score_command(benchmark, predictions, data_dir, out, scorer=scorer, llm_base_url=llm_base_url,
+                      llm_model=llm_model, echo=typer.echo)
+    except _user_errors() as e:
+        _fail(str(e))
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option(..., help="model folder (e.g. OUT/stages/3-.../final), hub id or builtin:/tiny:"),
+    benchmarks: str = typer.Option(..., help="comma-separated, e.g. mathvision:testmini,math500"),
+    output: Path = typer.Option(Path("runs/eval"), "--output", "-o", help="results folder (rerun resumes)"),
+    limit: int = typer.Option(None, help="first N items of each benchmark"),
+    samples: int = typer.Option(1, help="K samples per item (pass@k and mean@k when K > 1)"),
+    engine: str = typer.Option("hf", help="hf or vllm"),
+    data_dir: Path = typer.Option(None, help="benchmarks folder"),
+    image_dir: Path = typer.Option(None, help="images for benchmarks whose images are not in the data folder"),
+    missing_images: str = typer.Option("error", help="error | skip | text (evaluate text-only when asked)"),
+    template: str = typer.Option("boxed", help="prompt template"),
+    max_new_tokens: int = typer.Option(1024),
+    temperature: float = typer.Option(None, help="default: greedy for K=1, 1.0 for K>1"),
+    batch_size: int = typer.Option(8),
+    dtype: str = typer.Option("float32"),
+    llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
+    llm_model: str = typer.Option(None),
+):
+    """Generate, score and tabulate; writes records, a markdown table and a per-category plot."""
+    from phaserl.eval.runner import eval_command
+
+    try:
+        eval_command(model, benchmarks, output, limit=limit, samples=samples, engine=engine, data_dir=data_dir,
+                     image_dir=image_dir, missing_images=missing_images, template=template,
+                     max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, dtype=dtype,
+                     llm_base_url=llm_base_url, llm_model=llm_model, echo=typer.echo)
+    except _user_errors() as e:
+        _fail(str(e))
+
+
+def _fields(field: list[str]) -> dict[str, str]:
+    try:
+        return dict(f.split("=", 1) for f in field)
+    except ValueError:
+        _fail(f"--field takes name=source_field, got {field}")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: str = typer.Argument(..., help="JSONL/JSON/parquet file or folder"),
+    adapter: str = typer.Option("generic"),
+    field: list[str] = typer.Option([], help="field mapping, e.g. question=problem (repeatable)"),
+    image_root: str = typer.Option(None),
+    show: int = typer.Option(3, help="rendered prompts shown per view"),
+    template: str = typer.Option("plain"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Counts by source and answer type, images present/missing, caption coverage, prompts in each view."""
+    from phaserl.data.tools.inspect import format_report, inspect_command
+
+    try:
+        report_ = inspect_command(path, adapter, _fields(field), image_root, n_show=show, template=template)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps(report_, indent=1, default=str) if as_json else format_report(report_))
+
+
+@data_app.command("caption")
+def data_caption(
+    model: str = typer.Option(...), input: str = typer.Option(...), output: str = typer.Option(...),
+    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
+    prompt: str = typer.Option("dense", help="dense | brief | any text (may use {question})"),
+    batch_size: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
+    overwrite: bool = typer.Option(False), dtype: str = typer.Option("float32"),
+    skip_bad_rows: bool = typer.Option(False), temperature: float = typer.Option(0.0), seed: int = typer.Option(0),
+):
+    """A caption per image with any VLM (resumable), into the `caption` field used by view image+caption."""
+    from phaserl.data.tools.caption import caption_command
+
+    try:
+        res = caption_command(model, input, output, prompt_template=prompt, batch_size=batch_size,
+                              max_new_tokens=max_new_tokens, adapter=adapter, fields=_fields(field),
+                              image_root=image_root, overwrite=overwrite, dtype=dtype, skip_bad_rows=skip_bad_rows,
+                              temperature=temperature, seed=seed)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps(res, indent=1, default=str))
+
+
+@data_app.command("filter")
+def data_filter(
+    model: str = typer.Option(...), input: str = typer.Option(...), output: str = typer.Option(...),
+    samples: int = typer.Option(8), keep: str = typer.Option("0.1-0.9", help="pass-rate range kept"),
+    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
+    view: str = typer.Option("auto"), template: str = typer.Option("plain"),
+    max_new_tokens: int = typer.Option(256), temperature: float = typer.Option(1.0), top_p: float = typer.Option(1.0),
+    batch_size: int = typer.Option(8), seed: int = typer.Option(0), scores: str = typer.Option(None),
+    dtype: str = typer.Option("float32"), skip_bad_rows: bool = typer.Option(False),
+):
+    """Sample K answers per problem, keep problems whose pass rate is in range (drops unparseable golds)."""
+    from phaserl.data.tools._io import parse_range
+    from phaserl.data.tools.filter import filter_command
+
+    try:
+        res = filter_command(model, input, output, samples=samples, keep=parse_range(keep), adapter=adapter,
+                             fields=_fields(field), image_root=image_root, view=view, template=template,
+                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             batch_size=batch_size, seed=seed, scores=scores, dtype=dtype,
+                             skip_bad_rows=skip_bad_rows)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps(res, indent=1, default=str))
+
+
+@data_app.command("decontaminate")
+def data_decontaminate(
+    input: str = typer.Option(...), against: str = typer.Option(..., help="names or files, comma-separated"),
+    output: str = typer.Option(...), report: str = typer.Option(None), ngram: int = typer.Option(13),
+    threshold: float = typer.Option(0.5), image_hash_distance: int = typer.Option(4),
+    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
+    benchmarks_dir: str = typer.Option(None), benchmark_images: list[str] = typer.Option([]),
+    skip_bad_rows: bool = typer.Option(False),
+):
+    """Drop training items overlapping benchmarks (text n-grams, perceptual image hashes), with a report."""
+    from phaserl.data.tools.decontaminate import decontaminate_command
+
+    try:
+        res = decontaminate_command(input, against, output, report=report, ngram=ngram, threshold=threshold,
+                                    image_hash_distance=image_hash_distance, adapter=adapter,
+                                    fields=_fields(field), image_root=image_root, benchmarks_dir=benchmarks_dir,
+                                    benchmark_images=_fields(benchmark_images), skip_bad_rows=skip_bad_rows)
+    except _user_errors() as e:
+        _fail(str(e))
+    typer.echo(json.dumps(res, indent=1, default=str))
+
+
+@demo_app.command("build-mini-vlm")
+def build_mini_vlm(
+    output: Path = typer.Option(..., "--output", "-o"), steps: int = typer.Option(2400),
+    image_size: int = typer.Option(192), patch_size: int = typer.Option(16), vision_layers: int = typer.Option(3),
+    vision_hidden: int = typer.Option(192), batch_size: int = typer.Option(32), lr: float = typer.Option(2e-3),
+    seed: int = typer.Option(0), lm: str = typer.Option("builtin:smollm2-135m-instruct"),
+):
+    """Build the CPU-sized LLaVA (SigLIP tower + SmolLM2) and align its vision side on glyph images."""
+    from phaserl.minivlm.build import build_mini_vlm as build
+
+    build(output=output, steps=steps, image_size=image_size, patch_size=patch_size, vision_layers=vision_layers,
+          vision_hidden=vision_hidden, batch_size=batch_size, lr=lr, seed=seed, lm=lm, log=typer.echo)
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
 
-
-_ = json  # used by the wired commands below

@@ -282,7 +282,10 @@ def _samples(r, k: int) -> list[dict]:
     out = []
     for i in range(min(k, len(r.completions))):
         ex = r.row_examples[i]
-        out.append({"id": ex.id, "question": ex.question[:500], "answer": ex.answer,
+        content = r.prompts[i // r.G].messages[-1]["content"]
+        prompt = content if isinstance(content, str) else " ".join(
+            "<image>" if c["type"] == "image" else c.get("text", "") for c in content)
+        out.append({"id": ex.id, "prompt": prompt[:2000], "answer": ex.answer,
                     "completion": r.completions.texts[i], "reward": r.rewards.total[i],
                     **{f"reward/{k}": v[i] for k, v in r.rewards.components.items()}})
     return out
