@@ -56,10 +56,13 @@ def train(
     except Interrupted as e:
         typer.echo(f"{e}\nrerun the same command to resume.")
         raise typer.Exit(130) from None
-    typer.echo(f"done: {len(finals)} stage(s); final weights in {finals[-1]}")
-    from phaserl.report import summary
+    import os
 
-    typer.echo(summary(out))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"done: {len(finals)} stage(s); final weights in {finals[-1]}")
+        from phaserl.report import summary
+
+        typer.echo(summary(out))
 
 
 @app.command()

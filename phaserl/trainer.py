@@ -176,6 +176,12 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
     engine = make_engine(stage, lm, unwrapped)
     ref = _reference(stage, init_weights, mcfg) if stage.algo.kl_coef > 0 else None
     world, rank = acc.num_processes, acc.process_index
+    stage = _per_rank(stage, world)
+    dummy_vision = None
+    if lm.is_vlm and world > 1:
+        from phaserl.distributed import dummy_vision_inputs
+
+        dummy_vision = dummy_vision_inputs(lm.processor)
 
     def draw(k: int):  # every rank draws the global batch (same cursor) and keeps its slice
         return mixture.next_batch(k * world)[rank::world]
@@ -195,7 +201,7 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         rewards = r.reward_tensor()
         # 3. advantages (KL-in-reward first, LMM-R1/OpenRLHF style)
         ins = UpdateInputs(prompts=r.row_prompts, completion_ids=r.completions.completion_ids, adv=None,
-                           truncated=r.completions.truncated)
+                           truncated=r.completions.truncated, dummy_vision=dummy_vision)
         t_lp = time.perf_counter()
         needs_old = stage.algo.ppo_epochs > 1 or stage.algo.mini_batches > 1
         if needs_old:
@@ -243,6 +249,8 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
             bar.close()
             raise Interrupted(f"stopped at stage {stage.dirname} step {step}; checkpoint saved in {stage_dir}")
     bar.close()
+    if world > 1:
+        _check_replicas(acc, unwrapped, ctx, stage)
     final = stage_dir / "final"
     if acc.is_main_process:
         if stage.eval.data:
@@ -253,6 +261,36 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         save_folder(final, lambda tmp: save_model(tmp, unwrapped, lm.processor))
     acc.wait_for_everyone()
     return final
+
+
+def _per_rank(stage: Stage, world: int) -> Stage:
+    """prompts_per_step is global: each of `world` data-parallel ranks takes an equal share."""
+    if world == 1:
+        return stage
+    if stage.prompts_per_step % world:
+        raise ValueError(f"stage {stage.name}: prompts_per_step={stage.prompts_per_step} does not split over "
+                         f"{world} processes")
+    local = stage.model_copy(update={"prompts_per_step": stage.prompts_per_step // world})
+    if local.prompts_per_step * local.rollout.group_size % local.algo.mini_batches:
+        raise ValueError(f"stage {stage.name}: per-process samples do not split into {local.algo.mini_batches} "
+                         "mini-batches")
+    return local
+
+
+@torch.no_grad()
+def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> None:
+    """Data-parallel replicas must hold identical weights; a mismatch is a bug worth stopping for."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for p in model.parameters():
+        total[0] += p.double().sum()
+        total[1] += p.double().abs().sum()
+    sums = acc.gather(total.to(acc.device)[None]).cpu()  # [world, 2]
+    same = bool((sums == sums[0]).all())
+    if acc.is_main_process:
+        ctx.log.log({"stage": stage.name, "stage_index": stage.index, "step": -1, "final": True,
+                     "replicas": acc.num_processes, "replicas_identical": same}, ctx.global_step)
+    if not same:
+        raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name}: {sums.tolist()}")
 
 
 def _global_step(ctx: RunContext, stage: Stage, start: int) -> int:

@@ -25,6 +25,7 @@ class UpdateInputs:
     truncated: list[bool]  # [N]
     old_logp: list[torch.Tensor] | None = None  # [N][T_i], None: on-policy single update (old = logp.detach())
     ref_logp: list[torch.Tensor] | None = None  # [N][T_i], when KL is in the loss
+    dummy_vision: dict | None = None  # blank-image inputs: multi-process VLM runs (see micro_loss)
 
 
 def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
@@ -62,6 +63,12 @@ def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[i
         loss_tok = loss_tok + algo.kl_coef * kl
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     loss = aggregate(loss_tok, mask, algo.aggregation, constant)
+    if inp.dummy_vision is not None and not any(inp.prompts[i].images for i in rows):
+        # A text-only micro-batch on a multi-process VLM still runs the vision tower (weight 0), so every
+        # rank joins the same gradient all-reduce (EasyR1 issue 468; phaserl/distributed.py).
+        from phaserl.distributed import vision_dummy_loss
+
+        loss = loss + vision_dummy_loss(model, inp.dummy_vision)
     return loss, mask, stats
 
 
