@@ -1,0 +1,34 @@
+"""Slow learning check (make test-slow): GRPO teaches SmolLM2-135M-Instruct one-digit sums.
+
+The bar (issue 2): a 60-line hand-written GRPO loop took greedy accuracy on 64 held-out sums from 69% to 95%
+and sampled accuracy from 18% to 89% in 40 steps. phaserl's demo recipe must do at least as well.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from phaserl.config import load_recipe
+from phaserl.curriculum import run_curriculum
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_grpo_learns_one_digit_sums(tmp_path):
+    rec = load_recipe(ROOT / "recipes/demo_cpu.yaml", ["logging.progress=false", "checkpoint.every=100"])
+    t0 = time.time()
+    run_curriculum(rec, tmp_path / "run")
+    wall = time.time() - t0
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    before = next(r for r in rows if r["step"] == 0)
+    after = next(r for r in rows if r.get("final"))
+    print(f"\ngreedy {before['eval/text/accuracy']:.3f} -> {after['eval/text/accuracy']:.3f}; "
+          f"sampled {before['eval/text/sampled/accuracy']:.3f} -> {after['eval/text/sampled/accuracy']:.3f}; "
+          f"wall {wall:.0f} s")
+    assert after["eval/text/accuracy"] >= 0.90
+    assert after["eval/text/sampled/accuracy"] >= 0.80
+    assert after["eval/text/sampled/accuracy"] > before["eval/text/sampled/accuracy"] + 0.3
