@@ -22,7 +22,6 @@ OUTPUT/results.md tabulates every benchmark with the scorer that produced its nu
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from phaserl.rewards.extract import extract_answer
 from phaserl.rewards.format import boxed_format, think_answer_format
 from phaserl.rollout.base import SamplingParams
 
-log = logging.getLogger(__name__)
 # The format each template asks for; templates without one count a response as well-formed when it
 # commits to an answer at all.
 FORMAT_CHECKS = {"boxed": boxed_format, "lmm_r1": think_answer_format, "think_answer": think_answer_format}
@@ -176,25 +174,30 @@ def run_benchmark(engine, name: str, examples: list[Example], folder: Path, conf
     todo = [ex for ex in examples if any((ex.id, s) not in done for s in range(k))]
     params = dict(n=k, max_new_tokens=config["max_new_tokens"], temperature=config["temperature"],
                   top_p=config["top_p"])
+    position = {ex.id: i for i, ex in enumerate(examples)}
+    new_tokens = 0
     start = time.perf_counter()
     with tqdm(total=len(examples), initial=len(examples) - len(todo), desc=name, unit="item",
               disable=not progress) as bar:
         for b in range(0, len(todo), batch_size):
             batch = todo[b:b + batch_size]
-            seed = config["seed"] + examples.index(batch[0])  # the same items get the same seed on a rerun
+            seed = config["seed"] + position[batch[0].id]  # the same items get the same seed on a rerun
             records = generate_and_score(engine, batch, scorer, SamplingParams(**params, seed=seed),
                                          view=config["view"], template=config["template"], is_vlm=is_vlm,
                                          extractor=extractor)
             store.append(records)
             done.update({(r["id"], r["sample"]): r for r in records})
+            new_tokens += sum(r["completion_tokens"] for r in records)
             bar.update(len(batch))
+    seconds = time.perf_counter() - start
     records = [done[(ex.id, s)] for ex in examples for s in range(k)]
     items = [ex for ex in examples for _ in range(k)]
     verdicts = [Verdict(r["correct"], r["extraction"], r["method"], r.get("decided", True)) for r in records]
     result = result_dict(name, scorer, items, verdicts)
     result.update(format_rate=sum(r["format_ok"] for r in records) / len(records),
                   truncated_rate=sum(r["truncated"] for r in records) / len(records),
-                  generated_now=len(todo), seconds=round(time.perf_counter() - start, 2), config=config)
+                  generated_now=len(todo), seconds=round(seconds, 2),
+                  tokens_per_second=round(new_tokens / seconds, 1) if todo and seconds > 0 else None, config=config)
     (folder / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     plot = plot_categories(result, folder / "categories.png")
     result["plot"] = str(plot) if plot else None
