@@ -4,7 +4,8 @@ Views (Infi-MMR's three phases are three views of one example):
   text           the question only; images are not shown (phase 1 text data)
   image+caption  the image(s), then a caption block, then the question (phase 2)
   image          the image(s), then the question (phase 3, caption-free)
-A text-only example in an image view renders as text, so one stage can mix text and image data.
+A text-only example in an image view renders as text, so one stage can mix text and image data. An image
+problem may carry a self-contained text form in meta["text_question"], which the text view then uses.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def format_choices(choices: list[str]) -> str:
 
 
 def user_text(example: Example, view: str, template: PromptTemplate) -> str:
-    text = template.user.format(question=example.question, caption=example.caption or "",
+    question = example.question
+    if view == "text" and example.meta.get("text_question"):
+        question = example.meta["text_question"]  # a self-contained text form of an image problem
+    text = template.user.format(question=question, caption=example.caption or "",
                                 choices=format_choices(example.choices or []))
     if example.choices and "{choices}" not in template.user:
         text += template.choices.format(choices=format_choices(example.choices))
