@@ -41,6 +41,9 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
 
     from phaserl.trainer import RunContext, StopFlag, run_stage
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file load/save bars drown the training progress
     out_dir = Path(out_dir)
     stages = resolve(recipe)
     accelerator = Accelerator(cpu=not _has_accelerator())
