@@ -206,6 +206,15 @@ GENERATORS: dict[str, Callable[..., list[Example]]] = {
 
 
 def generate(name: str, **kwargs) -> list[Example]:
+    """A built-in by name, or "package.module:function" imported on first use (recipes name their own)."""
+    if name not in GENERATORS and ":" in name:
+        import importlib
+
+        module, _, attr = name.partition(":")
+        try:
+            GENERATORS[name] = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"generator {name!r}: cannot import it ({e})") from None
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; built-ins: {sorted(GENERATORS)}")
     return GENERATORS[name](**kwargs)
