@@ -60,7 +60,15 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / MARKER).exists()
 
 
-def save_model(folder: Path, model, processor) -> None:
+def save_model(folder: Path, model, processor, *, merge_adapters: bool = True) -> None:
+    """A from_pretrained-able folder. A LoRA model is saved merged (final/), or as its adapter alone for a
+    resumable checkpoint (merge_adapters=False; the base weights are the stage's starting weights)."""
+    from phaserl.models import is_peft
+
+    if is_peft(model) and merge_adapters:
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(folder, safe_serialization=True)
     if processor is not None:
         processor.save_pretrained(folder)
@@ -68,7 +76,7 @@ def save_model(folder: Path, model, processor) -> None:
 
 def save_checkpoint(folder: Path, *, model, processor, optimizer, scheduler, state: dict) -> Path:
     def write(tmp: Path) -> None:
-        save_model(tmp, model, processor)
+        save_model(tmp, model, processor, merge_adapters=False)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                    tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))

@@ -38,10 +38,9 @@ def _write_recipe(recipe: Recipe, out_dir: Path) -> None:
 def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> list[Path]:
     """Train every stage; returns the final/ folders. Raises trainer.Interrupted after a signal."""
     from accelerate import Accelerator
+    from transformers.utils import logging as hf_logging
 
     from phaserl.trainer import RunContext, StopFlag, run_stage
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-file load/save bars drown the training progress
     out_dir = Path(out_dir)

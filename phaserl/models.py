@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Module names of vision towers and projectors across architectures (Qwen2.5-VL, LLaVA, Idefics3/SmolVLM).
+VISION_KEYS = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector")
 
 
 def cache_dir() -> Path:
@@ -100,7 +102,8 @@ def _is_vlm_config(config) -> bool:
 
 
 def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = False,
-               freeze_vision: bool = False, lora: dict | None = None, gradient_checkpointing: bool = False,
+               freeze_vision: bool = False, lora: dict | None = None, adapter: str | None = None,
+               gradient_checkpointing: bool = False,
                attn_implementation: str | None = "sdpa") -> LoadedModel:
     """Load a causal LM or a VLM plus its processor. dtype is the *parameter* dtype; bf16 compute on the CPU
     comes from autocast in the trainer, so fp32 master weights keep updates exact."""
@@ -134,14 +137,25 @@ def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = F
             p.requires_grad_(False)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    if lora:
+    if adapter:  # resume a LoRA run: base weights from `name`, trained adapter from a checkpoint
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    elif lora:
         from peft import LoraConfig, get_peft_model
 
+        lora = dict(lora)
+        if freeze_vision and "exclude_modules" not in lora:
+            # target names such as q_proj exist in vision towers too: keep adapters out of a frozen tower
+            lora["exclude_modules"] = r".*(" + "|".join(VISION_KEYS) + r").*"
         model = get_peft_model(model, LoraConfig(**lora))
     return LoadedModel(model=model, processor=processor, tokenizer=tokenizer, is_vlm=is_vlm)
 
 
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
 def vision_parameters(model):
     """Parameters of the vision tower and projector, whatever the architecture calls them."""
-    keys = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector")
-    return [p for n, p in model.named_parameters() if any(k in n.split(".") for k in keys)]
+    return [p for n, p in model.named_parameters() if any(k in n.split(".") for k in VISION_KEYS)]

@@ -149,8 +149,10 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
     stage_dir = ctx.out_dir / "stages" / stage.dirname
     resume = latest_checkpoint(stage_dir)
     mcfg = recipe.model
-    lm = load_model(str(resume) if resume else init_weights, dtype=mcfg.dtype,
+    adapter = str(resume) if resume and (resume / "adapter_config.json").exists() else None
+    lm = load_model(init_weights if adapter or not resume else str(resume), dtype=mcfg.dtype,
                     trust_remote_code=mcfg.trust_remote_code, freeze_vision=mcfg.freeze_vision, lora=mcfg.lora,
+                    adapter=adapter,
                     gradient_checkpointing=mcfg.gradient_checkpointing,
                     attn_implementation=mcfg.attn_implementation)
     lm.tokenizer.padding_side = "left"

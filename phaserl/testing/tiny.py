@@ -107,4 +107,41 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-BUILDERS = {"llama": build_tiny_llama, "qwen2_5_vl": build_tiny_qwen2_5_vl}
+def build_tiny_llava(out: Path, hidden: int = 64, layers: int = 2, image_size: int = 56, patch: int = 14) -> None:
+    """LLaVA: a SigLIP tower, the two-layer projector, a Llama LM; fixed-size images (16 tokens each)."""
+    import torch
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        SiglipImageProcessor,
+    )
+
+    tok = smollm2_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.chat_template = CHATML_VL.replace("{{ IMAGE }}", "<image>")
+    image_id = tok.convert_tokens_to_ids("<image>")
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    n_patches = (image_size // patch) ** 2
+    config = LlavaConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=2, image_size=image_size, patch_size=patch),
+        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.bos_token_id),
+        image_token_index=image_id, image_seq_length=n_patches, vision_feature_select_strategy="full",
+        vision_feature_layer=-1, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = tok.pad_token_id
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
+                               vision_feature_select_strategy="full", num_additional_image_tokens=0,
+                               chat_template=tok.chat_template)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+BUILDERS = {"llama": build_tiny_llama, "qwen2_5_vl": build_tiny_qwen2_5_vl, "llava": build_tiny_llava}
