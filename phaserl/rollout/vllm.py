@@ -21,14 +21,15 @@ colocation, VLLM_ENABLE_V1_MULTIPROCESSING=0) get tensors directly; an engine in
 default, used on CPU) gets safetensors bytes. FSDP2 gathering is tested on CPU; ZeRO-3 and FSDP1 follow their
 documented APIs and are untested here (no GPU, no deepspeed).
 
-Sleep mode (GPU only): `sleep()` after rollouts frees weights and KV cache for the update, `wake_up()` before the
-next sync/generate. On CPU both are no-ops (vLLM has no sleep mode there).
+Sleep mode (GPU only): every `generate` ends with `sleep(sleep_level)` (level 1: weights to CPU RAM, KV cache
+dropped) so the update has the GPU; `sync_weights` and the next `generate` wake it first. sleep_level=None
+keeps it awake. On CPU both are no-ops (vLLM has no sleep mode there).
 
-CLI wiring wanted from the lead (config, not a new command):
-  rollout.engine: vllm            -> phaserl.rollout.vllm.VLLMEngine.from_config(model_path, cfg.rollout.vllm)
-  rollout.vllm: {mode: colocate|server, dtype, max_model_len, gpu_memory_utilization, kv_cache_gib,
-                 enforce_eager, sleep_level, chunk_mb, server_url, weight_push}
-  (server mode: phaserl.rollout.vllm_server.VLLMServerEngine.from_config(model_path, cfg.rollout.vllm))
+Wiring (config, no new command; trainer.make_engine already calls it):
+  rollout.engine: vllm  ->  VLLMEngine.from_model(model, lm, **cfg.rollout.vllm)
+  rollout.vllm (colocate): {dtype, max_model_len, gpu_memory_utilization, kv_cache_gib, enforce_eager,
+                            sleep_level, chunk_mb, seed, limit_images, llm_kwargs}
+  rollout.vllm (server):   {mode: server, url, weight_push: rpc|nccl|none, ...} (see vllm_server.py)
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ def weight_chunks(named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype,
         yield chunk
 
 
+def model_folder(model) -> str:
+    """The folder (or hub id) a transformers model was loaded from, through DDP / PEFT wrappers."""
+    from phaserl.distributed import _unwrap
+
+    base = _unwrap(model)
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    path = getattr(getattr(base, "config", None), "_name_or_path", "") or getattr(base, "name_or_path", "")
+    if not path:
+        raise ValueError("cannot tell which folder the policy was loaded from (config._name_or_path is empty)")
+    return str(path)
+
+
 def _on_gpu() -> bool:
     return torch.cuda.is_available()
 
@@ -157,16 +171,26 @@ class VLLMEngine:
         self.sleeping = False
 
     @classmethod
-    def from_config(cls, model: str, cfg: dict | None = None, **overrides) -> VLLMEngine:
-        """Build from the recipe's `rollout.vllm` mapping (unknown keys are an error, named)."""
-        cfg = {k: v for k, v in dict(cfg or {}).items() if k not in ("mode", "server_url", "weight_push")}
-        return cls(model, **cfg, **overrides)
+    def from_model(cls, model, lm, mode: str = "colocate", **kwargs):
+        """The trainer's entry (`rollout.engine: vllm`, kwargs from `rollout.vllm`): an engine on the folder
+        `model` was loaded from, then synced with `model` itself (a resumed or LoRA-wrapped policy differs from
+        that folder). `mode: server` returns a VLLMServerEngine (phaserl/rollout/vllm_server.py) instead."""
+        if mode == "server":
+            from phaserl.rollout.vllm_server import VLLMServerEngine
+
+            return VLLMServerEngine.from_model(model, lm, **kwargs)
+        if mode != "colocate":
+            raise ValueError(f"rollout.vllm.mode must be 'colocate' or 'server', not {mode!r}")
+        engine = cls(model_folder(model), processor=lm.processor, tokenizer=lm.tokenizer, **kwargs)
+        engine.sync_weights(model)
+        return engine
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
         """N = len(prompts) * params.n completions, rows grouped by prompt."""
         self.wake_up()
         requests = build_requests(self.processor, self.tokenizer, prompts, params.n)
         outputs = self.llm.generate(requests, sampling_params_list(params, len(requests)), use_tqdm=False)
+        self.sleep()  # the update runs next: give the GPU back (no-op on CPU or with sleep_level=None)
         return to_completions(outputs, self.tokenizer)
 
     def sync_weights(self, model) -> None:

@@ -33,6 +33,19 @@ def encode_weights(weights: list[tuple[str, torch.Tensor]]) -> str:
     return base64.b64encode(pack_weights(weights)).decode("ascii")
 
 
+def _reprocess_tied_heads(model) -> None:
+    """A tied LM head receives no checkpoint weight (its tensor is the embedding's), so vLLM's reload skips its
+    post-load processing, and the CPU backend's GEMM keeps a packed copy of the *old* embedding. Redo it."""
+    embeddings = {m.weight.data_ptr() for m in model.modules()
+                  if type(m).__name__ == "VocabParallelEmbedding" and getattr(m, "weight", None) is not None}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        method = getattr(module, "quant_method", None)
+        if (type(module).__name__ == "ParallelLMHead" and weight is not None and method is not None
+                and weight.data_ptr() in embeddings):
+            method.process_weights_after_loading(module)
+
+
 class PhaserlWorkerExtension:
     """Mixed into vLLM's worker class; `self.model_runner.model` is vLLM's model.
 
@@ -66,8 +79,10 @@ class PhaserlWorkerExtension:
         """Finish processing, drop caches computed with the old weights (vision encoder outputs)."""
         from vllm.model_executor.model_loader.reload.layerwise import finalize_layerwise_reload
 
+        model = self.model_runner.get_model()
         with self._phaserl_config():
-            finalize_layerwise_reload(self.model_runner.get_model(), self.vllm_config.model_config)
+            finalize_layerwise_reload(model, self.vllm_config.model_config)
+            _reprocess_tied_heads(model)
         for reset in ("reset_encoder_cache", "reset_mm_cache"):
             if hasattr(self.model_runner, reset):
                 getattr(self.model_runner, reset)()
