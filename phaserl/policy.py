@@ -1,8 +1,14 @@
 """Log-probs of sampled completions under a model: the training-side mirror of the rollout engine.
 
-A micro-batch of rows (prompt i's inputs + its completion) becomes one padded sequence batch:
+Two ways to compute the same numbers:
+- plain (`build_sequences` + `completion_logp`): every row is one padded sequence
   [left-padded prompt | completion, right-padded]   # [m, P + T]
-so every completion starts at column P and logits are needed only for the last T + 1 positions.
+  so every completion starts at column P and logits are needed only for the last T + 1 positions;
+- shared prefix (`shared_prefix_logp`): the G rows of a group share their prompt, so the prompt (and its
+  images, through the vision tower) is run once per distinct prompt, with gradients, and its KV cache is
+  fanned out to the rows; the completions then run against that cache. Same function, about (G-1)/G of the
+  prompt work saved; gradients of the prompt positions add up over the rows exactly as in the plain form.
+`rows_logp` picks the shared form when the architecture allows it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ import contextlib
 
 import torch
 
-from phaserl.rollout.encode import encode_prompts, repeat_interleave_inputs
+from phaserl.rollout.encode import (
+    continuation_positions,
+    encode_prompts,
+    prefix_position_ids,
+    repeat_interleave_inputs,
+    select_cache,
+    supports_shared_prefix,
+    unique_prompts,
+)
 from phaserl.types import Prompt
 
 _PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -70,3 +84,54 @@ def completion_logp(model, inputs: dict[str, torch.Tensor], targets: torch.Tenso
         out = model(**inputs, logits_to_keep=T + 1, use_cache=False)
     logits = out.logits[:, :-1, :]  # position P-1+t predicts completion token t
     return selective_logp(logits, targets.to(device), temperature)
+
+
+def _autocast(autocast: bool, device):
+    if not autocast:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def pad_completions(completion_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded targets [m, T] (T >= 1) and their mask [m, T]."""
+    T = max(1, max((len(c) for c in completion_ids), default=1))
+    targets = torch.full((len(completion_ids), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(completion_ids), T), dtype=torch.float32)
+    for j, c in enumerate(completion_ids):
+        targets[j, :len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[j, :len(c)] = 1.0
+    return targets, mask
+
+
+def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
+                       pad_id: int, temperature: float, autocast: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [m, T] and mask [m, T] of the completions, running each distinct prompt once (see module doc)."""
+    uniq, row_of = unique_prompts(prompts)
+    enc = {k: v.to(device) for k, v in encode_prompts(processor, uniq, is_vlm).items()}
+    pos = prefix_position_ids(model, enc, is_vlm)  # [B, P] or [3, B, P]
+    targets, mask = pad_completions(completion_ids, pad_id)
+    targets, rows = targets.to(device), torch.tensor(row_of, device=device)
+    T = targets.shape[1]
+    with _autocast(autocast, device):
+        out = model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
+        first = selective_logp(out.logits[:, -1:][rows], targets[:, :1], temperature)  # [m, 1]
+        if T == 1:
+            return first, mask
+        attn = torch.cat([enc["attention_mask"][rows], mask.to(device, enc["attention_mask"].dtype)], dim=1)
+        rest = model(input_ids=targets, attention_mask=attn, position_ids=continuation_positions(pos, rows, 0, T),
+                     past_key_values=select_cache(out.past_key_values, rows), use_cache=True,
+                     logits_to_keep=torch.arange(T - 1, device=device)).logits  # [m, T-1, V]
+    # position t of the completion predicts token t + 1
+    return torch.cat([first, selective_logp(rest, targets[:, 1:], temperature)], dim=1), mask
+
+
+def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool, pad_id: int,
+              temperature: float, autocast: bool, device, shared_prefix: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]): the shared-prefix form when the
+    model supports it (and `shared_prefix`), else the plain padded form."""
+    if shared_prefix and supports_shared_prefix(model, is_vlm):
+        return shared_prefix_logp(model, processor, prompts, completion_ids, is_vlm, pad_id, temperature,
+                                  autocast, device)
+    inputs, targets, mask = build_sequences(processor, prompts, completion_ids, is_vlm, pad_id)
+    return completion_logp(model, inputs, targets, temperature, autocast, device), mask

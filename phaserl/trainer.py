@@ -131,14 +131,14 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
 @torch.no_grad()
 def logp_no_grad(model, lm: LoadedModel, prompts, completion_ids, temperature, autocast, device, micro: int):
     """Per-row log-probs [N][T_i] under `model`, without gradients (old policy or reference)."""
-    from phaserl.policy import build_sequences, completion_logp
+    from phaserl.policy import rows_logp
 
     out = []
     for i in range(0, len(completion_ids), micro):
         rows = completion_ids[i:i + micro]
-        inputs, targets, _ = build_sequences(lm.processor, prompts[i:i + micro], rows, lm.is_vlm,
-                                             lm.tokenizer.pad_token_id)
-        logp = completion_logp(model, inputs, targets, temperature, autocast, device).float().cpu()
+        logp, _ = rows_logp(model, lm.processor, prompts[i:i + micro], rows, lm.is_vlm, lm.tokenizer.pad_token_id,
+                            temperature, autocast, device)
+        logp = logp.float().cpu()
         out.extend(logp[j, :len(c)].clone() for j, c in enumerate(rows))
     return out
 

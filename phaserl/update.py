@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from phaserl.algo import aggregate, kl_estimator, overlong_mask, ppo_clip, sequence_ratio, token_ratio
-from phaserl.policy import build_sequences, completion_logp
+from phaserl.policy import rows_logp
 
 
 @dataclass
@@ -46,9 +46,9 @@ def _count(mask: torch.Tensor, mode: str) -> float:
 def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[int], algo, temperature,
                autocast, device, constant) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
-    inputs, targets, mask = build_sequences(processor, [inp.prompts[i] for i in rows],
-                                            [inp.completion_ids[i] for i in rows], is_vlm, pad_id)
-    logp = completion_logp(model, inputs, targets, temperature, autocast, device)  # [m, T]
+    # Each distinct prompt of the micro-batch runs once; its rows share its KV cache (policy.rows_logp).
+    logp, mask = rows_logp(model, processor, [inp.prompts[i] for i in rows], [inp.completion_ids[i] for i in rows],
+                           is_vlm, pad_id, temperature, autocast, device)  # [m, T], [m, T]
     mask = mask.to(logp.device)
     if algo.overlong_filter:
         mask = mask * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))[:, None].to(mask)

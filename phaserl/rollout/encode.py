@@ -66,3 +66,65 @@ def repeat_interleave_inputs(enc: dict[str, torch.Tensor], G: int, counts: list[
         if key not in out and key not in ("pixel_values", "image_grid_thw"):
             out[key] = value  # pass through anything unknown unchanged
     return out
+
+
+# ---- shared prompt prefix: encode and run each distinct prompt once, then fan its KV cache out to its rows ------
+
+def unique_prompts(prompts: list[Prompt]) -> tuple[list[Prompt], list[int]]:
+    """Distinct prompts (by identity: the G rows of a group share one Prompt object) and each row's index."""
+    first: dict[int, int] = {}
+    uniq: list[Prompt] = []
+    row_of: list[int] = []
+    for p in prompts:
+        if id(p) not in first:
+            first[id(p)] = len(uniq)
+            uniq.append(p)
+        row_of.append(first[id(p)])
+    return uniq, row_of
+
+
+def rope_index_fn(model):
+    """The model's M-RoPE position function (Qwen2-VL family), or None for plain 1-D positions."""
+    for module in model.modules():
+        fn = getattr(module, "get_rope_index", None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def supports_shared_prefix(model, is_vlm: bool) -> bool:
+    """Prefix sharing needs positions we can compute ourselves: 1-D causal LMs, and VLMs with M-RoPE."""
+    return not is_vlm or rope_index_fn(model) is not None
+
+
+def prefix_position_ids(model, enc: dict[str, torch.Tensor], is_vlm: bool) -> torch.Tensor:
+    """Position ids of left-padded prompts: [B, P] (1-D RoPE) or [3, B, P] (M-RoPE, images laid out in 2-D)."""
+    mask = enc["attention_mask"]
+    fn = rope_index_fn(model) if is_vlm else None
+    if fn is not None and "image_grid_thw" in enc:
+        pos, _ = fn(enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
+                    image_grid_thw=enc["image_grid_thw"], attention_mask=mask)
+        return pos
+    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    return pos.unsqueeze(0).expand(3, -1, -1) if fn is not None else pos
+
+
+def continuation_positions(prefix_pos: torch.Tensor, rows: torch.Tensor, start: int, T: int) -> torch.Tensor:
+    """Positions of T tokens that follow each row's prompt (offset `start` tokens past its end).
+
+    Text after the prompt continues from the prompt's largest position + 1 in every RoPE section, which is
+    what both 1-D RoPE and Qwen's M-RoPE do. prefix_pos [B, P] or [3, B, P]; rows [m] -> [m, T] or [3, m, T]."""
+    if prefix_pos.dim() == 3:
+        nxt = prefix_pos.amax(dim=(0, 2)) + 1  # [B]
+    else:
+        nxt = prefix_pos.amax(dim=1) + 1
+    pos = nxt[rows][:, None] + start + torch.arange(T, device=prefix_pos.device)[None, :]  # [m, T]
+    return pos.unsqueeze(0).expand(3, -1, -1) if prefix_pos.dim() == 3 else pos
+
+
+def select_cache(cache, rows: torch.Tensor):
+    """A new DynamicCache whose row j is row rows[j] of `cache` (differentiable: gradients sum per prompt)."""
+    from transformers import DynamicCache
+
+    return DynamicCache([(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
+                         for layer in cache.layers])

@@ -1,0 +1,120 @@
+"""The fast decoding loop samples what `generate` would, and records the log-probs the trainer recomputes."""
+
+import pytest
+import torch
+
+from phaserl.data.generators import arithmetic, arithmetic_vl
+from phaserl.data.render import render
+from phaserl.models import load_model
+from phaserl.policy import build_sequences, completion_logp
+from phaserl.rollout.base import SamplingParams
+from phaserl.rollout.hf import HFEngine, sample_categorical
+
+
+@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl"])
+def lm(request):
+    """A tiny model with larger random weights: at their init scale tiny models greedily repeat one token, and
+    these tests need rows that differ."""
+    loaded = load_model(request.param)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.15)
+    return loaded
+
+
+def _prompts(lm):
+    if lm.is_vlm:
+        exs, view = arithmetic_vl(n=3, seed=2, digits=2), "image"
+    else:
+        exs, view = arithmetic(n=3, seed=2, digits=3), "text"
+    return [render(e, view, "boxed" if i == 0 else "plain") for i, e in enumerate(exs)]  # unequal lengths
+
+
+def _engine(lm, **kw):
+    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, **kw)
+
+
+def _training_logp(lm, prompts, c, G):
+    rows = [p for p in prompts for _ in range(G)]
+    inputs, targets, mask = build_sequences(lm.processor, rows, c.completion_ids, lm.is_vlm,
+                                            lm.tokenizer.pad_token_id)
+    return completion_logp(lm.model, inputs, targets, 1.0, False, "cpu"), mask
+
+
+def test_loop_is_the_default_for_supported_models(lm):
+    assert _engine(lm).decoder == "loop"
+    assert _engine(lm, decoder="generate").decoder == "generate"
+    with pytest.raises(ValueError, match="decoder"):
+        _engine(lm, decoder="fast")
+
+
+def test_greedy_loop_equals_generate(lm):
+    prompts = _prompts(lm)
+    params = SamplingParams(n=1, max_new_tokens=10, temperature=0)
+    loop = _engine(lm).generate(prompts, params)
+    ref = _engine(lm, decoder="generate").generate(prompts, params)
+    assert loop.completion_ids == ref.completion_ids
+    assert loop.prompt_ids == ref.prompt_ids and loop.texts == ref.texts and loop.truncated == ref.truncated
+    for a, b in zip(loop.logp, ref.logp):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_rows_leave_the_batch_at_eos(lm):
+    """Make a token that some rows emit early an EOS: those rows stop there, the others run on unchanged."""
+    prompts = _prompts(lm)
+    params = SamplingParams(n=1, max_new_tokens=10, temperature=0)
+    free = _engine(lm).generate(prompts, params).completion_ids
+    # a token that ends some row early and that another row never emits
+    stop = next(t for c in free for t in c[:5] if any(t not in other for other in free))
+    engines = [_engine(lm), _engine(lm, decoder="generate")]
+    for e in engines:
+        e.eos_ids = e.eos_ids | {stop}
+    loop, ref = (e.generate(prompts, params) for e in engines)
+    assert loop.completion_ids == ref.completion_ids
+    ends = [c.index(stop) + 1 if stop in c else len(c) for c in free]
+    assert [len(c) for c in loop.completion_ids] == ends
+    assert min(ends) <= 5 and max(ends) == 10  # one row stopped early, another kept writing
+    assert [c[-1] == stop for c in loop.completion_ids] == [not t for t in loop.truncated]
+
+
+def test_sampled_logp_match_the_training_forward(lm):
+    """On-policy PPO ratios are 1 only if the engine's log-probs are the trainer's (fp32 weights: to 1e-5)."""
+    prompts = _prompts(lm)
+    c = _engine(lm).generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
+    ref, mask = _training_logp(lm, prompts, c, G=2)
+    for j, lp in enumerate(c.logp):
+        assert torch.allclose(lp, ref[j, :len(lp)], atol=2e-5)
+    assert int(mask.sum()) == sum(len(x) for x in c.completion_ids)
+
+
+def test_bf16_eager_copy_is_close_to_fp32_training_forward(lm):
+    prompts = _prompts(lm)
+    engine = _engine(lm, rollout_dtype=torch.bfloat16)
+    assert engine.model is not lm.model and engine.model.config._attn_implementation == "eager"
+    c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
+    ref, _ = _training_logp(lm, prompts, c, G=2)
+    diff = torch.cat([(lp - ref[j, :len(lp)]).abs() for j, lp in enumerate(c.logp)])
+    assert float(diff.max()) < 0.15 and float(diff.mean()) < 0.05
+
+
+def test_seeded_sampling_repeats_and_differs_by_seed(lm):
+    prompts = _prompts(lm)[:2]
+    e = _engine(lm)
+    a, b = (e.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=1.0, seed=7)) for _ in range(2))
+    other = e.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=1.0, seed=8))
+    assert a.completion_ids == b.completion_ids and a.completion_ids != other.completion_ids
+    assert len(set(map(tuple, a.completion_ids[:3]))) > 1  # the G samples of a prompt differ
+
+
+def test_sample_categorical_follows_the_distribution():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2]]).repeat(20000, 1)
+    probs[:, 2] = 0.0
+    tok = sample_categorical(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tok, minlength=5).float() / len(tok)
+    assert freq[0] == 0 and freq[2] == 0  # zero-probability tokens are never drawn
+    assert torch.allclose(freq, probs[0], atol=0.015)
+    peaked = torch.zeros(4, 49152)
+    peaked[torch.arange(4), torch.tensor([0, 7, 49151, 300])] = 1.0
+    assert sample_categorical(peaked).tolist() == [0, 7, 49151, 300]
