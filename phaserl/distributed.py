@@ -2,8 +2,9 @@
 
 Three ideas live here, each small:
   1. the dummy vision pass: a VLM micro-batch with no image must still run the vision tower (on a blank
-     image, with weight 0), or a sharded run hangs (EasyR1 issue 468: FSDP/ZeRO-3 all-gather the tower's
-     parameters inside its forward, and a rank that skips it never joins the collective);
+     image, with weight 0), at the point of the forward where images would run, or a sharded run hangs
+     (EasyR1 issue 468: FSDP/ZeRO-3 all-gather the tower's parameters inside its forward, and a rank that
+     skips it never joins the collective);
   2. full parameters out of DDP / FSDP2 / FSDP1 / ZeRO-3 / PEFT wrappers, for syncing a rollout engine;
   3. the memory formula behind `phaserl train --dry-run` (and the tables in docs/scale_out.md).
 
@@ -48,16 +49,59 @@ def _sum_floats(obj) -> torch.Tensor | None:
     return None
 
 
-def vision_dummy_loss(model, vision_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """0 * (vision tower output on a blank image): add it to the loss of a text-only micro-batch.
+def _text_model(base):
+    """The VLM's language model: the module whose forward follows the vision tower's in a normal step."""
+    inner = getattr(base, "model", None)
+    lang = getattr(inner, "language_model", None) or getattr(base, "language_model", None)
+    if lang is None and hasattr(base, "get_decoder"):
+        lang = base.get_decoder()
+    if lang is None:
+        raise ValueError(f"{type(base).__name__}: cannot find the language model for the dummy vision pass")
+    return lang
 
-    The value is exactly 0 and the tower's gradients are exactly 0, but the tower's forward and backward run,
-    so its FSDP/ZeRO-3 all-gathers and its DDP gradient buckets happen on every rank."""
+
+@contextlib.contextmanager
+def dummy_vision(model, vision_inputs: dict[str, torch.Tensor]):
+    """Within this block, a forward of the VLM on a text-only micro-batch first runs the vision tower on a blank
+    image and adds 0 x (sum of its output) to the input embeddings.
+
+    Why inside the forward, at that point: FSDP and ZeRO-3 all-gather each unit's parameters as its forward
+    starts, and the gathers are collectives that every rank must issue in the same order. A rank with images
+    runs embed -> vision tower -> text layers; this hook (a pre-hook on the text model) makes a text-only rank do
+    the same, instead of hanging its peers (EasyR1 issue 468). The value is unchanged (+0), the tower's gradients
+    are exactly 0 on this rank, and the backward walks the same units in the same reverse order. Under DDP it
+    also keeps every vision parameter in the graph (no unused-parameter error)."""
+    base = _unwrap(model)
+    lang = _text_model(base)
+
+    def hook(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is None:
+            return None
+        inputs = {k: v.to(embeds.device) for k, v in vision_inputs.items()}
+        total = _sum_floats(base.get_image_features(**inputs))
+        if total is None:
+            raise ValueError(f"{type(base).__name__}.get_image_features returned no floating tensor")
+        kwargs["inputs_embeds"] = embeds + (0.0 * total).to(embeds.dtype)
+        return args, kwargs
+
+    handle = lang.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def vision_dummy_loss(model, vision_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """0 x (vision tower output on a blank image), to add to a text-only micro-batch's loss.
+
+    Enough under DDP (the tower's parameters get zero gradients, so every rank's all-reduce has the same
+    buckets). NOT enough under FSDP / ZeRO-3: run after the forward, its all-gathers come after the text
+    layers' on this rank but before them on a rank with images, and the collectives mismatch; use
+    `dummy_vision` there (it runs the tower at the point of the forward where images run)."""
     base = _unwrap(model)
     device = next(base.parameters()).device
-    inputs = {k: v.to(device) for k, v in vision_inputs.items()}
-    feats = base.get_image_features(**inputs)
-    total = _sum_floats(feats)
+    total = _sum_floats(base.get_image_features(**{k: v.to(device) for k, v in vision_inputs.items()}))
     if total is None:
         raise ValueError(f"{type(base).__name__}.get_image_features returned no floating tensor")
     return 0.0 * total
