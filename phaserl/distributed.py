@@ -117,14 +117,17 @@ def needs_dummy_vision(is_vlm: bool, has_images: bool, vision_trainable: bool, w
 
 # -------------------------------------------------------------------------------------------- full weights
 
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+_WRAPPER_PARTS = {"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"}
 
 
 def clean_name(name: str) -> str:
-    """Strip the prefixes DDP, torch.compile, FSDP1 and activation checkpointing insert into names."""
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
+    """Drop the name parts that DDP (a leading `module`), torch.compile, FSDP1 and activation checkpointing insert.
+
+    Whole dotted parts only: `original_module` or `_fsdp_wrapped_module` must not lose a `module.` substring."""
+    parts = name.split(".")
+    while parts and parts[0] == "module":
+        parts = parts[1:]
+    return ".".join(p for p in parts if p not in _WRAPPER_PARTS)
 
 
 def _unwrap(model):
@@ -197,7 +200,8 @@ def iter_full_params(model, *, include_buffers: bool = False) -> Iterator[tuple[
                     name = _peft_name(name)
                     if name is None:
                         continue
-                yield name, _full_tensor(tensor.detach())
+                full = _full_tensor(tensor.detach())
+                yield name, full.clone() if peft else full  # merged values vanish at unmerge: copy them
         finally:
             if peft:
                 base.unmerge_adapter()

