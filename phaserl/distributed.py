@@ -269,7 +269,7 @@ class MemoryEstimate:
 
 def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "zero3", trainable: float = 1.0,
                     micro_batch: int = 1, seq_len: int = 2048, kl: bool = True, rollout: str = "vllm",
-                    rollout_seqs: int = 64, engine_sleeps: bool = True) -> MemoryEstimate:
+                    rollout_seqs: int = 64, engine_sleeps: bool = True, engine_tp: int = 1) -> MemoryEstimate:
     """Per-GPU memory of GRPO on one model: the ZeRO paper's 16 bytes/param, split by sharding, plus the rest.
 
     P params, Pt = trainable * P, W = world_size. fp32 master weights 4P, fp32 grads 4Pt, AdamW m and v 8Pt
@@ -279,8 +279,9 @@ def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "zero
     Activations with gradient checkpointing: 2 bytes x hidden per token per layer kept, one layer recomputed
     (~34 x hidden bytes per token, Korthikanti et al. 2022 eq. 2 without the attention matrix, flash/SDPA), and the
     fp32 logits with their gradient (8 x vocab bytes per token), which dominate for 150k-token vocabularies.
-    vLLM colocated: bf16 weights 2P (tensor parallel 1) and a KV cache of rollout_seqs x seq_len tokens x
-    (2 x layers x kv_heads x head_dim x 2 bytes); with sleep mode both leave the GPU during the update.
+    vLLM colocated: bf16 weights 2P and a KV cache of rollout_seqs x seq_len tokens x (2 x layers x kv_heads x
+    head_dim x 2 bytes), both / engine_tp (vLLM tensor parallelism); with sleep mode both leave the GPU during
+    the update. rollout="server" or "hf": no engine memory on the training GPUs.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
@@ -289,8 +290,10 @@ def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "zero
     shard_weights = W if strategy in ("zero3", "fsdp2") else 1
     tokens = micro_batch * seq_len
     activations = tokens * (2 * shape.hidden * shape.layers + 34 * shape.hidden + 8 * shape.vocab)
-    engine = 2 * P if rollout == "vllm" else 0.0
-    kv = rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 if rollout == "vllm" else 0.0
+    tp = max(1, engine_tp)
+    engine = 2 * P / tp if rollout == "vllm" else 0.0
+    kv = rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 / tp \
+        if rollout == "vllm" else 0.0
     est = MemoryEstimate(weights=4 * P / shard_weights, grads=4 * Pt / shard_states,
                          optimizer=8 * Pt / shard_states, reference=(2 * P / shard_weights) if kl else 0.0,
                          activations=activations, engine_weights=engine, kv_cache=kv)
