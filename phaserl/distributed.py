@@ -150,24 +150,45 @@ def _full_tensor(param: torch.Tensor) -> torch.Tensor:
     return param
 
 
+def _is_zero3(model) -> bool:
+    return any(getattr(p, "ds_id", None) is not None for p in model.parameters())
+
+
 @contextlib.contextmanager
 def _gathered(model):
-    """Make full parameters visible for FSDP1 (summon_full_params) and ZeRO-3 (GatheredParameters)."""
-    if any(getattr(p, "ds_id", None) is not None for p in model.parameters()):  # DeepSpeed ZeRO-3
-        import deepspeed  # untestable on this CPU machine; follows deepspeed's documented API
-
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            yield
-        return
+    """Make full parameters visible for FSDP1 (summon_full_params); yields whether tensors must be copied
+    before the context ends (they are views of memory that is freed at exit)."""
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP1
     except ImportError:  # pragma: no cover
         FSDP1 = None
     if FSDP1 is not None and any(isinstance(m, FSDP1) for m in model.modules()):
         with FSDP1.summon_full_params(model, writeback=False, recurse=True):
-            yield
+            yield True
         return
-    yield
+    yield False
+
+
+def _named_tensors(model, include_buffers: bool) -> Iterator[tuple[str, torch.Tensor, bool]]:
+    """(name, tensor, is_view_of_gathered_memory). ZeRO-3 gathers one module's own parameters at a time
+    (deepspeed.zero.GatheredParameters; a whole 72B model never sits on one GPU). Untested here (no deepspeed)."""
+    if _is_zero3(model):
+        import deepspeed
+
+        seen = set()
+        for prefix, module in model.named_modules():
+            own = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
+            seen.update(id(p) for _, p in own)
+            if own:
+                with deepspeed.zero.GatheredParameters([p for _, p in own], modifier_rank=None):
+                    for n, p in own:
+                        yield (f"{prefix}.{n}" if prefix else n), p.detach().clone(), False
+    else:
+        for n, p in model.named_parameters():
+            yield n, p, True
+    if include_buffers:
+        for n, b in model.named_buffers():
+            yield n, b, True
 
 
 def _peft_name(name: str) -> str | None:
@@ -182,26 +203,23 @@ def _peft_name(name: str) -> str | None:
 def iter_full_params(model, *, include_buffers: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, full tensor) for every weight of the trainer's model, in HF checkpoint names.
 
-    Works for a plain module, DDP, FSDP2 (DTensor), FSDP1, DeepSpeed ZeRO-3 and PEFT (adapters merged into a
-    copy-free view for the duration, then unmerged). Collective under sharding: call it on every rank, in the
-    same order, and consume the iterator fully."""
+    Works for a plain module, DDP, FSDP2 (DTensor), FSDP1, DeepSpeed ZeRO-3 and PEFT (adapters merged for the
+    duration, then unmerged). Collective under sharding: call it on every rank, in the same order, and consume
+    the iterator fully. Tensors that would not outlive the iteration (merged or gathered ones) are copies."""
     base = _unwrap(model)
     peft = _is_peft(base)
-    with _gathered(base):
+    with _gathered(base) as gathered_views:
         if peft:
             base.merge_adapter()
         try:
-            tensors = list(base.named_parameters())
-            if include_buffers:
-                tensors += list(base.named_buffers())
-            for name, tensor in tensors:
+            for name, tensor, view in _named_tensors(base, include_buffers):
                 name = clean_name(name)
                 if peft:
                     name = _peft_name(name)
                     if name is None:
                         continue
                 full = _full_tensor(tensor.detach())
-                yield name, full.clone() if peft else full  # merged values vanish at unmerge: copy them
+                yield name, full.clone() if view and (peft or gathered_views) else full
         finally:
             if peft:
                 base.unmerge_adapter()
