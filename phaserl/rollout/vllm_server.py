@@ -144,10 +144,19 @@ class NcclWeightPush:
 
 
 def _shapes(model):
-    """(name, global-shape tensor) without gathering: DTensor .shape is the full shape."""
-    from phaserl.distributed import _unwrap, clean_name
+    """(name, global-shape tensor) without gathering (DTensor .shape is the full shape), named and filtered
+    exactly like `iter_full_params` yields them (vLLM requires metadata and iteration to agree)."""
+    from phaserl.distributed import _is_peft, _peft_name, _unwrap, clean_name
 
-    return [(clean_name(n), p) for n, p in _unwrap(model).named_parameters()]
+    base = _unwrap(model)
+    out = []
+    for n, p in base.named_parameters():
+        name = clean_name(n)
+        if _is_peft(base):
+            name = _peft_name(name)
+        if name is not None:
+            out.append((name, p))
+    return out
 
 
 class VLLMServerEngine:
