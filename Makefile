@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-slow test-vllm lint bench setup clean smoke
+.PHONY: demo test test-slow test-learning test-vllm lint bench setup clean smoke
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -29,9 +29,13 @@ test: $(STAMP)
 	$(BIN)/ruff check phaserl tests benchmarks
 	$(PYTEST) -q
 
-## Slow learning checks (GRPO on SmolLM2 learns sums, curriculum mini --quick).
+## Slow checks (official verdict agreement over whole benchmarks, FSDP2 runs).
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
+
+## Learning checks: GRPO on SmolLM2 must reach the issue's bar; the mini curriculum --quick.
+test-learning: $(STAMP)
+	$(PYTEST) -q -s -m learning
 
 ## vLLM CPU engine against the HF engine, in its own environment (.venv-vllm).
 test-vllm:

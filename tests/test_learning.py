@@ -16,7 +16,7 @@ from phaserl.curriculum import run_curriculum
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.timeout(3600)
 def test_grpo_learns_one_digit_sums(tmp_path):
     rec = load_recipe(ROOT / "recipes/demo_cpu.yaml", ["logging.progress=false", "checkpoint.every=100"])
