@@ -87,7 +87,9 @@ def test_sync_through_a_lora_wrapper(smollm2_engine, smollm2_hf):
     merged = copy.deepcopy(peft_model).merge_and_unload()
     out = smollm2_engine.generate(prompts, greedy)
     assert_same_as_hf(out, hf_greedy(merged, smollm2_hf, prompts, 12), G=1)
-    assert out.completion_ids != hf_greedy(smollm2_hf.model, smollm2_hf, prompts, 12).completion_ids
+    plain = hf_greedy(smollm2_hf.model, smollm2_hf, prompts, 12)  # the adapters did change the policy
+    assert out.completion_ids != plain.completion_ids or any(
+        (a - b).abs().max() > 1e-2 for a, b in zip(out.logp, plain.logp) if a.shape == b.shape)
     # the adapters were unmerged again: the trainer's LoRA model is unchanged by the sync
     assert not torch.equal(peft_model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight,
                            merged.model.layers[0].self_attn.q_proj.weight)
