@@ -359,7 +359,7 @@ def count_params_from_config(config) -> int:
 
 def shape_for_model(name: str) -> ModelShape | None:
     """The memory shape of a recipe's model: a known preset by name, else its config counted on the meta device
-    (a local folder or built-in; a hub id only where the hub is reachable). None when neither works."""
+    (a local folder, a built-in, or a hub id already in the local cache). None when neither works."""
     key = name.lower().rsplit("/", 1)[-1].replace("-instruct", "")
     for preset, shape in MODEL_SHAPES.items():
         if key == preset or key.startswith(preset + "-") or key == shape.name.lower().replace("-instruct", ""):
@@ -369,7 +369,7 @@ def shape_for_model(name: str) -> ModelShape | None:
 
         from phaserl.models import resolve_model_path
 
-        config = AutoConfig.from_pretrained(resolve_model_path(name))
+        config = AutoConfig.from_pretrained(resolve_model_path(name), local_files_only=True)  # no hub retries
         return shape_from_config(config, count_params_from_config(config), name)
     except Exception:  # noqa: BLE001 (no config reachable: the plan says so instead of failing)
         return None
