@@ -135,12 +135,14 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
 
 
 def _memory_line(recipe: Recipe) -> str | None:
-    try:
-        from phaserl.distributed import memory_estimate_line
-    except ImportError:
-        return None
-    try:
-        return memory_estimate_line(recipe)
-    except Exception as e:  # an estimate must never stop a dry run
-        return f"memory estimate unavailable: {e}"
+    """Per-GPU memory estimates from phaserl.distributed's formula (never stops a dry run)."""
+    from phaserl.distributed import memory_plan
 
+    st = resolve(recipe)[0]
+    try:
+        return memory_plan(recipe.model.name, micro_batch=st.algo.micro_batch_size,
+                           seq_len=1024 + st.rollout.max_new_tokens,  # prompt length: our assumption
+                           rollout_seqs=st.prompts_per_step * st.rollout.group_size, kl=st.algo.kl_coef > 0,
+                           engine=st.rollout.engine)
+    except Exception as e:
+        return f"memory estimate unavailable: {e}"

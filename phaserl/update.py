@@ -46,9 +46,18 @@ def _count(mask: torch.Tensor, mode: str) -> float:
 def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[int], algo, temperature,
                autocast, device, constant) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
+    # A text-only micro-batch on a multi-process VLM still runs the vision tower (on a blank image, weight 0)
+    # inside the forward, so every rank joins the same all-gathers / all-reduces (EasyR1 issue 468).
+    ctx = contextlib.nullcontext()
+    if inp.dummy_vision is not None and not any(inp.prompts[i].images for i in rows):
+        from phaserl.distributed import dummy_vision
+
+        ctx = dummy_vision(model, inp.dummy_vision)
     # Each distinct prompt of the micro-batch runs once; its rows share its KV cache (policy.rows_logp).
-    logp, mask = rows_logp(model, processor, [inp.prompts[i] for i in rows], [inp.completion_ids[i] for i in rows],
-                           is_vlm, pad_id, temperature, autocast, device)  # [m, T], [m, T]
+    with ctx:
+        logp, mask = rows_logp(model, processor, [inp.prompts[i] for i in rows],
+                               [inp.completion_ids[i] for i in rows], is_vlm, pad_id, temperature, autocast,
+                               device)  # [m, T], [m, T]
     mask = mask.to(logp.device)
     if algo.overlong_filter:
         mask = mask * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))[:, None].to(mask)
@@ -63,12 +72,6 @@ def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[i
         loss_tok = loss_tok + algo.kl_coef * kl
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     loss = aggregate(loss_tok, mask, algo.aggregation, constant)
-    if inp.dummy_vision is not None and not any(inp.prompts[i].images for i in rows):
-        # A text-only micro-batch on a multi-process VLM still runs the vision tower (weight 0), so every
-        # rank joins the same gradient all-reduce (EasyR1 issue 468; phaserl/distributed.py).
-        from phaserl.distributed import vision_dummy_loss
-
-        loss = loss + vision_dummy_loss(model, inp.dummy_vision)
     return loss, mask, stats
 
 
