@@ -8,9 +8,10 @@ with numbers. Every problem has
   - an integer answer (answer_type "number"), so the rewards can verify it.
 
 One Example list, not two: `question` holds the image-view question ("Solve the problem shown in the
-image.") and `meta["text_question"]` the text one; `for_view(examples, "text")` swaps them. One list keeps
+image.") and `meta["text_question"]` the text one, which `render(example, "text")` uses. One list keeps
 one id per problem across all three views, which is what a curriculum comparison needs (the same test item
-scored text / image+caption / image), and the split is decided once.
+scored text / image+caption / image), and the split is decided once. `for_view(examples, "text")` gives
+text-only copies (text question, no image) for code that looks at `images` rather than at the view.
 
 Splits: a problem's identity is its `key` (kind and numbers, not the names or wording that the image does
 not show). A hash of the key puts each problem in train or test for ever, so the splits never overlap
