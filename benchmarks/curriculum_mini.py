@@ -15,15 +15,18 @@ view, from each run's metrics.jsonl (step 0 is the base model).
 OUTPUT/results.md, results.json, curves.png; one run folder per arm and seed in OUTPUT/runs/. Rerunning the
 same command resumes: finished arms are skipped, an interrupted one continues from its last checkpoint
 (run_curriculum resumes itself). Without --mini-vlm the default mini VLM is built once and cached in
-$PHASERL_CACHE/models/minivlm-default (about 15 minutes on an idle 2-core CPU).
+$PHASERL_CACHE/models/minivlm-default-<hash> (about 15 minutes on an idle 2-core CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,23 +51,24 @@ TEMPLATE = "number"  # "... Answer with just the number.": short answers fit a 1
 
 @dataclass(frozen=True)
 class Settings:
-    total_steps: int = 36  # RL steps per trained arm, split equally over its stages
+    total_steps: int = 24  # RL steps per trained arm, split equally over its stages
     prompts_per_step: int = 4  # B
     group_size: int = 8  # G
     max_new_tokens: int = 24  # longest completion (answers are one number)
     temperature: float = 1.0  # rollout sampling temperature
     lr: float = 1e-5  # AdamW learning rate (all weights train, vision side included)
-    n_train: int = 400  # train problems generated per stage (more than steps * B: no repeats)
-    n_curve: int = 30  # test problems in the periodic evaluation (the curves), each in 3 views
-    n_final: int = 150  # test problems in the final evaluation (the table), each in 3 views
-    eval_every: int = 5  # periodic evaluation every this many steps of a stage (stage ends always)
-    checkpoint_every: int = 6  # resumable checkpoint interval (steps)
+    n_train: int = 200  # train problems generated per stage (more than steps * B: no repeats)
+    n_curve: int = 20  # test problems in the periodic evaluation (the curves), each in 3 views
+    n_final: int = 100  # test problems in the final evaluation (the table), each in 3 views
+    eval_every: int = 4  # periodic evaluation every this many steps of a stage (stage ends always)
+    checkpoint_every: int = 4  # resumable checkpoint interval (steps)
     format_weight: float = 0.1  # reward weight of the answer-only format check (accuracy weighs 1)
 
 
+# Sized for about 2 hours on an idle 2-core CPU (9 trained runs, 10 final evaluations); see the report.
 FULL = Settings()
-QUICK = replace(FULL, total_steps=6, prompts_per_step=4, group_size=4, n_train=60, n_curve=12, n_final=30,
-                eval_every=0, checkpoint_every=3)
+QUICK = replace(FULL, total_steps=6, group_size=4, n_train=40, n_curve=12, n_final=30, eval_every=0,
+                checkpoint_every=3)
 
 
 # ---------------------------------------------------------------- planning
@@ -105,7 +109,8 @@ def arm_recipe(arm: str, settings: Settings, seed: int, model: str) -> dict:
         "prompts_per_step": s.prompts_per_step,
         "rollout": {"group_size": s.group_size, "max_new_tokens": s.max_new_tokens,
                     "temperature": s.temperature},
-        "algo": {"advantage": "grpo", "kl_coef": 0.0, "micro_batch_size": s.prompts_per_step * s.group_size},
+        # micro-batches of 8 keep the update's activations to about a GB (several runs share this machine)
+        "algo": {"advantage": "grpo", "kl_coef": 0.0, "micro_batch_size": 8},
         "optim": {"lr": s.lr, "max_grad_norm": 1.0},
         "checkpoint": {"every": s.checkpoint_every, "keep_last": 1},
         "eval": {"every": s.eval_every, "limit": s.n_curve, "views": list(VIEWS),
@@ -135,11 +140,19 @@ def plan_lines(settings: Settings, arms: tuple[str, ...], seeds: list[int]) -> l
 # ---------------------------------------------------------------- running
 
 def default_mini_vlm(log: Callable[[str], None] = print) -> Path:
-    """The default mini VLM, built once into the cache (atomically: a crash never leaves half a folder)."""
+    """The default mini VLM, built once into the cache (atomically: a crash never leaves half a folder).
+
+    The folder name carries a hash of the builder's default arguments, so changed defaults build anew."""
+    import hashlib
+    import inspect
+
     from phaserl.minivlm.build import build_mini_vlm
     from phaserl.models import cache_dir
 
-    target = cache_dir() / "models" / "minivlm-default"
+    defaults = {k: repr(v.default) for k, v in inspect.signature(build_mini_vlm).parameters.items()
+                if v.default is not inspect.Parameter.empty and k != "log"}
+    digest = hashlib.sha256(json.dumps(defaults, sort_keys=True).encode()).hexdigest()[:8]
+    target = cache_dir() / "models" / f"minivlm-default-{digest}"
     if (target / "minivlm.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +216,51 @@ def check_settings(output: Path, settings: Settings, model: str) -> None:
         path.write_text(json.dumps(want, indent=1) + "\n")
 
 
+def run_job(job: dict, *, train: Callable = train_arm, evaluate: Callable = evaluate_model) -> dict:
+    """One arm and seed: train (not for base), evaluate, write final_eval.json (which marks it done).
+
+    job = {"arm", "seed", "settings" (dict of Settings), "model", "run_dir", "keep_models"}."""
+    arm, seed, run_dir = job["arm"], job["seed"], Path(job["run_dir"])
+    settings = Settings(**job["settings"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = arm_recipe("direct" if arm == "base" else arm, settings, seed, job["model"])
+    start = time.perf_counter()
+    final = job["model"] if arm == "base" else train(recipe, run_dir)
+    result = {"arm": arm, "seed": seed, "model": str(final), "eval": evaluate(str(final), recipe, settings),
+              "seconds": round(time.perf_counter() - start, 1),
+              "load_average": round(os.getloadavg()[1], 1)}  # 5-minute; a timing means little without it
+    (run_dir / "final_eval.json").write_text(json.dumps(result, indent=1) + "\n")
+    if arm != "base" and not job.get("keep_models"):
+        prune_run(run_dir, keep_final=Path(final))
+    return result
+
+
+def run_job_isolated(job: dict) -> dict:
+    """run_job in a fresh Python process, so each run's memory (model, optimizer, rollout copy: several GB)
+    goes back to the system when it ends and a crash or the OOM killer costs only that run.
+
+    Ctrl-C reaches the child too (same process group) and SIGTERM is forwarded: either way the child saves
+    a checkpoint at its next step boundary, and rerunning the command resumes it."""
+    run_dir = Path(job["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "job.json"
+    path.write_text(json.dumps(job, indent=1) + "\n")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--job", str(path)])
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            code = proc.wait()  # the child is saving its checkpoint
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code != 0:
+        raise SystemExit(f"[{run_dir.name}] stopped (exit code {code}); rerun the same command to resume")
+    return json.loads((run_dir / "final_eval.json").read_text())
+
+
 def run_experiment(settings: Settings, output: Path, model: str, seeds: list[int],
-                   arms: tuple[str, ...] = ARMS, *, train: Callable = train_arm, evaluate: Callable = evaluate_model,
+                   arms: tuple[str, ...] = ARMS, *, job: Callable[[dict], dict] = run_job_isolated,
                    keep_models: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train and evaluate every (arm, seed) not yet done, then write the table and the plot."""
     check_settings(output, settings, model)
@@ -212,22 +268,15 @@ def run_experiment(settings: Settings, output: Path, model: str, seeds: list[int
         log(line)
     for arm in arms:
         for seed in seeds if arm != "base" else seeds[:1]:
-            run_dir = output / "runs" / run_name(arm, seed)
-            done = run_dir / "final_eval.json"
-            if done.exists():
-                log(f"[{run_name(arm, seed)}] done already")
+            name = run_name(arm, seed)
+            run_dir = output / "runs" / name
+            if (run_dir / "final_eval.json").exists():
+                log(f"[{name}] done already")
                 continue
-            run_dir.mkdir(parents=True, exist_ok=True)
-            recipe = arm_recipe("direct" if arm == "base" else arm, settings, seed, model)
-            start = time.perf_counter()
-            final = model if arm == "base" else train(recipe, run_dir)
-            result = {"arm": arm, "seed": seed, "model": str(final),
-                      "eval": evaluate(str(final), recipe, settings)}
-            result["seconds"] = round(time.perf_counter() - start, 1)
-            done.write_text(json.dumps(result, indent=1) + "\n")
-            log(f"[{run_name(arm, seed)}] {brief(result['eval'])} ({result['seconds']:.0f}s)")
-            if arm != "base" and not keep_models:
-                prune_run(run_dir, keep_final=Path(final))
+            log(f"[{name}] starting")
+            result = job({"arm": arm, "seed": seed, "settings": asdict(settings), "model": str(model),
+                          "run_dir": str(run_dir), "keep_models": keep_models})
+            log(f"[{name}] {brief(result['eval'])} ({result['seconds']:.0f}s)")
     return write_report(output, settings, model, seeds, arms)
 
 
@@ -338,9 +387,12 @@ def plot_curves(curves: dict, settings: Settings, path: Path) -> Path | None:
             ends = [sum(arm_steps(arm, settings)[:k + 1]) for k in range(len(ARM_VIEWS[arm]) - 1)]
             for x in ends:  # stage boundaries
                 ax.axvline(x, color=line.get_color(), alpha=0.3, linestyle=":", linewidth=1)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(f"evaluated in view: {view}")
         ax.set_xlabel("RL step (step 0 = base model)")
         ax.grid(alpha=0.3)
+    top = max((v for per_view in curves.values() for c in per_view.values() for v in c["max"]), default=0)
+    axes[0].set_ylim(0, min(1.0, max(0.1, 1.15 * top)))
     axes[0].set_ylabel(f"greedy accuracy ({settings.n_curve} test problems)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -360,6 +412,8 @@ def write_report(output: Path, settings: Settings, model: str, seeds: list[int],
     if info.exists():
         meta = json.loads(info.read_text())
         perception = {k: meta.get(k) for k in ("perception_accuracy", "problem_char_accuracy")}
+    seen = "" if not perception or perception["problem_char_accuracy"] is None else (
+        f" (it reads {100 * perception['problem_char_accuracy']:.1f}% of the characters of test problem images)")
     seconds = sum(json.loads(p.read_text()).get("seconds", 0) for p in (output / "runs").glob("*/final_eval.json"))
     result = {"settings": asdict(settings), "model": str(model), "perception": perception, "seeds": seeds,
               "arms": table, "curves": curves, "plot": str(plot) if plot else None,
@@ -368,7 +422,7 @@ def write_report(output: Path, settings: Settings, model: str, seeds: list[int],
     md = ["# Curriculum RL in miniature", "", *plan_lines(settings, arms, seeds), "",
           markdown_table(table, settings),
           f"Greedy decoding, mean ± sample std over seeds; format = responses that are just the number. "
-          f"Model: {model}" + (f" (perception {perception})" if perception else "") +
+          f"Model: {model}{seen}" +
           f". Runs took {seconds / 60:.0f} min in total.", ""]
     if plot:
         md.append(f"![accuracy over RL steps]({plot.name})")
@@ -399,6 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    if argv and argv[0] == "--job":  # one run, in the child process that run_job_isolated started
+        return run_job(json.loads(Path(argv[1]).read_text()))
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.total_steps is not None:

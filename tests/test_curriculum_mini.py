@@ -4,6 +4,7 @@ marker, the real `--quick` run end to end."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -70,8 +71,8 @@ def test_infi_mmr_stages_draw_different_train_problems(cm):
 def test_plan_lines_name_every_arm(cm):
     lines = cm.plan_lines(cm.FULL, cm.ARMS, [0, 1, 2])
     text = "\n".join(lines)
-    assert "text (12) -> image+caption (12) -> image (12)" in text
-    assert "text (18) -> image (18)" in text and "image (36)" in text and "no RL" in text
+    assert "text (8) -> image+caption (8) -> image (8)" in text
+    assert "text (12) -> image (12)" in text and "image (24)" in text and "no RL" in text
 
 
 # ---------------------------------------------------------------- report
@@ -98,7 +99,7 @@ def test_results_table_means_and_stds(cm, tmp_path):
     assert acc["mean"] == pytest.approx(0.4) and acc["std"] == pytest.approx(0.2)  # sample std of .2 .4 .6
     assert table["base"]["views"]["image"]["accuracy"]["std"] is None
     md = cm.markdown_table(table, cm.FULL)
-    assert "| direct | image (36) | 3 | 40.0 ± 20.0 |" in md
+    assert "| direct | image (24) | 3 | 40.0 ± 20.0 |" in md
     assert "| base | none | 1 (greedy: deterministic) | 10.0 | 5.0 | 0.0 | 0.0 | 0.0 | 0.0 |" in md
 
 
@@ -142,7 +143,8 @@ def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_p
         return _fake_eval({v: 0.25 for v in VIEWS})
 
     out = tmp_path / "exp"
-    result = cm.run_experiment(cm.QUICK, out, "m", [0, 1], train=train, evaluate=evaluate, log=lambda *_: None)
+    job = functools.partial(cm.run_job, train=train, evaluate=evaluate)
+    result = cm.run_experiment(cm.QUICK, out, "m", [0, 1], job=job, log=lambda *_: None)
     assert sorted(c[1] for c in calls if c[0] == "train") == sorted(
         f"mini-{a}-seed{s}" for a in ("infi_mmr", "lmm_r1", "direct") for s in (0, 1))
     assert ("eval", "m") in calls and sum(c[0] == "eval" for c in calls) == 7  # base once, 3 arms x 2 seeds
@@ -152,10 +154,10 @@ def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_p
     assert not list(out.glob("runs/*/stages/*/checkpoint-*"))  # pruned once evaluated
     assert list(out.glob("runs/direct-seed0/stages/*/final"))
     calls.clear()
-    cm.run_experiment(cm.QUICK, out, "m", [0, 1], train=train, evaluate=evaluate, log=lambda *_: None)
+    cm.run_experiment(cm.QUICK, out, "m", [0, 1], job=job, log=lambda *_: None)
     assert calls == []
     with pytest.raises(SystemExit, match="other settings"):
-        cm.run_experiment(cm.FULL, out, "m", [0], train=train, evaluate=evaluate, log=lambda *_: None)
+        cm.run_experiment(cm.FULL, out, "m", [0], job=job, log=lambda *_: None)
 
 
 def test_parse_args(cm):
@@ -185,7 +187,7 @@ def test_answer_only(text, score):
 
 # ---------------------------------------------------------------- the real thing
 
-@pytest.mark.slow
+@pytest.mark.learning
 def test_quick_run_end_to_end(cm, tmp_path):
     """`--quick` with the real mini VLM (PHASERL_MINI_VLM, else the cached default build): every arm trains
     and is evaluated, the report is written, and a rerun finds everything done."""
