@@ -243,16 +243,18 @@ def data_decontaminate(
 
 @demo_app.command("build-mini-vlm")
 def build_mini_vlm(
-    output: Path = typer.Option(..., "--output", "-o"), steps: int = typer.Option(2400),
-    image_size: int = typer.Option(192), patch_size: int = typer.Option(16), vision_layers: int = typer.Option(3),
-    vision_hidden: int = typer.Option(192), batch_size: int = typer.Option(32), lr: float = typer.Option(2e-3),
+    output: Path = typer.Option(..., "--output", "-o"), steps: int = typer.Option(500),
+    image_size: int = typer.Option(192), patch_size: int = typer.Option(16), vision_layers: int = typer.Option(2),
+    vision_hidden: int = typer.Option(128), batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3),
     seed: int = typer.Option(0), lm: str = typer.Option("builtin:smollm2-135m-instruct"),
+    max_minutes: float = typer.Option(12.0, help="wall-clock cap on alignment (0: no cap)"),
 ):
     """Build the CPU-sized LLaVA (SigLIP tower + SmolLM2) and align its vision side on glyph images."""
     from phaserl.minivlm.build import build_mini_vlm as build
 
     build(output=output, steps=steps, image_size=image_size, patch_size=patch_size, vision_layers=vision_layers,
-          vision_hidden=vision_hidden, batch_size=batch_size, lr=lr, seed=seed, lm=lm, log=typer.echo)
+          vision_hidden=vision_hidden, batch_size=batch_size, lr=lr, seed=seed, lm=lm,
+          max_minutes=max_minutes or None, log=typer.echo)
 
 
 def main() -> None:
