@@ -82,7 +82,7 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
     N = len(inp.completion_ids)
     device = accelerator.device
     mb_size = max(1, N // algo.mini_batches)
-    sums: dict[str, float] = {}
+    sums: dict[str, float] = {"loss": 0.0}
     n_stats = 0
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(algo.ppo_epochs):
@@ -91,8 +91,11 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
             mb = order[start:start + mb_size]
             # Counts for exact aggregation across micro-batches (token-mean: tokens; seq-mean: sequences).
             mb_mask_counts = _minibatch_count(inp, mb, algo)
-            micro = [mb[i:i + algo.micro_batch_size] for i in range(0, len(mb), algo.micro_batch_size)]
+            live = _rows_with_gradient(inp, mb, algo, accelerator.num_processes)
+            micro = [live[i:i + algo.micro_batch_size] for i in range(0, len(live), algo.micro_batch_size)]
             optimizer.zero_grad(set_to_none=True)
+            if not micro:  # every row has advantage 0: AdamW still steps (momentum), on zero gradients
+                _zero_grads(model)
             for k, rows in enumerate(micro):
                 sync = k == len(micro) - 1
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
@@ -115,6 +118,27 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
     out = {k: v / n_stats for k, v in sums.items()}
     out["time/update"] = time.perf_counter() - t0
     return out
+
+
+SKIP_ZERO_ADV = True  # benchmarks switch it off to measure what it saves
+
+
+def _rows_with_gradient(inp: UpdateInputs, rows: list[int], algo, world: int) -> list[int]:
+    """The rows whose loss can have a gradient. A row with advantage exactly 0 has policy loss -0 * ratio
+    (clipped or not) = 0, so its forward/backward adds exactly nothing unless a KL term is in the loss: skip it.
+    Aggregation stays exact because the denominators (_minibatch_count) still count every row. GRPO groups
+    whose rewards are all equal (all wrong, all right) are such rows. Single process only: data-parallel
+    ranks must run the same number of backward passes."""
+    kl_in_loss = algo.kl_coef > 0 and algo.kl_in == "loss" and inp.ref_logp is not None
+    if not SKIP_ZERO_ADV or kl_in_loss or world > 1:
+        return rows
+    return [i for i in rows if float(inp.adv[i]) != 0.0]
+
+
+def _zero_grads(model) -> None:
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
 
 
 def _minibatch_count(inp: UpdateInputs, rows: list[int], algo) -> float:

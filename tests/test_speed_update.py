@@ -1,0 +1,73 @@
+"""Skipping rows with advantage 0 changes nothing that is learned: same weights, same optimizer state."""
+
+import copy
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+import phaserl.update as update
+from phaserl.config import AlgoConfig, OptimConfig
+from phaserl.data.generators import arithmetic
+from phaserl.data.render import render
+from phaserl.models import load_model
+from phaserl.update import UpdateInputs, update_policy
+
+
+@pytest.fixture(scope="module")
+def lm():
+    torch.manual_seed(0)
+    return load_model("tiny:llama")
+
+
+def _inputs(adv: list[float]) -> UpdateInputs:
+    prompts = [render(e, "text") for e in arithmetic(n=2, seed=3, digits=2)]
+    rows = [p for p in prompts for _ in range(4)]  # B=2, G=4
+    gen = torch.Generator().manual_seed(0)
+    comps = [torch.randint(0, 1000, (int(torch.randint(2, 9, (), generator=gen)),), generator=gen).tolist()
+             for _ in rows]
+    return UpdateInputs(prompts=rows, completion_ids=comps, adv=torch.tensor(adv), truncated=[False] * 8)
+
+
+def _train(lm, advs: list[list[float]], skip: bool, aggregation: str, monkeypatch) -> tuple:
+    monkeypatch.setattr(update, "SKIP_ZERO_ADV", skip)
+    model = copy.deepcopy(lm.model).train()
+    # eps 1e-3: Adam divides by sqrt(v), which turns float rounding left where gradients cancel (~1e-10, and
+    # different micro-batch layouts round differently) into visible steps; eps keeps the comparison on the math
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    algo = AlgoConfig(micro_batch_size=3, aggregation=aggregation)
+    optim = OptimConfig(bf16_autocast=False, max_grad_norm=1.0)
+    stats = [update_policy(Accelerator(cpu=True), model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id,
+                           _inputs(a), algo, optim, 1.0, 16.0 if aggregation == "constant" else None, seed=0)
+             for a in advs]
+    return model, opt, stats
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean", "constant"])
+def test_skipping_zero_advantage_rows_gives_the_same_update(lm, aggregation, monkeypatch):
+    # group 1 all equal rewards (advantage 0), group 2 informative; then a step with no informative row,
+    # where AdamW's momentum must still move the weights
+    advs = [[0.0, 0.0, 0.0, 0.0, 1.2, -0.4, 0.0, -0.8], [0.0] * 8]
+    ref, ref_opt, ref_stats = _train(lm, advs, False, aggregation, monkeypatch)
+    got, opt, stats = _train(lm, advs, True, aggregation, monkeypatch)
+    start = dict(lm.model.named_parameters())
+    moved = 0
+    for (name, p), q in zip(ref.named_parameters(), got.parameters()):
+        step = float((p - start[name]).abs().max())  # ~1e-2 (lr); a wrong weight on any row would show at that scale
+        assert float((p - q).abs().max()) <= 1e-3 * step, name
+        moved += step > 0
+    assert moved == len(start)  # every tensor was updated, in both steps' worth of AdamW state
+    assert len(opt.state) == len(ref_opt.state) == len(start)
+    for a, b in zip(ref_stats, stats):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4, abs=1e-8)
+
+
+def test_rows_with_gradient_keeps_everything_when_kl_is_in_the_loss():
+    inp = _inputs([0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    assert update._rows_with_gradient(inp, list(range(8)), AlgoConfig(), world=1) == [1, 3]
+    inp.ref_logp = [torch.zeros(len(c)) for c in inp.completion_ids]
+    assert update._rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(range(8))
+    assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [1]
+    assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [0, 1]  # ranks stay in lockstep
