@@ -89,10 +89,40 @@ def test_sampled_logp_match_the_training_forward(lm):
     assert int(mask.sum()) == sum(len(x) for x in c.completion_ids)
 
 
-def test_bf16_eager_copy_is_close_to_fp32_training_forward(lm):
+def test_copy_with_broadcast_gqa_attention_matches_exactly_in_fp32(lm):
+    """A float32 copy isolates the copy's attention kernel (gqa_attention) and the growing cache from bf16."""
+    prompts = _prompts(lm)
+    engine = _engine(lm, rollout_dtype=torch.float32)
+    assert engine.model is not lm.model and engine.model.config._attn_implementation == "phaserl_gqa"
+    greedy = SamplingParams(n=1, max_new_tokens=10, temperature=0)
+    assert engine.generate(prompts, greedy).completion_ids == _engine(lm).generate(prompts, greedy).completion_ids
+    c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
+    ref, _ = _training_logp(lm, prompts, c, G=2)
+    for j, lp in enumerate(c.logp):
+        assert torch.allclose(lp, ref[j, :len(lp)], atol=2e-5)
+
+
+def test_gqa_attention_equals_eager_attention():
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from phaserl.rollout.hf import gqa_attention
+
+    gen = torch.Generator().manual_seed(0)
+    for n, H, kv, q, L in [(3, 9, 3, 1, 20), (2, 9, 3, 7, 7), (1, 4, 4, 5, 5)]:  # decode, GQA prefill, MHA
+        module = type("Attn", (), {"num_key_value_groups": H // kv, "training": False})()
+        query, key, value = (torch.randn(*s, 16, generator=gen) for s in ((n, H, q), (n, kv, L), (n, kv, L)))
+        mask = torch.zeros(n, 1, q, L)
+        mask[0, :, :, :2] = torch.finfo(torch.float32).min  # left padding on row 0
+        ref, _ = eager_attention_forward(module, query, key, value, mask, 0.25)
+        got, _ = gqa_attention(module, query, key, value, mask, 0.25)
+        assert got.shape == ref.shape == (n, q, H, 16)
+        assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_bf16_copy_is_close_to_fp32_training_forward(lm):
     prompts = _prompts(lm)
     engine = _engine(lm, rollout_dtype=torch.bfloat16)
-    assert engine.model is not lm.model and engine.model.config._attn_implementation == "eager"
+    assert engine.model.dtype == torch.bfloat16
     c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
     ref, _ = _training_logp(lm, prompts, c, G=2)
     diff = torch.cat([(lp - ref[j, :len(lp)]).abs() for j, lp in enumerate(c.logp)])
