@@ -6,7 +6,8 @@ Arms, with equal total RL steps (B prompts x G samples each) and the same seeds:
   direct    image only, the whole budget                     (direct multimodal RL)
   base      the mini VLM as built, no RL (greedy decoding: one evaluation, no seed to vary)
 Every arm's final model answers the same held-out test problems greedily in all three views; the table
-reports accuracy and format rate (responses that are just the number, what the `number` template asks
+reports accuracy (the response's last number is the answer: the `last_number` reward, which a restated
+problem does not pass) and format rate (responses that are just the number, what the `number` template asks
 for) as mean +- std over seeds. The plot shows greedy accuracy on a fixed test subset over RL steps, per
 view, from each run's metrics.jsonl (step 0 is the base model).
 
@@ -62,7 +63,7 @@ class Settings:
     n_final: int = 100  # test problems in the final evaluation (the table), each in 3 views
     eval_every: int = 4  # periodic evaluation every this many steps of a stage (stage ends always)
     checkpoint_every: int = 4  # resumable checkpoint interval (steps)
-    format_weight: float = 0.1  # reward weight of the answer-only format check (accuracy weighs 1)
+    format_weight: float = 0.1  # reward weight of the answer-only format check (last_number weighs 1)
 
 
 # Sized for about 2 hours on an idle 2-core CPU (9 trained runs, 10 final evaluations); see the report.
@@ -105,7 +106,7 @@ def arm_recipe(arm: str, settings: Settings, seed: int, model: str) -> dict:
         raise ValueError(f"arm {arm!r} has no RL stages")
     return {
         "name": f"mini-{arm}-seed{seed}", "seed": seed, "model": {"name": model}, "template": TEMPLATE,
-        "rewards": [{"name": "accuracy", "weight": 1.0}, {"name": ANSWER_ONLY, "weight": s.format_weight}],
+        "rewards": [{"name": "last_number", "weight": 1.0}, {"name": ANSWER_ONLY, "weight": s.format_weight}],
         "prompts_per_step": s.prompts_per_step,
         "rollout": {"group_size": s.group_size, "max_new_tokens": s.max_new_tokens,
                     "temperature": s.temperature},
@@ -190,7 +191,7 @@ def evaluate_model(model_dir: str, recipe_dict: dict, settings: Settings) -> dic
     lm.tokenizer.padding_side = "left"
     lm.model.eval()
     row = evaluate_greedy(make_engine(stage, lm, lm.model), stage, recipe)
-    return {view: {"accuracy": row.get(f"eval/{view}/accuracy"), "format": row.get(f"eval/{view}/{ANSWER_ONLY}"),
+    return {view: {"accuracy": row.get(f"eval/{view}/last_number"), "format": row.get(f"eval/{view}/{ANSWER_ONLY}"),
                    "n": row.get(f"eval/{view}/n")} for view in VIEWS}
 
 
@@ -338,7 +339,7 @@ def run_curve(rows: list[dict]) -> dict[str, dict[int, float]]:
     curve: dict[str, dict[int, float]] = {view: {} for view in VIEWS}
     for row in rows:
         for view in VIEWS:
-            value = row.get(f"eval/{view}/accuracy")
+            value = row.get(f"eval/{view}/last_number")
             if value is not None and "global_step" in row:
                 curve[view][int(row["global_step"])] = float(value)
     return curve

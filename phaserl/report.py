@@ -23,7 +23,7 @@ def summary(out_dir: Path) -> str:
     for stage in dict.fromkeys(r["stage"] for r in rows):
         rs = [r for r in rows if r["stage"] == stage]
         rw = _first_last(rs, "reward/mean")
-        ac = _first_last(rs, "reward/accuracy")
+        ac = _first_last(rs, "reward/accuracy") or _first_last(rs, "reward/last_number")
         st = sum(r.get("time/step", 0) for r in rs) / len(rs)
         fmt = lambda p: f"{p[0]:.3f} -> {p[1]:.3f}" if p else "-"  # noqa: E731
         lines.append(f"{stage:<24} {len(rs):>5} {fmt(rw):>20} {fmt(ac):>22} {st:>7.1f}")
@@ -39,7 +39,7 @@ def plot_curves(out_dir: Path, png: Path | None = None) -> Path:
 
     rows = [r for r in read_metrics(out_dir) if not r.get("final")]
     png = Path(png or Path(out_dir) / "curves.png")
-    keys = ["reward/mean", "reward/accuracy", "reward/format", "response_length/mean"]
+    keys = ["reward/mean", "reward/accuracy", "reward/last_number", "reward/format", "response_length/mean"]
     keys = [k for k in keys if any(k in r for r in rows)]
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):

@@ -18,6 +18,7 @@ from phaserl.config import recipe_from_dict, resolve
 from phaserl.data.schema import VIEWS
 from phaserl.data.sources import DatasetSpec, load_examples
 from phaserl.minivlm.data import ANSWER_ONLY, GENERATOR, answer_only, mini_tasks
+from phaserl.rewards.last_number import last_number_reward
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "curriculum_mini.py"
 
@@ -51,7 +52,7 @@ def test_arm_recipes_have_equal_budgets_and_the_papers_views(cm, preset):
         assert [s.view for s in stages] == list(cm.ARM_VIEWS[arm])
         assert [s.eval.at_start for s in stages] == [True] + [False] * (len(stages) - 1)
         assert all(s.eval.views == list(VIEWS) and s.template == "number" for s in stages)
-        assert {r.name for r in stages[0].rewards} == {"accuracy", ANSWER_ONLY}
+        assert {r.name for r in stages[0].rewards} == {"last_number", ANSWER_ONLY}
         budgets[arm] = sum(s.steps * s.prompts_per_step * s.rollout.group_size for s in stages)
         assert raw["seed"] == 2 and raw["model"]["name"] == "some/model"
     assert len(set(budgets.values())) == 1
@@ -107,7 +108,7 @@ def test_curves_average_seeds_and_keep_the_last_row_of_a_step(cm, tmp_path):
     def rows(values):
         out = [{"stage_index": 0, "step": 1, "global_step": 1, "reward/mean": 0.3}]  # a train row: ignored
         for step, v in values:
-            out.append({"global_step": step, **{f"eval/{view}/accuracy": v for view in VIEWS}})
+            out.append({"global_step": step, **{f"eval/{view}/last_number": v for view in VIEWS}})
         return out
 
     evals = _fake_eval({"text": 0, "image+caption": 0, "image": 0})
@@ -133,8 +134,8 @@ def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_p
         final = run_dir / "stages" / f"{len(recipe['stages'])}-x" / "final"
         final.mkdir(parents=True)
         (run_dir / "stages" / f"{len(recipe['stages'])}-x" / "checkpoint-3").mkdir()
-        rows = [{"global_step": 0, **{f"eval/{v}/accuracy": 0.1 for v in VIEWS}},
-                {"global_step": 6, **{f"eval/{v}/accuracy": 0.2 + recipe["seed"] / 10 for v in VIEWS}}]
+        rows = [{"global_step": 0, **{f"eval/{v}/last_number": 0.1 for v in VIEWS}},
+                {"global_step": 6, **{f"eval/{v}/last_number": 0.2 + recipe["seed"] / 10 for v in VIEWS}}]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return final
 
@@ -183,6 +184,22 @@ def test_mini_tasks_through_a_dataset_spec():
                                         ("The answer is 42.", 0.0), ("4 2", 0.0), ("", 0.0), ("42 apples", 0.0)])
 def test_answer_only(text, score):
     assert answer_only(text) == score
+
+
+@pytest.mark.parametrize("text,score", [
+    ("55", 1.0), ("The answer is 55.", 1.0), ("6 * 8 + 7 = 55", 1.0), ("\\boxed{55}", 1.0),
+    ("The image is 6 * 8 + 7.", 0.0),  # restating the problem is not solving it (the verifier says 55)
+    ("Compute 6 * 8 + 7.", 0.0), ("1,055", 0.0), ("5 5", 0.0), ("", 0.0)])
+def test_last_number_reward(text, score):
+    example = mini_tasks(n=1, split="test", seed=0)[0]
+    example.answer = "55"
+    assert last_number_reward(text, example) == score
+
+
+def test_last_number_without_gold():
+    example = mini_tasks(n=1, split="test", seed=0)[0]
+    example.answer = None
+    assert last_number_reward("55", example) is None
 
 
 # ---------------------------------------------------------------- the real thing

@@ -12,12 +12,14 @@ import pydantic
 
 from phaserl.rewards.accuracy import accuracy, accuracy_many
 from phaserl.rewards.format import boxed_format, think_answer_format
+from phaserl.rewards.last_number import last_number_reward
 from phaserl.types import RewardOutput
 
 REWARDS: dict[str, Callable] = {
     "format": think_answer_format,  # LMM-R1 strict <think>...</think><answer>...</answer>
     "format_boxed": boxed_format,  # exactly one final \boxed{}
     "accuracy": accuracy,
+    "last_number": last_number_reward,  # the last number equals the gold (GSM8K rule; plain-number tasks)
 }
 # Rewards with a batch form (texts, examples, verifier) -> list, used instead of N single calls.
 BATCHED: dict[str, Callable] = {"accuracy": accuracy_many}
@@ -36,7 +38,7 @@ class RewardSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    name: str  # a key of REWARDS: format | format_boxed | accuracy | a registered reward
+    name: str  # a key of REWARDS: format | format_boxed | accuracy | last_number | a registered reward
     weight: float = 1.0  # its weight in the total
 
     @pydantic.field_validator("name")
