@@ -1,8 +1,8 @@
 """GRPO step time: phaserl against TRL's GRPOTrainer on identical work, side by side, in one invocation.
 
 Work per step, the same for both: B=4 prompts x G=8 samples, at most 64 new tokens at temperature 1, the same
-prompts in the same order (phaserl's seeded mixture order, handed to TRL unshuffled), accuracy reward, GRPO
-advantages (group std), token-mean PPO-clip loss with eps 0.2, beta (KL) 0, one AdamW step per batch at a
+prompts in the same order (phaserl's seeded mixture order, handed to TRL unshuffled), rewards accuracy
++ 0.5 x boxed format (phaserl's reward functions on both sides), GRPO advantages (group std), token-mean PPO-clip loss with eps 0.2, beta (KL) 0, one AdamW step per batch at a
 constant lr, gradient clipping at 1.0, no gradient checkpointing. Cases:
   text  SmolLM2-135M-Instruct (phaserl's built-in), arithmetic word prompts with the "boxed" system prompt
   vlm   a Qwen2.5-VL-architecture model: SmolLM2-135M's weights as its text side, a random 4-layer vision
@@ -33,11 +33,12 @@ import traceback
 from pathlib import Path
 
 B, G, MAX_NEW, LR, SEED = 4, 8, 64, 1e-6, 0
+REWARDS = [{"name": "accuracy", "weight": 1.0}, {"name": "format_boxed", "weight": 0.5}]
 PEAK = {"bf16": 740e9, "fp32": 180e9}  # measured 2048^3 matmul peaks of this 2-core machine (issue 6)
 CASES = {
-    "text": {"view": "text", "generator": "arithmetic", "generator_args": {"n": 512, "digits": 2, "seed": 0}},
-    "vlm": {"view": "image", "generator": "arithmetic_vl",
-            "generator_args": {"n": 512, "digits": 2, "seed": 0, "image_size": [224, 224]}},
+    "text": {"view": "text", "generator": "arithmetic", "generator_args": {"n": 512, "digits": 1, "seed": 0}},
+    "vlm": {"view": "image+caption", "generator": "arithmetic_vl",
+            "generator_args": {"n": 512, "digits": 1, "seed": 0, "image_size": [224, 224]}},
 }
 
 
@@ -62,9 +63,6 @@ def _build_vlm(out: Path) -> None:
         AutoModelForCausalLM,
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
     )
 
     from phaserl.models import resolve_model_path
@@ -107,14 +105,34 @@ def _build_vlm(out: Path) -> None:
         for name, p in text.named_parameters():
             if name.endswith(".bias"):
                 p.zero_()  # Qwen2 has q/k/v biases, SmolLM2 none
+        # image tokens at the scale of text embeddings (as a trained projector gives), not 4x louder
+        scale = float(emb.norm(dim=-1).mean()) / _image_token_norm(model, processor_for(tok))
+        for p in model.model.visual.merger.mlp[2].parameters():
+            p.mul_(scale)
     model.tie_weights()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|im_end|>"]
-    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)  # 224x224 stays
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
-                                    video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    processor_for(tok).save_pretrained(out)
+
+
+def processor_for(tok):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)  # 224x224 stays
+    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
+                               video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
+
+
+def _image_token_norm(model, processor) -> float:
+    """Mean norm of the image tokens the tower gives for one benchmark image."""
+    from phaserl.data.render import render
+
+    ex = step_examples("vlm", 1)[0]
+    enc = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=render(ex, "image").images,
+                    return_tensors="pt")
+    feats = model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"]).pooler_output[0]
+    return float(feats.norm(dim=-1).mean())
 
 
 def model_path(case: str) -> str:
@@ -125,11 +143,11 @@ def model_path(case: str) -> str:
 
 # ---- phaserl -------------------------------------------------------------------------------------------------
 
-def phaserl_recipe(case: str, steps: int, micro: int) -> dict:
+def phaserl_recipe(case: str, steps: int, micro: int, model: str | None = None) -> dict:
     c = CASES[case]
     return {
-        "name": f"bench-{case}", "seed": SEED, "model": {"name": model_path(case)}, "template": "boxed",
-        "rewards": [{"name": "accuracy", "weight": 1.0}], "prompts_per_step": B,
+        "name": f"bench-{case}", "seed": SEED, "model": {"name": model or model_path(case)}, "template": "boxed",
+        "rewards": REWARDS, "prompts_per_step": B,
         "rollout": {"group_size": G, "max_new_tokens": MAX_NEW, "temperature": 1.0, "top_p": 1.0, "bf16": True},
         "algo": {"advantage": "grpo", "kl_coef": 0.0, "eps_low": 0.2, "eps_high": 0.2,
                  "aggregation": "token-mean", "micro_batch_size": micro},
@@ -153,6 +171,10 @@ def run_phaserl(conn, case: str, args, out: str) -> None:
                 conn.recv()
 
     curriculum.MetricsLog = TurnTakingLog
+    if args.no_skip:
+        import phaserl.update
+
+        phaserl.update.SKIP_ZERO_ADV = False
     recipe = recipe_from_dict(phaserl_recipe(case, args.steps, args.micro_batch_size))
     curriculum.run_curriculum(recipe, Path(out), fresh=True)
 
@@ -164,7 +186,7 @@ def step_examples(case: str, steps: int):
     from phaserl.config import recipe_from_dict, resolve
     from phaserl.trainer import build_mixture
 
-    recipe = recipe_from_dict(phaserl_recipe(case, steps, 8))
+    recipe = recipe_from_dict(phaserl_recipe(case, steps, 8, model="(data only)"))
     mixture = build_mixture(resolve(recipe)[0], recipe, log=lambda *_: None)
     return [ex for _ in range(steps) for ex in mixture.next_batch(B)]
 
@@ -191,11 +213,14 @@ def run_trl(conn, case: str, args, out: str) -> None:
     times: dict[str, float] = {"generate": 0.0, "score": 0.0}
     lengths: list[int] = []
 
-    def accuracy(prompts, completions, completion_ids, example, **_):
+    def reward(prompts, completions, completion_ids, example, **_):
         t = time.perf_counter()
         texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-        out = compute_rewards(texts, [examples[i] for i in example], [RewardSpec(name="accuracy")]).total
+        specs = [RewardSpec(**r) for r in REWARDS]  # phaserl's weighted total: the same rewards, one function
+        out = compute_rewards(texts, [examples[i] for i in example], specs).total
         lengths.extend(len(c) for c in completion_ids)
+        groups = [out[i:i + G] for i in range(0, len(out), G)]
+        times["informative"] = sum(G for g in groups if len(set(g)) > 1) / len(out)  # rows with advantage != 0
         times["score"] += time.perf_counter() - t
         return out
 
@@ -207,7 +232,7 @@ def run_trl(conn, case: str, args, out: str) -> None:
         def on_step_end(self, *a, **k):
             step = time.perf_counter() - times["t0"]
             conn.send(("step", {"time/step": step, "time/generate": times["generate"], "time/score": times["score"],
-                                "gen_tokens": sum(lengths), "response_length/mean": statistics.fmean(lengths)}))
+                                "gen_tokens": sum(lengths), "adv/nonzero_frac": times["informative"]}))
             conn.recv()
 
     cfg = GRPOConfig(
@@ -219,7 +244,7 @@ def run_trl(conn, case: str, args, out: str) -> None:
         max_grad_norm=1.0, max_steps=args.steps, seed=SEED, shuffle_dataset=False, use_cpu=True, bf16=False,
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, log_completions=False, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=lm.model, reward_funcs=[accuracy], args=cfg, train_dataset=Dataset.from_list(rows),
+    trainer = GRPOTrainer(model=lm.model, reward_funcs=[reward], args=cfg, train_dataset=Dataset.from_list(rows),
                           processing_class=lm.processor, callbacks=[Turns()])
     generate = trainer._generate_single_turn
 
@@ -346,7 +371,7 @@ def update_flops(sizes: dict, prompts: dict, completion_tokens: float, shared_pr
     return 3 * fwd
 
 
-def summarise(case: str, result: dict, sizes: dict, prompts: list[dict]) -> dict[str, dict]:
+def summarise(case: str, result: dict, sizes: dict, prompts: list[dict], skip: bool) -> dict[str, dict]:
     out = {}
     for fw, res in result.items():
         rows = res["steps"]
@@ -362,8 +387,10 @@ def summarise(case: str, result: dict, sizes: dict, prompts: list[dict]) -> dict
             logp = [0.0] * len(rows)
             update = [s - g - c for s, g, c in zip(step, gen, score)]
         flops = [update_flops(sizes, p, t, fw == "phaserl") for p, t in zip(prompts, toks)]
+        if fw == "phaserl" and skip:  # rows with advantage 0 were not computed (whole groups, in practice)
+            flops = [f * r["adv/nonzero_frac"] for f, r in zip(flops, rows)]
         med = statistics.median
-        out[fw] = {"steps": step, "step": med(step), "generate": med(gen), "score": med(score), "logp": med(logp),
+        out[fw] = {"steps": step, "step": med(step), "informative": med([r["adv/nonzero_frac"] for r in rows]), "generate": med(gen), "score": med(score), "logp": med(logp),
                    "update": med(update), "gen_tok_s": med([t / g for t, g in zip(toks, gen)]),
                    "update_flops": med([f / u for f, u in zip(flops, update)]), "peak_rss_mb": res["peak_rss_mb"],
                    "mean_len": med([t / (B * G) for t in toks])}
@@ -373,11 +400,12 @@ def summarise(case: str, result: dict, sizes: dict, prompts: list[dict]) -> dict
 def print_case(case: str, s: dict) -> None:
     print(f"\n{case}: seconds per step (median over {len(next(iter(s.values()))['steps'])} steps, first included)")
     print(f"  {'':8s} {'step':>7s} {'generate':>9s} {'score':>6s} {'logp':>5s} {'update':>7s} {'gen tok/s':>9s} "
-          f"{'update GFLOP/s':>14s} {'of bf16 peak':>12s} {'peak RSS':>9s} {'mean len':>8s}  steps")
+          f"{'update GFLOP/s':>14s} {'of bf16 peak':>12s} {'peak RSS':>9s} {'mean len':>8s} {'adv!=0':>6s}  steps")
     for fw, r in s.items():
         print(f"  {fw:8s} {r['step']:7.2f} {r['generate']:9.2f} {r['score']:6.2f} {r['logp']:5.2f} "
               f"{r['update']:7.2f} {r['gen_tok_s']:9.1f} {r['update_flops'] / 1e9:14.1f} "
-              f"{r['update_flops'] / PEAK['bf16']:11.1%} {r['peak_rss_mb']:7.0f}MB {r['mean_len']:8.1f}  "
+              f"{r['update_flops'] / PEAK['bf16']:11.1%} {r['peak_rss_mb']:7.0f}MB {r['mean_len']:8.1f} "
+              f"{r['informative']:6.0%}  "
               + " ".join(f"{x:.1f}" for x in r["steps"]))
 
 
@@ -390,10 +418,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each process")
     ap.add_argument("--micro-batch-size", type=int, default=8, help="samples per forward/backward (both)")
     ap.add_argument("--keep", type=Path, default=None, help="keep run folders here (default: a temp dir)")
+    ap.add_argument("--no-skip", action="store_true", help="phaserl computes rows with advantage 0 too")
+    ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "inherit"],
+                    help="OpenMP threads sleep (passive) or spin (active) when idle; spinning on a shared, "
+                         "oversubscribed machine slows both frameworks several-fold (default: passive)")
     args = ap.parse_args()
     if args.quick:
         args.steps = 2
     args.frameworks = args.frameworks.split(",")
+    if args.omp_wait_policy != "inherit":  # read by each worker's OpenMP runtime when it starts
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     cases = args.cases.split(",")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch threads {args.threads}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; python {sys.version.split()[0]}")
@@ -405,7 +439,7 @@ def main() -> None:
         for case in cases:
             t0 = time.perf_counter()
             result = run_case(case, args, root)
-            s = summarise(case, result, model_sizes(case), prompt_stats(case, args.steps))
+            s = summarise(case, result, model_sizes(case), prompt_stats(case, args.steps), not args.no_skip)
             print_case(case, s)
             if "trl" in s and "phaserl" in s:
                 speedups[case] = s["trl"]["step"] / s["phaserl"]["step"]

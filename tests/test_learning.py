@@ -1,7 +1,8 @@
-"""Slow learning check (make test-slow): GRPO teaches SmolLM2-135M-Instruct one-digit sums.
+"""Learning check (make test-learning; .ci/run runs it): GRPO teaches SmolLM2-135M-Instruct one-digit sums.
 
 The bar (issue 2): a 60-line hand-written GRPO loop took greedy accuracy on 64 held-out sums from 69% to 95%
-and sampled accuracy from 18% to 89% in 40 steps. phaserl's demo recipe must do at least as well.
+and sampled accuracy from 18% to 89% in 40 steps and 7 minutes. phaserl's demo recipe must do at least as well
+(accuracy = the response's last number is the sum, the `last_number` reward).
 """
 
 import json
@@ -29,6 +30,6 @@ def test_grpo_learns_one_digit_sums(tmp_path):
     print(f"\ngreedy {before['eval/text/last_number']:.3f} -> {after['eval/text/last_number']:.3f}; "
           f"sampled {before['eval/text/sampled/last_number']:.3f} -> {after['eval/text/sampled/last_number']:.3f}; "
           f"wall {wall:.0f} s")
-    assert after["eval/text/last_number"] >= 0.90
-    assert after["eval/text/sampled/last_number"] >= 0.80
+    assert after["eval/text/last_number"] >= 0.95  # the hand-written loop: 95% greedy, 89% sampled
+    assert after["eval/text/sampled/last_number"] >= 0.89
     assert after["eval/text/sampled/last_number"] > before["eval/text/sampled/last_number"] + 0.3
