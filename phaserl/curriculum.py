@@ -40,8 +40,10 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
     from accelerate import Accelerator
     from transformers.utils import logging as hf_logging
 
+    from phaserl.runtime import tune_allocator
     from phaserl.trainer import RunContext, StopFlag, run_stage
 
+    tune_allocator()  # reuse freed logits buffers instead of page-faulting them in every step
     hf_logging.disable_progress_bar()  # per-file load/save bars drown the training progress
     out_dir = Path(out_dir)
     stages = resolve(recipe)

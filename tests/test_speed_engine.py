@@ -148,3 +148,28 @@ def test_sample_categorical_follows_the_distribution():
     peaked = torch.zeros(4, 49152)
     peaked[torch.arange(4), torch.tensor([0, 7, 49151, 300])] = 1.0
     assert sample_categorical(peaked).tolist() == [0, 7, 49151, 300]
+
+
+@pytest.mark.parametrize("V", [4096, 4099])  # two-level inversion (blocks of 512) and the one-level fallback
+def test_sample_categorical_matches_multinomial_in_distribution(V):
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(1, V) * 2, -1)
+    probs[0, :V // 2:3] = 0.0  # zero-probability tokens scattered through every block
+    probs = probs / probs.sum()
+    gen = torch.Generator().manual_seed(1)
+    tok = torch.cat([sample_categorical(probs.repeat(2000, 1), gen) for _ in range(50)])  # 100k draws
+    assert not bool(torch.isin(tok, torch.arange(0, V // 2, 3)).any())
+    freq = torch.bincount(tok, minlength=V).double() / len(tok)
+    tv = 0.5 * float((freq - probs[0].double()).abs().sum())
+    ref = torch.multinomial(probs[0], len(tok), replacement=True, generator=torch.Generator().manual_seed(2))
+    tv_ref = 0.5 * float((torch.bincount(ref, minlength=V).double() / len(tok) - probs[0].double()).abs().sum())
+    assert tv < tv_ref * 1.15  # as close to the distribution as torch.multinomial's own draws
+
+
+def test_sample_categorical_edges():
+    last_block_only = torch.zeros(3, 1024)
+    last_block_only[:, -1] = 1.0  # all mass in the very last token of the last block
+    assert sample_categorical(last_block_only).tolist() == [1023] * 3
+    tiny = torch.zeros(2, 1024)
+    tiny[:, 600] = 1e-30  # mass far below float32 resolution elsewhere still gets found
+    assert sample_categorical(tiny).tolist() == [600, 600]

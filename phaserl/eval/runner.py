@@ -213,6 +213,9 @@ def eval_command(model: str, benchmarks: str, output: Path, limit: int | None = 
                  llm_api_key: str | None = None, rollout_engine=None, progress: bool = True,
                  echo=print) -> dict[str, Any]:
     """Evaluate `model` on comma-separated `benchmarks`; returns {benchmark: result}. Rerun to resume."""
+    from phaserl.runtime import tune_allocator
+
+    tune_allocator()
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     for name in names:
         get_benchmark(name)  # fail on a typo before loading a model

@@ -96,11 +96,42 @@ def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) 
     """One draw per row of probs [n, V] by inverting the CDF: [n].
 
     Same distribution as torch.multinomial, which on the CPU draws V exponentials per row (about a third of a
-    135M model's decoding step at V = 49k); this draws one uniform per row. The CDF is summed in float64 so
-    that tail tokens keep their mass; u in (0, total] never lands on a zero-probability token."""
-    cdf = probs.double().cumsum(-1)  # [n, V]
-    u = (1.0 - torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).squeeze(1).clamp(max=probs.shape[1] - 1)
+    135M model's decoding step at V = 49k); this draws one uniform per row. The CDF is inverted in two levels:
+    a float64 cumsum over blocks of the vocabulary finds the block, then one inside that block finds the
+    token, so no [n, V] float64 tensor is ever made (at V = 49k that full cumsum and its 12 MB buffers were
+    ~10% of a decoding step). Sums are float64 so tail tokens keep their mass; u in (0, total] never lands on
+    a zero-probability token."""
+    n, V = probs.shape
+    block = _block_size(V)
+    if block is None:  # a vocabulary with no usable divisor: one level
+        cdf = probs.double().cumsum(-1)  # [n, V]
+        u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u).squeeze(1).clamp(max=V - 1)
+    blocks = probs.view(n, V // block, block).sum(-1, dtype=torch.float64)  # [n, nb]
+    cdf = blocks.cumsum(-1)  # [n, nb]
+    u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]  # [n, 1] in (0, total]
+    b = torch.searchsorted(cdf, u).squeeze(1).clamp(max=V // block - 1)  # [n] block holding u
+    while True:  # float rounding can leave u past a block whose (rounded) mass is 0: step to the next
+        empty = blocks.gather(1, b[:, None]).squeeze(1) == 0
+        if not empty.any() or bool((b[empty] >= V // block - 1).all()):
+            break
+        b = torch.where(empty, (b + 1).clamp(max=V // block - 1), b)
+    before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(u[:, 0]))
+    inner = probs.view(n, V // block, block)[torch.arange(n), b].double().cumsum(-1)  # [n, block]
+    rest = (u.squeeze(1) - before).clamp(min=0).clamp(max=inner[:, -1])  # [n] position inside the block
+    rest = torch.maximum(rest, torch.full_like(rest, torch.finfo(torch.float64).tiny))  # never the 0-mass head
+    k = torch.searchsorted(inner, rest[:, None]).squeeze(1).clamp(max=block - 1)
+    return b * block + k
+
+
+def _block_size(V: int) -> int | None:
+    """The largest power of two <= 512 dividing V (at least 16), else None."""
+    block = 512
+    while block >= 16:
+        if V % block == 0:
+            return block
+        block //= 2
+    return None
 
 
 def _top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
