@@ -419,9 +419,10 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=8, help="samples per forward/backward (both)")
     ap.add_argument("--keep", type=Path, default=None, help="keep run folders here (default: a temp dir)")
     ap.add_argument("--no-skip", action="store_true", help="phaserl computes rows with advantage 0 too")
-    ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "inherit"],
-                    help="OpenMP threads sleep (passive) or spin (active) when idle; spinning on a shared, "
-                         "oversubscribed machine slows both frameworks several-fold (default: passive)")
+    ap.add_argument("--omp-wait-policy", default="inherit", choices=["passive", "active", "inherit"],
+                    help="OpenMP threads sleep (passive) or spin (active) when idle; inherit: the environment's "
+                         "setting (unset: the runtime's default, what users get). On a shared, oversubscribed "
+                         "machine spinning slows both frameworks several-fold: use passive there")
     args = ap.parse_args()
     if args.quick:
         args.steps = 2

@@ -20,6 +20,7 @@ import torch
 from transformers import AttentionInterface, GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
+from phaserl.policy import EXP_FLOOR, logsumexp_fast
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
     continuation_positions,
@@ -81,13 +82,16 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next tokens [n] from logits [n, V] (greedy when temperature <= 0) and their log_softmax(logits / T) [n]."""
     scores = logits.float()
-    if temperature > 0:
+    if temperature > 0 and temperature != 1.0:
         scores = scores / temperature
-    logp_all = torch.log_softmax(scores, dim=-1)
+    logp_all = scores - logsumexp_fast(scores)[:, None]  # log_softmax without denormal exp() (policy.py)
     if temperature <= 0:
         tok = scores.argmax(-1)
     else:
-        probs = _top_p_filter(scores, top_p).softmax(-1) if top_p < 1.0 else logp_all.exp()
+        if top_p < 1.0:
+            probs = _top_p_filter(scores, top_p).softmax(-1)
+        else:  # probabilities below 1e-38 are 0 here (never drawn by a float64 CDF anyway), not slow denormals
+            probs = torch.where(logp_all > EXP_FLOOR, logp_all, float("-inf")).exp_()
         tok = sample_categorical(probs, gen)
     return tok, logp_all.gather(1, tok[:, None]).squeeze(1)
 
