@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from phaserl.data.schema import ANSWER_TYPES, DataError
+from phaserl.eval.loaders._io import read_jsonl
 from phaserl.rewards.extract import extract_answer
 from phaserl.rewards.verify import Verifier
 
@@ -45,22 +46,13 @@ def _check_options(row: dict, path: Path, line: int) -> None:
 
 def read_pairs(path: Path) -> Iterator[dict]:
     """Rows of a pairs file, validated; DataError names the file, line and field of a bad row."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"not JSON ({err.msg})", path=str(path), line=line_no) from err
-            if not isinstance(row, dict):
-                raise DataError("a row must be a JSON object", path=str(path), line=line_no)
-            for name in ("gold", "pred"):
-                if name not in row:
-                    raise DataError("missing", path=str(path), line=line_no, field=name)
-                row[name] = _as_text(row[name], path, line_no, name)
-            _check_options(row, path, line_no)
-            yield row
+    for line_no, row in read_jsonl(path):
+        for name in ("gold", "pred"):
+            if name not in row:
+                raise DataError("missing", path=str(path), line=line_no, field=name)
+            row[name] = _as_text(row[name], path, line_no, name)
+        _check_options(row, path, line_no)
+        yield row
 
 
 def _request(row: dict) -> dict:
