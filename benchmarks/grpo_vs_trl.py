@@ -66,16 +66,11 @@ def _build_vlm(out: Path) -> None:
     )
 
     from phaserl.models import resolve_model_path
-    from phaserl.testing.tiny import CHATML_VL, QWEN_IMAGE, _mrope_section, smollm2_tokenizer
+    from phaserl.testing.tiny import _mrope_section, qwen_vl_processor, qwen_vl_tokenizer
 
     smol = AutoModelForCausalLM.from_pretrained(resolve_model_path("builtin:smollm2-135m-instruct"))
     sc = smol.config
-    tok = smollm2_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": [
-        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
-    tok.chat_template = CHATML_VL.replace("{{ IMAGE }}", QWEN_IMAGE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                    "<|video_pad|>", "<|im_end|>")}
+    tok, ids = qwen_vl_tokenizer()
     head_dim = sc.hidden_size // sc.num_attention_heads
     config = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=len(tok), hidden_size=sc.hidden_size, intermediate_size=sc.intermediate_size,
@@ -106,22 +101,14 @@ def _build_vlm(out: Path) -> None:
             if name.endswith(".bias"):
                 p.zero_()  # Qwen2 has q/k/v biases, SmolLM2 none
         # image tokens at the scale of text embeddings (as a trained projector gives), not 4x louder
-        scale = float(emb.norm(dim=-1).mean()) / _image_token_norm(model, processor_for(tok))
+        scale = float(emb.norm(dim=-1).mean()) / _image_token_norm(model, qwen_vl_processor(tok))
         for p in model.model.visual.merger.mlp[2].parameters():
             p.mul_(scale)
     model.tie_weights()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|im_end|>"]
     model.save_pretrained(out)
-    processor_for(tok).save_pretrained(out)
-
-
-def processor_for(tok):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)  # 224x224 stays
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
-                               video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
+    qwen_vl_processor(tok).save_pretrained(out)
 
 
 def _image_token_norm(model, processor) -> float:

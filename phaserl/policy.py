@@ -142,9 +142,7 @@ def completion_logp(model, inputs: dict[str, torch.Tensor], targets: torch.Tenso
     """Log-probs of the completion tokens under `model`: [m, T] (padding positions hold finite junk)."""
     T = targets.shape[1]
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    ctx = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if autocast \
-        else contextlib.nullcontext()
-    with ctx:
+    with _autocast(autocast, device):
         out = model(**inputs, logits_to_keep=T + 1, use_cache=False)
     logits = out.logits[:, :-1, :]  # position P-1+t predicts completion token t
     return selective_logp(logits, targets.to(device), temperature)

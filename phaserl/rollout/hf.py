@@ -114,16 +114,12 @@ def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) 
     blocks = probs.view(n, V // block, block).sum(-1, dtype=torch.float64)  # [n, nb]
     cdf = blocks.cumsum(-1)  # [n, nb]
     u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]  # [n, 1] in (0, total]
-    b = torch.searchsorted(cdf, u).squeeze(1).clamp(max=V // block - 1)  # [n] block holding u
-    while True:  # float rounding can leave u past a block whose (rounded) mass is 0: step to the next
-        empty = blocks.gather(1, b[:, None]).squeeze(1) == 0
-        if not empty.any() or bool((b[empty] >= V // block - 1).all()):
-            break
-        b = torch.where(empty, (b + 1).clamp(max=V // block - 1), b)
+    # The first block whose cdf reaches u: cdf[b-1] < u, so b has mass (a 0-mass block repeats its cdf exactly).
+    b = torch.searchsorted(cdf, u).squeeze(1).clamp(max=V // block - 1)  # [n]
     before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(u[:, 0]))
     inner = probs.view(n, V // block, block)[torch.arange(n), b].double().cumsum(-1)  # [n, block]
-    rest = (u.squeeze(1) - before).clamp(min=0).clamp(max=inner[:, -1])  # [n] position inside the block
-    rest = torch.maximum(rest, torch.full_like(rest, torch.finfo(torch.float64).tiny))  # never the 0-mass head
+    # u - before > 0 (so never a 0-mass head of the block); capped at the block's own sum (rounding)
+    rest = (u.squeeze(1) - before).clamp(max=inner[:, -1])  # [n]
     k = torch.searchsorted(inner, rest[:, None]).squeeze(1).clamp(max=block - 1)
     return b * block + k
 

@@ -57,20 +57,9 @@ def build_tiny_qwen2_5_vl(out: Path, hidden: int = 64, layers: int = 2, vision_d
                           vision_hidden: int = 32) -> None:
     """A Qwen2.5-VL with the real architecture (window attention vision tower, M-RoPE) at toy size."""
     import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tok = smollm2_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": [
-        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
-    tok.chat_template = CHATML_VL.replace("{{ IMAGE }}", QWEN_IMAGE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                    "<|video_pad|>", "<|im_end|>")}
+    tok, ids = qwen_vl_tokenizer()
     head_dim = hidden // 4
     config = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
@@ -91,12 +80,28 @@ def build_tiny_qwen2_5_vl(out: Path, hidden: int = 64, layers: int = 2, vision_d
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = tok.pad_token_id
-    # Small images keep the vision sequence short: at most 16x16 merged patches.
-    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
-    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
-                                    video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    qwen_vl_processor(tok).save_pretrained(out)
+
+
+def qwen_vl_tokenizer():
+    """The SmolLM2 tokenizer with Qwen2.5-VL's vision tokens and image chat template, and those tokens' ids."""
+    tok = smollm2_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    tok.chat_template = CHATML_VL.replace("{{ IMAGE }}", QWEN_IMAGE)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                    "<|video_pad|>", "<|im_end|>")}
+    return tok, ids
+
+
+def qwen_vl_processor(tok):
+    """A Qwen2.5-VL processor around `tok`; small images keep the vision sequence short (<= 16x16 merged patches)."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
+    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
+                               video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
 
 
 def _mrope_section(head_dim: int) -> list[int]:
