@@ -55,7 +55,7 @@ class Settings:
     total_steps: int = 24  # RL steps per trained arm, split equally over its stages
     prompts_per_step: int = 4  # B
     group_size: int = 8  # G
-    max_new_tokens: int = 24  # longest completion (answers are one number)
+    max_new_tokens: int = 48  # longest completion (the base model explains before it answers)
     temperature: float = 1.0  # rollout sampling temperature
     lr: float = 1e-5  # AdamW learning rate (all weights train, vision side included)
     n_train: int = 200  # train problems generated per stage (more than steps * B: no repeats)
@@ -143,15 +143,18 @@ def plan_lines(settings: Settings, arms: tuple[str, ...], seeds: list[int]) -> l
 def default_mini_vlm(log: Callable[[str], None] = print) -> Path:
     """The default mini VLM, built once into the cache (atomically: a crash never leaves half a folder).
 
-    The folder name carries a hash of the builder's default arguments, so changed defaults build anew."""
+    The folder name carries a hash of the builder's default arguments and of the tasks' version, so changed
+    defaults or problems build anew."""
     import hashlib
     import inspect
 
     from phaserl.minivlm.build import build_mini_vlm
+    from phaserl.minivlm.tasks import TASKS_VERSION
     from phaserl.models import cache_dir
 
     defaults = {k: repr(v.default) for k, v in inspect.signature(build_mini_vlm).parameters.items()
                 if v.default is not inspect.Parameter.empty and k != "log"}
+    defaults["tasks_version"] = TASKS_VERSION  # the alignment sees train problem images
     digest = hashlib.sha256(json.dumps(defaults, sort_keys=True).encode()).hexdigest()[:8]
     target = cache_dir() / "models" / f"minivlm-default-{digest}"
     if (target / "minivlm.json").exists():

@@ -83,12 +83,21 @@ def test_answers_are_right(splits):
         key = e.meta["key"]
         if e.meta["kind"] == "arith":
             assert _arith(key.split(":", 1)[1]) == int(e.answer)
-        elif key.startswith("geometry:rectangle:area") or key.startswith("geometry:square:area"):
-            w, h = map(int, key.split(":")[-2:])
-            assert w * h == int(e.answer)
-        elif key.startswith("geometry:tri:angle"):
-            a, b = map(int, key.split(":")[-2:])
-            assert a + b + int(e.answer) == 180
+        elif e.meta["kind"] == "geometry":
+            _, shape, ask, a, b = key.split(":")
+            a, b = int(a), int(b)
+            want = {"area": a * b, "perim": 2 * (a + b), "length": a + b}[ask]
+            assert want == int(e.answer), key
+            assert shape in ("rectangle", "square", "segment") and (shape != "square" or a == b)
+
+
+def test_problems_take_one_operation(splits):
+    """Tasks version 2: one operation each, so the 135M base model solves some and GRPO groups have successes."""
+    for e in splits[0] + splits[1]:
+        if e.meta["kind"] == "arith":
+            assert len(re.findall(r"[-+*]", e.meta["key"].split(":", 1)[1])) == 1, e.meta["key"]
+    shapes = {e.meta["key"].split(":")[1] for e in splits[0] if e.meta["kind"] == "geometry"}
+    assert shapes == {"rectangle", "square", "segment"}
 
 
 def test_every_view_holds_the_numbers(splits):

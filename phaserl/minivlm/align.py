@@ -2,7 +2,7 @@
 
 Only the vision tower and the projector train; the LM is frozen. The target of each image patch is the LM's
 input embedding of the character drawn in that patch (a space for blank cells), so after alignment the LM
-receives, for an image of "3+4*5=?", a row of vectors close to the embeddings of "3", "+", "4", ... It then
+receives, for an image of "3+4=?", a row of vectors close to the embeddings of "3", "+", "4", ... It then
 half-reads the image, imperfectly: the regime in which multimodal RL has something to learn.
 
 Regressing straight onto the embeddings learns very slowly: SmolLM2's digit embeddings are close to each

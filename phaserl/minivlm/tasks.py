@@ -1,7 +1,8 @@
 """Generated problems for the mini curriculum, each seen three ways (text, image+caption, image).
 
-Three kinds, sized for a 135M language model: multi-step arithmetic, small word problems, simple geometry
-with numbers. Every problem has
+Three kinds, sized for a 135M language model: one-operation arithmetic, small word problems, simple
+geometry with numbers (areas, perimeters, lengths). SmolLM2-135M-Instruct answers about 40% of the text
+view greedily within 48 new tokens, the captioned and image views far fewer: room to learn in every view. Every problem has
   - a text question that holds all the information (view `text`),
   - a glyph-grid image that shows the problem, one character per vision patch (see glyphs.py),
   - a caption that describes the image in words (view `image+caption`),
@@ -30,6 +31,10 @@ from phaserl.data.schema import Example
 from phaserl.minivlm.glyphs import Grid, draw_grid
 
 KINDS = ("arith", "word", "geometry")
+# Bumped whenever the problems change: the default mini VLM is aligned on train problem images, so its cache
+# key (benchmarks/curriculum_mini.py) includes this. 2: one-operation problems (version 1's two- and
+# three-step ones left SmolLM2-135M at 0-10%, too few successes for GRPO groups to learn from).
+TASKS_VERSION = 2
 SPLITS = ("train", "test")
 TEST_SHARE = 5  # one problem in TEST_SHARE (by key hash) belongs to the test split
 
@@ -58,28 +63,20 @@ def split_of(key: str) -> str:
 
 # ---------------------------------------------------------------- arithmetic
 
-# (pattern, how to compute, numbers allowed at each slot: "s" small 1-9, "m" medium 1-20)
+# (pattern, how to compute, range of each number): one operation, small numbers, as a 135M LM can do some
 ARITH_FORMS = (
-    ("{}+{}*{}", lambda a, b, c: a + b * c, "mss"),
-    ("{}*{}+{}", lambda a, b, c: a * b + c, "ssm"),
-    ("({}+{})*{}", lambda a, b, c: (a + b) * c, "sss"),
-    ("{}*{}-{}", lambda a, b, c: a * b - c, "sss"),
-    ("{}+{}-{}", lambda a, b, c: a + b - c, "mmm"),
-    ("{}-{}+{}", lambda a, b, c: a - b + c, "mmm"),
-    ("{}*({}-{})", lambda a, b, c: a * (b - c), "sms"),
-    ("{}+{}+{}", lambda a, b, c: a + b + c, "mmm"),
+    ("{}+{}", lambda a, b: a + b, (1, 9), (1, 9)),
+    ("{}+{}", lambda a, b: a + b, (10, 30), (1, 9)),
+    ("{}-{}", lambda a, b: a - b, (5, 20), (1, 9)),
+    ("{}*{}", lambda a, b: a * b, (2, 9), (2, 5)),
 )
 
 
-def _num(rng: random.Random, size: str) -> int:
-    return rng.randint(1, 9) if size == "s" else rng.randint(1, 20)
-
-
 def gen_arith(rng: random.Random, cells: int) -> Problem:
-    """One expression with two operations and precedence (or brackets); the answer is never negative."""
+    """One operation on small numbers; the answer is never negative."""
     while True:
-        pattern, fn, sizes = rng.choice(ARITH_FORMS)
-        nums = [_num(rng, s) for s in sizes]
+        pattern, fn, ra, rb = rng.choice(ARITH_FORMS)
+        nums = [rng.randint(*ra), rng.randint(*rb)]
         answer = fn(*nums)
         if answer >= 0:
             break
@@ -99,29 +96,19 @@ ITEMS = ("pens", "cards", "eggs", "cups", "toys", "books")
 
 
 def _word_story(rng: random.Random) -> tuple[str, str, list[str], int]:
-    """(key part, text question, image lines, answer) for one of five story shapes."""
+    """(key part, text question, image lines, answer) for one of three one-operation story shapes."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    shape = rng.randrange(5)
+    shape = rng.randrange(3)
     if shape == 0:
-        a, b = rng.randint(2, 30), rng.randint(2, 20)
+        a, b = rng.randint(2, 20), rng.randint(1, 9)
         return (f"more:{item}:{a}:{b}", f"{name} has {a} {item} and buys {b} more. How many {item} does "
                 f"{name} have now?", [f"has {a} {item}", f"buys {b}", "total=?"], a + b)
     if shape == 1:
-        a = rng.randint(5, 40)
-        b = rng.randint(1, a - 1)
+        a = rng.randint(5, 20)
+        b = rng.randint(1, min(9, a - 1))
         return (f"gives:{item}:{a}:{b}", f"{name} has {a} {item} and gives away {b}. How many {item} are "
                 "left?", [f"has {a} {item}", f"gives {b}", "left=?"], a - b)
-    if shape == 2:
-        a, b, c = rng.randint(1, 20), rng.randint(2, 5), rng.randint(2, 9)
-        return (f"bags:{item}:{a}:{b}:{c}", f"{name} has {a} {item} and buys {b} bags with {c} {item} in "
-                f"each bag. How many {item} does {name} have now?",
-                [f"has {a} {item}", f"buys {b} bags", f"{c} in each", "total=?"], a + b * c)
-    if shape == 3:
-        b, each = rng.randint(2, 6), rng.randint(2, 9)
-        a = b * each
-        return (f"share:{item}:{a}:{b}", f"{name} shares {a} {item} equally among {b} friends. How many "
-                "does each friend get?", [f"shares {a}", f"among {b}", "each=?"], each)
-    price, count = rng.randint(2, 9), rng.randint(2, 9)
+    price, count = rng.randint(2, 9), rng.randint(2, 5)
     return (f"cost:{price}:{count}", f"One pen costs {price} dollars. {name} buys {count} pens. How many "
             "dollars does that cost?", [f"pen costs {price}", f"buys {count} pens", "cost=?"], price * count)
 
@@ -150,12 +137,12 @@ def _quad(grid: Grid, rng: random.Random, square: bool) -> tuple[str, str, str, 
     bottom, right = rng.randint(top + 3, cells - 3), rng.randint(left + 4, cells - 4)
     corners = [(top, left), (top, right), (bottom, right), (bottom, left)]
     grid.strokes += list(zip(corners, corners[1:] + corners[:1]))
-    w = rng.randint(2, 15)
-    h = w if square else rng.randint(2, 15)
+    w = rng.randint(2, 12)
+    h = w if square else rng.randint(2, 9)
     grid.put(bottom + 1, (left + right) // 2, str(w))
     if not square:
         grid.put((top + bottom) // 2, right + 1, str(h))
-    ask = rng.choice(("area", "perim"))
+    ask = rng.choice(("area", "perim")) if square else "area"  # a rectangle's perimeter takes two operations
     answer = w * h if ask == "area" else 2 * (w + h)
     what = "area" if ask == "area" else "perimeter"
     if square:
@@ -168,48 +155,29 @@ def _quad(grid: Grid, rng: random.Random, square: bool) -> tuple[str, str, str, 
     return f"{name}:{ask}:{w}:{h}", text, caption, answer, ask
 
 
-def _right_triangle(grid: Grid, rng: random.Random) -> tuple[str, str, str, int, str]:
-    """Right angle at bottom left: height label left of the vertical leg, base label under the base."""
+def _segment(grid: Grid, rng: random.Random) -> tuple[str, str, str, int, str]:
+    """A line split in two by a tick, each part's length written above it; the whole length is asked for."""
     cells = grid.cells
-    top, vcol = rng.randint(2, 3), rng.randint(2, 3)
-    bottom, right = rng.randint(top + 3, cells - 3), rng.randint(vcol + 4, cells - 2)
-    grid.strokes += [((top, vcol), (bottom, vcol)), ((bottom, vcol), (bottom, right)),
-                     ((top, vcol), (bottom, right))]
-    w, h = rng.randint(2, 15), rng.randint(2, 15)
-    if w * h % 2:
-        w += 1
-    grid.put(bottom + 1, (vcol + right) // 2, str(w))
-    grid.put((top + bottom) // 2, vcol - len(str(h)), str(h))
-    text = f"A right triangle has legs {w} and {h}. What is its area?"
-    caption = f"The image shows a right triangle whose bottom leg is labelled {w} and vertical leg {h}."
-    return f"tri:area:{w}:{h}", text, caption, w * h // 2, "area"
-
-
-def _triangle_angle(grid: Grid, rng: random.Random) -> tuple[str, str, str, int, str]:
-    """Two base angles written under the ends of the base; the third angle is asked for."""
-    cells = grid.cells
-    top, left = rng.randint(2, 3), rng.randint(0, 2)
-    bottom, right = rng.randint(top + 3, cells - 3), rng.randint(left + 5, cells - 1)
-    apex = (top, (left + right) // 2)
-    grid.strokes += [((bottom, left), (bottom, right)), ((bottom, left), apex), ((bottom, right), apex)]
-    a, b = rng.randint(3, 12) * 5, rng.randint(3, 12) * 5
-    grid.put(bottom + 1, left, str(a))
-    grid.put(bottom + 1, right - len(str(b)) + 1, str(b))
-    text = f"Two angles of a triangle are {a} and {b} degrees. What is the third angle in degrees?"
-    caption = f"The image shows a triangle with the angles {a} and {b} written under the two ends of its base."
-    return f"tri:angle:{a}:{b}", text, caption, 180 - a - b, "angle"
+    row, c0 = rng.randint(4, cells - 3), rng.randint(0, 2)
+    c2 = rng.randint(c0 + 8, cells - 1)
+    c1 = (c0 + c2) // 2
+    grid.strokes += [((row, c0), (row, c2)), ((row, c1), (row + 1, c1))]
+    a, b = rng.randint(2, 30), rng.randint(1, 9)
+    grid.put(row - 1, c0 + (c1 - c0 - len(str(a))) // 2 + 1, str(a))
+    grid.put(row - 1, c1 + (c2 - c1 - len(str(b))) // 2 + 1, str(b))
+    text = f"A line segment is made of two parts of lengths {a} and {b}. What is its total length?"
+    caption = f"The image shows a line segment split into two parts labelled {a} and {b}."
+    return f"segment:length:{a}:{b}", text, caption, a + b, "length"
 
 
 def gen_geometry(rng: random.Random, cells: int) -> Problem:
-    """A rectangle, square or triangle drawn with strokes, its numbers beside it, the ask on the top row."""
+    """A rectangle, square or split line segment drawn with strokes, its numbers beside it, the ask on top."""
     grid = Grid(cells)
-    shape = rng.randrange(4)
+    shape = rng.randrange(3)
     if shape < 2:
         key, text, caption, answer, ask = _quad(grid, rng, square=shape == 1)
-    elif shape == 2:
-        key, text, caption, answer, ask = _right_triangle(grid, rng)
     else:
-        key, text, caption, answer, ask = _triangle_angle(grid, rng)
+        key, text, caption, answer, ask = _segment(grid, rng)
     line = f"{ask}=?"
     grid.put(0, rng.randint(0, cells - len(line)), line)
     caption += f' Above it is written "{line}".'
@@ -222,7 +190,7 @@ GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
 
 # ---------------------------------------------------------------- examples and splits
 
-MIN_CELLS = 12  # the longest image line ("has 15 cards", "(3+4)*5=?") needs 12 cells
+MIN_CELLS = 12  # the longest image line ("pen costs 9", "has 15 cards") needs 12 cells
 
 
 def generate_problems(split: str, n: int, *, seed: int = 0, cells: int = MIN_CELLS,
