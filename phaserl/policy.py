@@ -142,13 +142,13 @@ def completion_logp(model, inputs: dict[str, torch.Tensor], targets: torch.Tenso
     """Log-probs of the completion tokens under `model`: [m, T] (padding positions hold finite junk)."""
     T = targets.shape[1]
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    with _autocast(autocast, device):
+    with autocast_context(autocast, device):
         out = model(**inputs, logits_to_keep=T + 1, use_cache=False)
     logits = out.logits[:, :-1, :]  # position P-1+t predicts completion token t
     return selective_logp(logits, targets.to(device), temperature)
 
 
-def _autocast(autocast: bool, device):
+def autocast_context(autocast: bool, device):
     if not autocast:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
@@ -174,7 +174,7 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
     targets, mask = pad_completions(completion_ids, pad_id)
     targets, rows = targets.to(device), torch.tensor(row_of, device=device)
     T = targets.shape[1]
-    with _autocast(autocast, device):
+    with autocast_context(autocast, device):
         out = model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
         first = selective_logp(out.logits[:, -1:][rows], targets[:, :1], temperature)  # [m, 1]
         if T == 1:

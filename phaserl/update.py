@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from phaserl.algo import aggregate, kl_estimator, overlong_mask, ppo_clip, sequence_ratio, token_ratio
-from phaserl.policy import rows_logp
+from phaserl.policy import autocast_context, rows_logp
 
 
 @dataclass
@@ -96,17 +96,18 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
             optimizer.zero_grad(set_to_none=True)
             if not micro:  # every row has advantage 0: AdamW still steps (momentum), on zero gradients
                 _zero_grads(model)
-            for k, rows in enumerate(micro):
-                sync = k == len(micro) - 1
-                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
-                with ctx:
-                    loss, mask, stats = micro_loss(model, processor, is_vlm, pad_id, inp, rows, algo, temperature,
-                                                   optim.bf16_autocast, device, constant)
-                    share = _count(mask, algo.aggregation) / max(mb_mask_counts, 1e-8)
-                    accelerator.backward(loss * share)
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * share
-                for key, v in stats.items():
-                    sums[key] = sums.get(key, 0.0) + v * len(rows) / len(mb)
+            with _weight_cast_cache(accelerator, optim.bf16_autocast):
+                for k, rows in enumerate(micro):
+                    sync = k == len(micro) - 1
+                    ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                    with ctx:
+                        loss, mask, stats = micro_loss(model, processor, is_vlm, pad_id, inp, rows, algo,
+                                                       temperature, optim.bf16_autocast, device, constant)
+                        share = _count(mask, algo.aggregation) / max(mb_mask_counts, 1e-8)
+                        accelerator.backward(loss * share)
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * share
+                    for key, v in stats.items():
+                        sums[key] = sums.get(key, 0.0) + v * len(rows) / len(mb)
             grad_norm = None
             if optim.max_grad_norm:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
@@ -119,6 +120,20 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
     out["time/update"] = time.perf_counter() - t0
     return out
 
+
+def _weight_cast_cache(accelerator, bf16_autocast: bool):
+    """One autocast region around a mini-batch's micro-batches, so each weight is cast to bf16 once per
+    optimizer step instead of once per micro-batch: autocast caches casts of leaf parameters until its
+    outermost region exits (here, before optimizer.step, so no stale cast survives an update). Gradients are
+    bit-identical (tests/test_update.py). Not under FSDP or DeepSpeed, whose parameters are gathered per
+    forward and freed after it: a cache would hold a bf16 copy of the whole model on every rank."""
+    sharded = getattr(accelerator, "distributed_type", None) in _SHARDED
+    if not bf16_autocast or sharded:
+        return contextlib.nullcontext()
+    return autocast_context(True, accelerator.device)
+
+
+_SHARDED = {"FSDP", "DEEPSPEED"}  # accelerate's DistributedType is a str enum: these compare equal
 
 SKIP_ZERO_ADV = True  # benchmarks switch it off to measure what it saves
 

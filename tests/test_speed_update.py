@@ -1,5 +1,6 @@
 """Skipping rows with advantage 0 changes nothing that is learned: same weights, same optimizer state."""
 
+import contextlib
 import copy
 
 import pytest
@@ -71,3 +72,38 @@ def test_rows_with_gradient_keeps_everything_when_kl_is_in_the_loss():
     assert update._rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(range(8))
     assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [1]
     assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [0, 1]  # ranks stay in lockstep
+
+
+def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
+    """Casting each weight once per optimizer step (one autocast region over the micro-batches) gives the same
+    weights as casting per micro-batch, over two steps with 2 mini-batches each: a cast kept past an
+    optimizer step would use stale weights and show here."""
+    def train(cache: bool):
+        if not cache:
+            monkeypatch.setattr(update, "_weight_cast_cache", lambda *a: contextlib.nullcontext())
+        model = copy.deepcopy(lm.model).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        algo, optim = AlgoConfig(micro_batch_size=2, mini_batches=2), OptimConfig(bf16_autocast=True)
+        for a in ([1.0, -1.0, 0.5, -0.5, 1.2, -0.4, 0.3, -0.8], [0.7, -0.7, 0.2, -0.2, 1.0, -1.0, 0.0, 0.0]):
+            update_policy(Accelerator(cpu=True), model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id,
+                          _inputs(a), algo, optim, 1.0, None, seed=0)
+        monkeypatch.undo()
+        return model
+
+    cached, plain = train(True), train(False)
+    start = dict(lm.model.named_parameters())
+    for (name, p), q in zip(plain.named_parameters(), cached.parameters()):
+        assert float((p - start[name]).abs().max()) > 0, name
+        assert torch.equal(p, q), name
+
+
+def test_no_weight_cast_cache_when_parameters_are_sharded():
+    class Acc:
+        device = torch.device("cpu")
+        distributed_type = "FSDP"
+
+    assert isinstance(update._weight_cast_cache(Acc(), True), contextlib.nullcontext)
+    Acc.distributed_type = "NO"
+    assert isinstance(update._weight_cast_cache(Acc(), True), torch.autocast)
+    assert isinstance(update._weight_cast_cache(Acc(), False), contextlib.nullcontext)
