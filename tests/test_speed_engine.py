@@ -173,3 +173,25 @@ def test_sample_categorical_edges():
     tiny = torch.zeros(2, 1024)
     tiny[:, 600] = 1e-30  # mass far below float32 resolution elsewhere still gets found
     assert sample_categorical(tiny).tolist() == [600, 600]
+
+
+def test_reserved_cache_layer_equals_concatenation():
+    """The decoding loop's preallocated KV layer holds what DynamicLayer's concatenation holds, through row
+    compaction and past its reserve (where it falls back to concatenating)."""
+    from transformers.cache_utils import DynamicLayer
+
+    from phaserl.rollout.hf import ReservedLayer
+
+    g = torch.Generator().manual_seed(0)
+    k0, v0 = torch.randn(4, 2, 5, 3, generator=g), torch.randn(4, 2, 5, 3, generator=g)
+    ref, got = DynamicLayer(), ReservedLayer(k0, v0, extra=3)
+    ref.update(k0, v0)
+    for step in range(5):  # 3 within the reserve, then 2 past it
+        k, v = torch.randn(len(ref.keys), 2, 1, 3, generator=g), torch.randn(len(ref.keys), 2, 1, 3, generator=g)
+        a, b = ref.update(k, v), got.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        if step == 1:
+            idx = torch.tensor([0, 2, 3])
+            ref.batch_select_indices(idx)
+            got.batch_select_indices(idx)
+    assert got.get_seq_length() == ref.get_seq_length() == 10 and got.keys.shape[0] == 3

@@ -18,6 +18,7 @@ import copy
 
 import torch
 from transformers import AttentionInterface, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.cache_utils import DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from phaserl.policy import EXP_FLOOR, logsumexp_fast
@@ -48,6 +49,42 @@ def gqa_attention(module, query, key, value, attention_mask, scaling, dropout=0.
 
 
 AttentionInterface.register("phaserl_gqa", gqa_attention)
+
+
+class ReservedLayer(DynamicLayer):
+    """A KV-cache layer with room reserved for `extra` more positions: each decoding step writes its key and
+    value into the buffer and exposes a view of the filled part, where DynamicLayer concatenates (copying the
+    whole cache, every layer, every step). Past the reserve it falls back to concatenation."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, extra: int):
+        super().__init__()
+        n, h, L, d = keys.shape
+        self.lazy_initialization(keys, values)
+        self._k = keys.new_empty(n, h, L + extra, d)
+        self._v = values.new_empty(n, h, L + extra, d)
+        self._k[:, :, :L] = keys
+        self._v[:, :, :L] = values
+        self.keys, self.values = self._k[:, :, :L], self._v[:, :, :L]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        L, q = self.keys.shape[-2], key_states.shape[-2]
+        if L + q > self._k.shape[-2]:
+            return super().update(key_states, value_states)
+        self._k[:, :, L:L + q] = key_states
+        self._v[:, :, L:L + q] = value_states
+        self.keys, self.values = self._k[:, :, :L + q], self._v[:, :, :L + q]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        L = self.keys.shape[-2]
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[:, :, :L], self._v[:, :, :L]
+
+
+def reserve_cache(cache, extra: int):
+    """The cache with `extra` positions reserved in every layer (see ReservedLayer); the same object."""
+    cache.layers = [ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
+    return cache
 AttentionMaskInterface.register("phaserl_gqa", eager_mask)
 
 
@@ -224,7 +261,7 @@ class HFEngine:
         """Fill tokens/logp [N, T] in place; finished rows keep pad tokens after their EOS."""
         pos = prefix_position_ids(self.model, enc, self.is_vlm)  # [B, P] or [3, B, P]
         out = self.model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
-        cache = select_cache(out.past_key_values, rows)
+        cache = reserve_cache(select_cache(out.past_key_values, rows), params.max_new_tokens)
         logits = out.logits[:, -1][rows]  # [n, V], n rows still writing
         attn = enc["attention_mask"][rows]  # [n, P + t]
         alive = torch.arange(len(rows))  # [n] row ids still writing
