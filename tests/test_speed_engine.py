@@ -11,7 +11,7 @@ from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine, sample_categorical
 
 
-@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl"])
+@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
 def lm(request):
     """A tiny model with larger random weights: at their init scale tiny models greedily repeat one token, and
     these tests need rows that differ."""

@@ -92,9 +92,18 @@ def rope_index_fn(model):
     return None
 
 
+# VLMs whose language model takes plain 1-D positions over the whole sequence, image tokens included, and a
+# causal mask throughout (no bidirectional image blocks, no per-image position resets), so a prompt's KV cache
+# continues exactly like a text prompt's. Each is checked against the plain path in tests/test_speed_*.py.
+ONE_D_VLMS = frozenset({"llava"})
+
+
 def supports_shared_prefix(model, is_vlm: bool) -> bool:
-    """Prefix sharing needs positions we can compute ourselves: 1-D causal LMs, and VLMs with M-RoPE."""
-    return not is_vlm or rope_index_fn(model) is not None
+    """Prefix sharing needs positions we can compute ourselves: causal LMs, VLMs with M-RoPE (Qwen2-VL family),
+    and the VLMs of ONE_D_VLMS."""
+    if not is_vlm or rope_index_fn(model) is not None:
+        return True
+    return getattr(getattr(model, "config", None), "model_type", None) in ONE_D_VLMS
 
 
 def prefix_position_ids(model, enc: dict[str, torch.Tensor], is_vlm: bool) -> torch.Tensor:
