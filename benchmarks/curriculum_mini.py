@@ -65,7 +65,7 @@ class Settings:
     checkpoint_every: int = 4  # resumable checkpoint interval (steps)
     # Reward weight of the answer-only format check (last_number weighs 1). 0: its rate is logged and reported,
     # not rewarded. At 0.1 a pilot run's captioned stage learned to answer with a bare (mostly wrong) number:
-    # format 0 -> 100%, accuracy 15 -> 0%; where correct answers are rare, the format is the only variance
+    # format 0 -> 100%, accuracy 20 -> 0% on the curve problems; where correct answers are rare, the format is the only variance
     # inside a GRPO group, and a 135M model that stops working things out gets them wrong.
     format_weight: float = 0.0
 
