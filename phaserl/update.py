@@ -125,7 +125,7 @@ def _weight_cast_cache(accelerator, bf16_autocast: bool):
     """One autocast region around a mini-batch's micro-batches, so each weight is cast to bf16 once per
     optimizer step instead of once per micro-batch: autocast caches casts of leaf parameters until its
     outermost region exits (here, before optimizer.step, so no stale cast survives an update). Gradients are
-    bit-identical (tests/test_update.py). Not under FSDP or DeepSpeed, whose parameters are gathered per
+    bit-identical (tests/test_speed_update.py). Not under FSDP or DeepSpeed, whose parameters are gathered per
     forward and freed after it: a cache would hold a bf16 copy of the whole model on every rank."""
     sharded = getattr(accelerator, "distributed_type", None) in _SHARDED
     if not bf16_autocast or sharded:
