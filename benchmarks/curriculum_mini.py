@@ -16,7 +16,7 @@ view, from each run's metrics.jsonl (step 0 is the base model).
 OUTPUT/results.md, results.json, curves.png; one run folder per arm and seed in OUTPUT/runs/. Rerunning the
 same command resumes: finished arms are skipped, an interrupted one continues from its last checkpoint
 (run_curriculum resumes itself). Without --mini-vlm the default mini VLM is built once and cached in
-$PHASERL_CACHE/models/minivlm-default-<hash> (about 15 minutes on an idle 2-core CPU).
+$PHASERL_CACHE/models/minivlm-default-<hash> (67 s on an idle 2-core CPU; the build caps itself at 12 min).
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ class Settings:
     checkpoint_every: int = 4  # resumable checkpoint interval (steps)
     # Reward weight of the answer-only format check (last_number weighs 1). 0: its rate is logged and reported,
     # not rewarded. At 0.1 a pilot run's captioned stage learned to answer with a bare (mostly wrong) number:
-    # format 0 -> 100%, accuracy 20 -> 0% on the curve problems; where correct answers are rare, the format is the only variance
-    # inside a GRPO group, and a 135M model that stops working things out gets them wrong.
+    # format 0 -> 100%, accuracy 20 -> 0% on the curve problems. Where correct answers are rare the format is
+    # the only variance inside a GRPO group, and a 135M model that stops working things out gets them wrong.
     format_weight: float = 0.0
 
 
-# Sized for about 2 hours on an idle 2-core CPU (9 trained runs, 10 final evaluations); see the report.
+# About 90 minutes on an idle 2-core CPU (9 trained runs, 10 final evaluations); docs/curriculum_mini.md.
 FULL = Settings()
 QUICK = replace(FULL, total_steps=6, group_size=4, n_train=40, n_curve=12, n_final=30, eval_every=0,
                 checkpoint_every=3)

@@ -1,8 +1,9 @@
 """Generated problems for the mini curriculum, each seen three ways (text, image+caption, image).
 
 Three kinds, sized for a 135M language model: one-operation arithmetic, small word problems, simple
-geometry with numbers (areas, perimeters, lengths). SmolLM2-135M-Instruct answers about 40% of the text
-view greedily within 48 new tokens, the captioned and image views far fewer: room to learn in every view. Every problem has
+geometry with numbers (areas, perimeters, lengths). The default mini VLM answers 34% of 100 test problems
+greedily in the text view within 48 new tokens, 10% with image+caption, 4% from the image alone: room to
+learn in every view. Every problem has
   - a text question that holds all the information (view `text`),
   - a glyph-grid image that shows the problem, one character per vision patch (see glyphs.py),
   - a caption that describes the image in words (view `image+caption`),

@@ -49,6 +49,7 @@ def gqa_attention(module, query, key, value, attention_mask, scaling, dropout=0.
 
 
 AttentionInterface.register("phaserl_gqa", gqa_attention)
+AttentionMaskInterface.register("phaserl_gqa", eager_mask)
 
 
 class ReservedLayer(DynamicLayer):
@@ -85,7 +86,6 @@ def reserve_cache(cache, extra: int):
     """The cache with `extra` positions reserved in every layer (see ReservedLayer); the same object."""
     cache.layers = [ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
     return cache
-AttentionMaskInterface.register("phaserl_gqa", eager_mask)
 
 
 class _RecordingWarper(LogitsProcessor):
