@@ -120,6 +120,8 @@ def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = F
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     kwargs = dict(dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     if attn_implementation:
+        if attn_implementation.startswith("phaserl_"):
+            import phaserl.attention  # noqa: F401  (registers phaserl's kernels with transformers)
         kwargs["attn_implementation"] = attn_implementation
     is_vlm = _is_vlm_config(config)
     if is_vlm:

@@ -105,7 +105,7 @@ def test_copy_with_broadcast_gqa_attention_matches_exactly_in_fp32(lm):
 def test_gqa_attention_equals_eager_attention():
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
-    from phaserl.rollout.hf import gqa_attention
+    from phaserl.attention import gqa_attention
 
     gen = torch.Generator().manual_seed(0)
     for n, H, kv, q, L in [(3, 9, 3, 1, 20), (2, 9, 3, 7, 7), (1, 4, 4, 5, 5)]:  # decode, GQA prefill, MHA

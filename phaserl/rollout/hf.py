@@ -17,10 +17,10 @@ import contextlib
 import copy
 
 import torch
-from transformers import AttentionInterface, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
+import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
 from phaserl.policy import EXP_FLOOR, logsumexp_fast
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
@@ -31,25 +31,6 @@ from phaserl.rollout.encode import (
     supports_shared_prefix,
 )
 from phaserl.types import Completions, Prompt
-
-
-def gqa_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Eager attention whose query heads share their KV head by broadcasting: query [n, H, q, d], key/value
-    [n, kv, L, d] -> ([n, q, H, d], None). transformers' eager path copies K and V H/kv times (repeat_kv) first,
-    which at decoding is most of the attention's memory traffic; the CPU flash kernel is slower still for q=1."""
-    n, H, q, d = query.shape
-    kv, L = key.shape[1], key.shape[2]
-    g = H // kv  # query head h reads KV head h // g, as repeat_kv lays them out
-    scores = torch.matmul(query.reshape(n, kv, g * q, d), key.transpose(-1, -2)) * scaling  # [n, kv, g*q, L]
-    if attention_mask is not None:  # additive [n, 1, q, L], the same for every head
-        scores = (scores.view(n, kv, g, q, L) + attention_mask[:, :, None, :, :L]).view(n, kv, g * q, L)
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(probs, value)  # [n, kv, g*q, d]
-    return out.view(n, H, q, d).transpose(1, 2).contiguous(), None
-
-
-AttentionInterface.register("phaserl_gqa", gqa_attention)
-AttentionMaskInterface.register("phaserl_gqa", eager_mask)
 
 
 class ReservedLayer(DynamicLayer):
