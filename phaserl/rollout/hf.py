@@ -21,6 +21,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
+from phaserl.models import is_peft
 from phaserl.policy import EXP_FLOOR, logsumexp_fast
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
@@ -30,6 +31,7 @@ from phaserl.rollout.encode import (
     select_cache,
     supports_shared_prefix,
 )
+from phaserl.rollout.packed import pack_linears, packing_available, repack
 from phaserl.types import Completions, Prompt
 
 
@@ -165,14 +167,17 @@ class HFEngine:
 
     def __init__(self, model, processor, tokenizer, *, is_vlm: bool = False, batch_size: int = 64,
                  autocast_bf16: bool = False, rollout_dtype: torch.dtype | None = None, decoder: str = "auto",
-                 copy_attn_implementation: str | None = "phaserl_gqa"):
+                 copy_attn_implementation: str | None = "phaserl_gqa", pack_weights: bool = True):
         """rollout_dtype: sample from a copy of the weights in this dtype (bf16 on CPU: no per-step casts of
         fp32 weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
         copy_attn_implementation: attention kernel of that copy. "phaserl_gqa" (gqa_attention): for one query
         token against a short cache, two small matmuls beat the CPU flash-attention kernel (about 30% of a
-        SmolLM2 decoding step), and broadcasting KV heads beats eager's copies (another 10%)."""
+        SmolLM2 decoding step), and broadcasting KV heads beats eager's copies (another 10%).
+        pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py)."""
         self.copy_attn_implementation = copy_attn_implementation
+        self.pack_weights = pack_weights
+        self.packed: list[str] = []  # names of the copy's PackedLinear modules
         if decoder not in ("auto", "loop", "generate"):
             raise ValueError(f"decoder must be auto, loop or generate, not {decoder!r}")
         self.rollout_dtype = rollout_dtype
@@ -195,6 +200,9 @@ class HFEngine:
         clone.eval().requires_grad_(False)
         if self.copy_attn_implementation and hasattr(clone, "set_attn_implementation"):
             clone.set_attn_implementation(self.copy_attn_implementation)
+        device = next(clone.parameters()).device
+        if self.pack_weights and packing_available(self.rollout_dtype, device) and not is_peft(clone):
+            self.packed = pack_linears(clone)
         return clone
 
     @torch.no_grad()
@@ -202,9 +210,11 @@ class HFEngine:
         if self.rollout_dtype is None:
             self.model = model
             return
-        src = dict(model.named_parameters())
+        src = dict(model.named_parameters(remove_duplicate=False))  # a tied lm_head under its own name too
         for name, p in self.model.named_parameters():
             p.copy_(src[name])
+        if self.packed:
+            repack(self.model, src)
 
     @torch.no_grad()
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:

@@ -1,0 +1,94 @@
+"""The sampling copy's pre-packed oneDNN linears give exactly what nn.Linear gives, and follow weight syncs."""
+
+import pytest
+import torch
+
+from phaserl.data.generators import arithmetic, arithmetic_vl
+from phaserl.data.render import render
+from phaserl.models import load_model
+from phaserl.rollout.base import SamplingParams
+from phaserl.rollout.hf import HFEngine
+from phaserl.rollout.packed import PackedLinear, pack_linears, packing_available
+
+pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
+                                reason="oneDNN bf16 linear not available on this CPU")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(1, 48), (7, 48), (5, 1, 48), (3, 9, 48)])
+def test_packed_linear_is_bit_identical(bias, shape):
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(48, 80, bias=bias).to(torch.bfloat16)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(80, 48, generator=gen))
+    x = torch.randn(*shape, generator=gen).to(torch.bfloat16)
+    packed = PackedLinear(linear)
+    assert torch.equal(packed(x), linear(x))
+    assert packed(x).shape == (*shape[:-1], 80)
+
+
+def test_pack_linears_replaces_plain_bf16_linears_only():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+    assert pack_linears(model) == []  # float32: left alone
+    model = model.to(torch.bfloat16)
+    assert pack_linears(model) == ["0", "1.0"]
+    assert isinstance(model[0], PackedLinear) and isinstance(model[1][0], PackedLinear)
+    assert [n for n, _ in model.named_parameters()] == ["0.bias", "1.0.bias"]  # weights live packed
+
+
+@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
+def lm(request):
+    loaded = load_model(request.param)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            if p.dim() == 2:  # larger random weights: rows that differ (see test_speed_engine)
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.15)
+    return loaded
+
+
+def _prompts(lm):
+    if lm.is_vlm:
+        return [render(e, "image", "boxed") for e in arithmetic_vl(n=3, seed=2, digits=2)]
+    return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
+
+
+def _engine(lm, pack):
+    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
+                    pack_weights=pack)
+
+
+def _same(a, b):
+    assert a.completion_ids == b.completion_ids and a.texts == b.texts
+    for x, y in zip(a.logp, b.logp):
+        assert torch.equal(x, y)
+
+
+def test_packed_copy_samples_exactly_what_the_plain_copy_samples(lm):
+    packed, plain = _engine(lm, True), _engine(lm, False)
+    assert packed.packed and not plain.packed
+    assert "lm_head" in packed.packed  # tied to the embedding in these models: packed from the shared tensor
+    for params in (SamplingParams(n=1, max_new_tokens=10, temperature=0),
+                   SamplingParams(n=3, max_new_tokens=10, temperature=1.0, seed=5)):
+        _same(packed.generate(_prompts(lm), params), plain.generate(_prompts(lm), params))
+
+
+def test_sync_weights_repacks(lm):
+    """After an update of the trained model, the packed copy samples what a fresh copy of the new weights
+    samples; without the repack it would still sample from the old weights."""
+    packed = _engine(lm, True)
+    params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
+    before = packed.generate(_prompts(lm), params)
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    try:
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in lm.model.parameters():
+                if p.dim() == 2:
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        packed.sync_weights(lm.model)
+        after = packed.generate(_prompts(lm), params)
+        _same(after, _engine(lm, False).generate(_prompts(lm), params))
+        assert after.completion_ids != before.completion_ids
+    finally:
+        lm.model.load_state_dict(saved)
