@@ -253,6 +253,8 @@ def worker(fn_name: str, conn, case: str, args, out: str) -> None:
     """Wait for the first turn before importing anything heavy; report peak RSS at the end."""
     conn.recv()
     try:
+        if fn_name == "phaserl":  # as `phaserl train` does: phaserl's process settings go before torch's import
+            import phaserl  # noqa: F401
         import torch
 
         torch.set_num_threads(args.threads)
