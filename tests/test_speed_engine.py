@@ -5,23 +5,15 @@ import torch
 
 from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
-from phaserl.models import load_model
 from phaserl.policy import build_sequences, completion_logp
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine, sample_categorical
+from phaserl.testing.tiny import load_varied_tiny
 
 
 @pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
 def lm(request):
-    """A tiny model with larger random weights: at their init scale tiny models greedily repeat one token, and
-    these tests need rows that differ."""
-    loaded = load_model(request.param)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in loaded.model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.15)
-    return loaded
+    return load_varied_tiny(request.param)
 
 
 def _prompts(lm):

@@ -5,10 +5,10 @@ import torch
 
 from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
-from phaserl.models import load_model
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine
 from phaserl.rollout.packed import PackedLinear, pack_linears, packing_available
+from phaserl.testing.tiny import load_varied_tiny
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
                                 reason="oneDNN bf16 linear not available on this CPU")
@@ -38,13 +38,7 @@ def test_pack_linears_replaces_plain_bf16_linears_only():
 
 @pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
 def lm(request):
-    loaded = load_model(request.param)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in loaded.model.parameters():
-            if p.dim() == 2:  # larger random weights: rows that differ (see test_speed_engine)
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.15)
-    return loaded
+    return load_varied_tiny(request.param)
 
 
 def _prompts(lm):

@@ -150,3 +150,19 @@ def build_tiny_llava(out: Path, hidden: int = 64, layers: int = 2, image_size: i
 
 
 BUILDERS = {"llama": build_tiny_llama, "qwen2_5_vl": build_tiny_qwen2_5_vl, "llava": build_tiny_llava}
+
+
+def load_varied_tiny(name: str, scale: float = 0.15, seed: int = 0):
+    """A tiny model (`tiny:llama`, ...) loaded with larger random matrices: at their init scale tiny models
+    greedily repeat one token, and decoding tests need rows that differ."""
+    import torch
+
+    from phaserl.models import load_model
+
+    loaded = load_model(name)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return loaded
