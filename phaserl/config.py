@@ -45,6 +45,8 @@ class RolloutConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(64, ge=1, description="prompts per generate call")
     bf16: bool = Field(True, description="generate with a bf16 copy of the weights (CPU: ~4x faster matmuls)")
+    lean_decode: bool = Field(True, description="CPU bf16 copy of a Llama/Qwen2(-VL) model: decode with "
+                              "phaserl's lean step (rollout/lean.py), the same samples with fewer ops")
     vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
 
 

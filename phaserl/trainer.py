@@ -125,7 +125,8 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
     from phaserl.rollout.hf import HFEngine
 
     return HFEngine(model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, batch_size=r.batch_size,
-                    autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None)
+                    autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None,
+                    lean_decode=r.lean_decode)
 
 
 @torch.no_grad()

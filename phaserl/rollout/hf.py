@@ -22,7 +22,7 @@ from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
 from phaserl.models import is_peft
-from phaserl.policy import EXP_FLOOR, logsumexp_fast
+from phaserl.policy import EXP_FLOOR
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
     continuation_positions,
@@ -31,6 +31,7 @@ from phaserl.rollout.encode import (
     select_cache,
     supports_shared_prefix,
 )
+from phaserl.rollout.lean import LeanDecoder, unsupported_reason
 from phaserl.rollout.packed import pack_linears, packing_available, repack
 from phaserl.types import Completions, Prompt
 
@@ -100,20 +101,26 @@ class _RecordingWarper(LogitsProcessor):
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens [n] from logits [n, V] (greedy when temperature <= 0) and their log_softmax(logits / T) [n]."""
+    """Next tokens [n] from logits [n, V] (greedy when temperature <= 0) and their log_softmax(logits / T) [n].
+
+    Few passes over [n, V]: e = exp(scores - max), floored at exp(EXP_FLOOR) so no exp() lands on a slow float32
+    denormal, is both the normaliser's terms and the unnormalised distribution sample_categorical inverts (a
+    floored token weighs 1.6e-38 against a total >= 1: never drawn); log-probs are gathered for the drawn tokens
+    only. (A full log_softmax, then a masked exp of it, took 4.5 ms a step at 32 x 49k, this 1.8 ms.)"""
     scores = logits.float()
     if temperature > 0 and temperature != 1.0:
         scores = scores / temperature
-    logp_all = scores - logsumexp_fast(scores)[:, None]  # log_softmax without denormal exp() (policy.py)
+    m = scores.amax(dim=-1, keepdim=True)  # [n, 1]
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    e = (scores - m).clamp_(min=EXP_FLOOR).exp_()  # [n, V]
+    lse = e.sum(-1).log_() + m.squeeze(1)  # [n]: logsumexp, as policy.logsumexp_fast
     if temperature <= 0:
         tok = scores.argmax(-1)
+    elif top_p < 1.0:
+        tok = sample_categorical(_top_p_filter(scores, top_p).softmax(-1), gen)
     else:
-        if top_p < 1.0:
-            probs = _top_p_filter(scores, top_p).softmax(-1)
-        else:  # probabilities below 1e-38 are 0 here (never drawn by a float64 CDF anyway), not slow denormals
-            probs = torch.where(logp_all > EXP_FLOOR, logp_all, float("-inf")).exp_()
-        tok = sample_categorical(probs, gen)
-    return tok, logp_all.gather(1, tok[:, None]).squeeze(1)
+        tok = sample_categorical(e, gen)
+    return tok, scores.gather(1, tok[:, None]).squeeze(1) - lse
 
 
 def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -123,15 +130,16 @@ def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) 
     135M model's decoding step at V = 49k); this draws one uniform per row. The CDF is inverted in two levels:
     a float64 cumsum over blocks of the vocabulary finds the block, then one inside that block finds the
     token, so no [n, V] float64 tensor is ever made (at V = 49k that full cumsum and its 12 MB buffers were
-    ~10% of a decoding step). Sums are float64 so tail tokens keep their mass; u in (0, total] never lands on
-    a zero-probability token."""
+    ~10% of a decoding step; a float64 sum over the blocks still converted all of probs, 8-10 ms a step, so
+    each block of <= 512 is summed in float32, to ~1e-6 of its own mass). The cumulative sums are float64 so
+    tail blocks keep their mass; u in (0, total] never lands on a zero-probability token."""
     n, V = probs.shape
     block = _block_size(V)
     if block is None:  # a vocabulary with no usable divisor: one level
         cdf = probs.double().cumsum(-1)  # [n, V]
         u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]
         return torch.searchsorted(cdf, u).squeeze(1).clamp(max=V - 1)
-    blocks = probs.view(n, V // block, block).sum(-1, dtype=torch.float64)  # [n, nb]
+    blocks = probs.view(n, V // block, block).sum(-1).double()  # [n, nb]
     cdf = blocks.cumsum(-1)  # [n, nb]
     u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]  # [n, 1] in (0, total]
     # The first block whose cdf reaches u: cdf[b-1] < u, so b has mass (a 0-mass block repeats its cdf exactly).
@@ -167,16 +175,21 @@ class HFEngine:
 
     def __init__(self, model, processor, tokenizer, *, is_vlm: bool = False, batch_size: int = 64,
                  autocast_bf16: bool = False, rollout_dtype: torch.dtype | None = None, decoder: str = "auto",
-                 copy_attn_implementation: str | None = "phaserl_gqa", pack_weights: bool = True):
+                 copy_attn_implementation: str | None = "phaserl_gqa", pack_weights: bool = True,
+                 lean_decode: bool = True):
         """rollout_dtype: sample from a copy of the weights in this dtype (bf16 on CPU: no per-step casts of
         fp32 weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
         copy_attn_implementation: attention kernel of that copy. "phaserl_gqa" (gqa_attention): for one query
         token against a short cache, two small matmuls beat the CPU flash-attention kernel (about 30% of a
         SmolLM2 decoding step), and broadcasting KV heads beats eager's copies (another 10%).
-        pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py)."""
+        pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py).
+        lean_decode: the loop's decoding steps on a packed copy of a Llama-family model run rollout/lean.py's
+        step instead of the transformers forward (the prompt is still prefilled by transformers)."""
         self.copy_attn_implementation = copy_attn_implementation
         self.pack_weights = pack_weights
+        self.lean_decode = lean_decode
+        self.lean: LeanDecoder | None = None
         self.packed: list[str] = []  # names of the copy's PackedLinear modules
         if decoder not in ("auto", "loop", "generate"):
             raise ValueError(f"decoder must be auto, loop or generate, not {decoder!r}")
@@ -198,11 +211,19 @@ class HFEngine:
     def _copy(self, model):
         clone = copy.deepcopy(model).to(self.rollout_dtype)
         clone.eval().requires_grad_(False)
+        # RoPE frequencies stay float32, as in the trained model: .to(bf16) rounds them by up to 2^-9, which at
+        # position 100 turns a rotation by up to ~0.2 rad (the sampled and trained models would disagree).
+        for name, buf in model.named_buffers():
+            if name.endswith("inv_freq"):
+                owner, _, leaf = name.rpartition(".")
+                setattr(clone.get_submodule(owner), leaf, buf.detach().clone())
         if self.copy_attn_implementation and hasattr(clone, "set_attn_implementation"):
             clone.set_attn_implementation(self.copy_attn_implementation)
         device = next(clone.parameters()).device
         if self.pack_weights and packing_available(self.rollout_dtype, device) and not is_peft(clone):
             self.packed = pack_linears(clone)
+            if self.lean_decode and unsupported_reason(clone) is None:
+                self.lean = LeanDecoder(clone, _sources(model))
         return clone
 
     @torch.no_grad()
@@ -210,11 +231,13 @@ class HFEngine:
         if self.rollout_dtype is None:
             self.model = model
             return
-        src = dict(model.named_parameters(remove_duplicate=False))  # a tied lm_head under its own name too
+        src = _sources(model)
         for name, p in self.model.named_parameters():
             p.copy_(src[name])
         if self.packed:
             repack(self.model, src)
+        if self.lean is not None:
+            self.lean.refresh(src)
 
     @torch.no_grad()
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
@@ -252,6 +275,9 @@ class HFEngine:
         """Fill tokens/logp [N, T] in place; finished rows keep pad tokens after their EOS."""
         pos = prefix_position_ids(self.model, enc, self.is_vlm)  # [B, P] or [3, B, P]
         out = self.model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
+        if self.lean is not None:
+            state = self.lean.start(out.past_key_values, rows, enc["attention_mask"], params.max_new_tokens)
+            return self._lean_loop(state, out.logits[:, -1][rows], pos, rows, params, gen, tokens, logp)
         cache = reserve_cache(select_cache(out.past_key_values, rows), params.max_new_tokens)
         logits = out.logits[:, -1][rows]  # [n, V], n rows still writing
         attn = enc["attention_mask"][rows]  # [n, P + t]
@@ -273,6 +299,25 @@ class HFEngine:
                              position_ids=continuation_positions(pos, rows[alive], t, 1), logits_to_keep=1)
             cache = out.past_key_values
             logits = out.logits[:, -1]
+
+    def _lean_loop(self, state, logits, pos, rows, params, gen, tokens, logp) -> None:
+        """_decode_loop's steps on rollout/lean.py's LeanDecoder (same sampling, same compaction)."""
+        alive = torch.arange(len(rows))  # [n] row ids still writing
+        eos = torch.tensor(sorted(self.eos_ids))
+        nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
+        nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
+        for t in range(params.max_new_tokens):
+            tok, lp = _sample(logits, params.temperature, params.top_p, gen)  # [n], [n]
+            tokens[alive, t] = tok
+            logp[alive, t] = lp
+            keep = ~torch.isin(tok, eos)
+            if t + 1 == params.max_new_tokens or not keep.any():
+                return
+            if not keep.all():
+                idx = keep.nonzero().squeeze(1)
+                alive, tok, nxt = alive[idx], tok[idx], nxt[idx]
+                state.select(idx)
+            logits = self.lean.step(tok, nxt + t, state)
 
     def _generate_batch(self, prompts: list[Prompt], params: SamplingParams, seed: int | None) -> Completions:
         enc = encode_prompts(self.processor, prompts, self.is_vlm)
@@ -314,6 +359,13 @@ class HFEngine:
             out.truncated.append(truncated and end >= max_new_tokens)
             out.texts.append(self.tokenizer.decode(tokens[:end], skip_special_tokens=True))
         return out
+
+
+def _sources(model) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of `model` by name, a tied lm_head under its own name too."""
+    out = dict(model.named_buffers(remove_duplicate=False))
+    out.update(model.named_parameters(remove_duplicate=False))
+    return out
 
 
 def _concat(parts: list[Completions]) -> Completions:

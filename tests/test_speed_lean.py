@@ -1,0 +1,109 @@
+"""The lean decoding step (phaserl/rollout/lean.py) samples what the transformers decoding step samples."""
+
+import copy
+
+import pytest
+import torch
+
+from phaserl.data.generators import arithmetic, arithmetic_vl
+from phaserl.data.render import render
+from phaserl.rollout.base import SamplingParams
+from phaserl.rollout.hf import HFEngine
+from phaserl.rollout.lean import LeanDecoder, unsupported_reason
+from phaserl.rollout.packed import packing_available
+from phaserl.testing.tiny import load_varied_tiny
+
+pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
+                                reason="oneDNN bf16 linear not available on this CPU")
+
+
+@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
+def lm(request):
+    return load_varied_tiny(request.param)
+
+
+def _prompts(lm):
+    """Prompts of different lengths (left padding in the batch); for VLMs, two with an image and one without."""
+    if lm.is_vlm:
+        ps = [render(e, "image", "boxed") for e in arithmetic_vl(n=2, seed=2, digits=2)]
+        return ps + [render(e, "text", "boxed") for e in arithmetic(n=1, seed=4, digits=5)]
+    return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
+
+
+def _engine(lm, lean):
+    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
+                    lean_decode=lean)
+
+
+def _close(a, b):
+    assert a.completion_ids == b.completion_ids and a.truncated == b.truncated
+    for x, y in zip(a.logp, b.logp):
+        assert torch.allclose(x, y, atol=1e-4, rtol=0)
+
+
+def test_lean_step_samples_what_the_transformers_step_samples(lm):
+    lean, ref = _engine(lm, True), _engine(lm, False)
+    assert lean.lean is not None and ref.lean is None
+    for params in (SamplingParams(n=1, max_new_tokens=12, temperature=0),
+                   SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
+                   SamplingParams(n=3, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=2)):
+        a, b = lean.generate(_prompts(lm), params), ref.generate(_prompts(lm), params)
+        _close(a, b)
+        assert len({tuple(c) for c in a.completion_ids}) > 1  # rows differ: the test can tell them apart
+
+
+def test_rows_that_finish_leave_the_batch():
+    """With an EOS that some rows sample early, the compacted lean batch still matches the reference row by row."""
+    lm = load_varied_tiny("tiny:llama", seed=3)
+    lean, ref = _engine(lm, True), _engine(lm, False)
+    params = SamplingParams(n=6, max_new_tokens=16, temperature=1.5, seed=0)
+    first = ref.generate(_prompts(lm), params)
+    eos = next(c[3] for c in first.completion_ids if len(c) > 3)  # a token some rows sample after 3 steps
+    for e in (lean, ref):
+        e.eos_ids = {eos}
+    a, b = lean.generate(_prompts(lm), params), ref.generate(_prompts(lm), params)
+    lengths = [len(c) for c in a.completion_ids]
+    assert min(lengths) < 16 and max(lengths) == 16  # some rows stopped early, some ran to the end
+    _close(a, b)
+
+
+def test_sync_weights_refreshes_the_fused_qkv(lm):
+    """After an update, the lean copy samples what a fresh engine on the new weights samples."""
+    engine = _engine(lm, True)
+    params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
+    before = engine.generate(_prompts(lm), params)
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    try:
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for name, p in lm.model.named_parameters():
+                if "k_proj" in name or "q_proj" in name:  # only what the fused matrix carries
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+        engine.sync_weights(lm.model)
+        after = engine.generate(_prompts(lm), params)
+        _close(after, _engine(lm, False).generate(_prompts(lm), params))
+        assert after.completion_ids != before.completion_ids
+    finally:
+        lm.model.load_state_dict(saved)
+
+
+def test_copy_keeps_float32_rope_frequencies(lm):
+    engine = _engine(lm, True)
+    src = {n: b for n, b in lm.model.named_buffers() if n.endswith("inv_freq")}
+    got = {n: b for n, b in engine.model.named_buffers() if n.endswith("inv_freq")}
+    assert src and src.keys() == got.keys()
+    for n in src:
+        assert got[n].dtype == torch.float32 and torch.equal(got[n], src[n])
+
+
+def test_unsupported_models_keep_the_transformers_step():
+    lm = load_varied_tiny("tiny:llama")
+    assert _engine(lm, True).lean is not None
+    plain = HFEngine(lm.model, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16, pack_weights=False)
+    assert plain.lean is None and "not packed" in unsupported_reason(plain.model)
+    gelu = copy.deepcopy(lm.model)
+    gelu.config.hidden_act = "gelu"
+    engine = HFEngine(gelu, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16)
+    assert engine.lean is None and "hidden_act" in unsupported_reason(engine.model)
+    with pytest.raises(ValueError, match="hidden_act"):
+        LeanDecoder(engine.model, dict(gelu.named_parameters()))
