@@ -167,24 +167,38 @@ def pad_completions(completion_ids: list[list[int]], pad_id: int) -> tuple[torch
 
 def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
                        pad_id: int, temperature: float, autocast: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs [m, T] and mask [m, T] of the completions, running each distinct prompt once (see module doc)."""
+    """Log-probs [m, T] and mask [m, T] of the completions, running each distinct prompt once (see module doc).
+
+    The prompts run without their last token (left padding puts every prompt's last token in the last column);
+    that token then leads each row's completion: [last, c_0 .. c_{T-2}] predicts [c_0 .. c_{T-1}], so every
+    log-prob comes from one lm_head product. (Taking c_0's logits from the prompt pass instead made a second
+    lm_head product per micro-batch, and in the backward a second full-vocabulary weight gradient, [V, d], to
+    add to the first: ~10% of a SmolLM2 update.)"""
     uniq, row_of = unique_prompts(prompts)
     enc = {k: v.to(device) for k, v in encode_prompts(processor, uniq, is_vlm).items()}
     pos = prefix_position_ids(model, enc, is_vlm)  # [B, P] or [3, B, P]
     targets, mask = pad_completions(completion_ids, pad_id)
     targets, rows = targets.to(device), torch.tensor(row_of, device=device)
-    T = targets.shape[1]
+    mask = mask.to(device)
+    P, T = enc["input_ids"].shape[1], targets.shape[1]
+    if P < 2:
+        raise ValueError("shared_prefix_logp needs prompts of at least 2 tokens")
+    head = {k: (v[:, :-1] if k in _PER_TOKEN_KEYS else v) for k, v in enc.items()}
+    last = enc["input_ids"][:, -1:][rows]  # [m, 1]
+    inputs = torch.cat([last, targets[:, :-1]], dim=1)  # [m, T]
+    prompt_mask = enc["attention_mask"][rows]  # [m, P]
+    attn = torch.cat([prompt_mask, mask[:, :-1].to(prompt_mask.dtype)], dim=1)  # [m, P + T - 1]
+    if pos.dim() == 3:
+        first = pos[:, :, -1:][:, rows]  # [3, m, 1]: the last prompt token keeps its own position
+    else:
+        first = pos[:, -1:][rows]  # [m, 1]
+    positions = torch.cat([first, continuation_positions(pos, rows, 0, T - 1)], dim=-1)  # [m, T] or [3, m, T]
     with autocast_context(autocast, device):
-        out = model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
-        first = selective_logp(out.logits[:, -1:][rows], targets[:, :1], temperature)  # [m, 1]
-        if T == 1:
-            return first, mask
-        attn = torch.cat([enc["attention_mask"][rows], mask.to(device, enc["attention_mask"].dtype)], dim=1)
-        rest = model(input_ids=targets, attention_mask=attn, position_ids=continuation_positions(pos, rows, 0, T),
-                     past_key_values=select_cache(out.past_key_values, rows), use_cache=True,
-                     logits_to_keep=torch.arange(T - 1, device=device)).logits  # [m, T-1, V]
-    # position t of the completion predicts token t + 1
-    return torch.cat([first, selective_logp(rest, targets[:, 1:], temperature)], dim=1), mask
+        out = model(**head, position_ids=pos[..., :-1], use_cache=True, logits_to_keep=1)
+        logits = model(input_ids=inputs, attention_mask=attn, position_ids=positions,
+                       past_key_values=select_cache(out.past_key_values, rows), use_cache=True,
+                       logits_to_keep=T).logits  # [m, T, V]
+    return selective_logp(logits, targets, temperature), mask
 
 
 def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool, pad_id: int,

@@ -76,7 +76,7 @@ def test_rows_with_gradient_keeps_everything_when_kl_is_in_the_loss():
 
 def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
     """Casting each weight once per optimizer step (one autocast region over the micro-batches) gives the same
-    weights as casting per micro-batch, over two steps with 2 mini-batches each: a cast kept past an
+    weights (to float32 rounding) as casting per micro-batch, over two steps with 2 mini-batches each: a cast kept past an
     optimizer step would use stale weights and show here."""
     def train(cache: bool):
         if not cache:
@@ -95,7 +95,9 @@ def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
     start = dict(lm.model.named_parameters())
     for (name, p), q in zip(plain.named_parameters(), cached.parameters()):
         assert float((p - start[name]).abs().max()) > 0, name
-        assert torch.equal(p, q), name
+        # equal up to float32 rounding (the tied embedding sums its two gradients in a different order, ~2e-9);
+        # a stale cast would be off by the size of a step (~1e-2 here)
+        assert torch.allclose(p, q, rtol=0, atol=1e-7), (name, float((p - q).abs().max()))
 
 
 def test_no_weight_cast_cache_when_parameters_are_sharded():
