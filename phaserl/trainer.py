@@ -196,6 +196,17 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
                **_evaluate(engine, stage, recipe)}
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
+    if stage.optim.memory_probe and world == 1 and start < steps:
+        t_probe = time.perf_counter()
+        from phaserl.data.render import render
+        from phaserl.update import memory_probe
+
+        probe_prompt = render(mixture.examples[0][0], stage.view, stage.template)
+        memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, probe_prompt,
+                     stage.algo, stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature)
+        if acc.is_main_process:
+            print(f"[{stage.dirname}] memory probe: {stage.algo.micro_batch_size} rows x "
+                  f"{stage.rollout.max_new_tokens} tokens and the optimizer state in {time.perf_counter() - t_probe:.1f}s")
     bar = _progress(ctx, stage, start, steps)
     for step in range(start + 1, steps + 1):
         t0 = time.perf_counter()

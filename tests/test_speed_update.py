@@ -109,3 +109,34 @@ def test_no_weight_cast_cache_when_parameters_are_sharded():
     Acc.distributed_type = "NO"
     assert isinstance(update._weight_cast_cache(Acc(), True), torch.autocast)
     assert isinstance(update._weight_cast_cache(Acc(), False), contextlib.nullcontext)
+
+
+def test_memory_probe_changes_nothing_that_is_learned(lm):
+    """The probe (one forward/backward, optimizer state from an lr-0 step, its counters reset) leaves weights and
+    fresh-state semantics intact: two updates after it give bit for bit the weights and moments of two updates
+    without it."""
+    prompt = _inputs([0.0] * 8).prompts[0]
+
+    def train(probe: bool):
+        model = copy.deepcopy(lm.model).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        algo, optim = AlgoConfig(micro_batch_size=3), OptimConfig(bf16_autocast=True)
+        acc = Accelerator(cpu=True)
+        if probe:
+            before = [p.detach().clone() for p in model.parameters()]
+            update.memory_probe(acc, model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt, algo,
+                                optim, max_new_tokens=7, temperature=1.0)
+            assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+            assert all(p.grad is None for p in model.parameters())
+            assert len(opt.state) == len(before) and all(float(s["step"]) == 0 for s in opt.state.values())
+        for a in ([1.0, -1.0, 0.5, -0.5, 1.2, -0.4, 0.3, -0.8], [0.7, -0.7, 0.2, -0.2, 1.0, -1.0, 0.0, 0.0]):
+            update_policy(acc, model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id, _inputs(a), algo,
+                          optim, 1.0, None, seed=0)
+        return model, opt
+
+    (m1, o1), (m2, o2) = train(True), train(False)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p, q)
+        assert torch.equal(o1.state[p]["exp_avg"], o2.state[q]["exp_avg"])
+        assert float(o1.state[p]["step"]) == float(o2.state[q]["step"]) == 2
