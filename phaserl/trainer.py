@@ -202,11 +202,12 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         from phaserl.update import memory_probe
 
         probe_prompt = render(mixture.examples[0][0], stage.view, stage.template)
+        n_rows = min(stage.algo.micro_batch_size, stage.prompts_per_step * stage.rollout.group_size)
         memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, probe_prompt,
-                     stage.algo, stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature)
+                     stage.algo, stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, n_rows)
         if acc.is_main_process:
-            print(f"[{stage.dirname}] memory probe: {stage.algo.micro_batch_size} rows x "
-                  f"{stage.rollout.max_new_tokens} tokens and the optimizer state in {time.perf_counter() - t_probe:.1f}s")
+            print(f"[{stage.dirname}] memory probe: {n_rows} rows x {stage.rollout.max_new_tokens} tokens and the "
+                  f"optimizer state in {time.perf_counter() - t_probe:.1f}s")
     bar = _progress(ctx, stage, start, steps)
     for step in range(start + 1, steps + 1):
         t0 = time.perf_counter()

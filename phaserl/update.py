@@ -122,9 +122,9 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
 
 
 def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, prompt, algo, optim,
-                 max_new_tokens: int, temperature: float) -> None:
-    """Before a stage's first step: run its largest micro-batch once (micro_batch_size rows of max_new_tokens
-    tokens after `prompt`, gradients discarded) and allocate the optimizer's state. An out-of-memory error then
+                 max_new_tokens: int, temperature: float, samples_per_step: int) -> None:
+    """Before a stage's first step: run its largest micro-batch once (min(micro_batch_size, samples_per_step)
+    rows of max_new_tokens tokens after `prompt`, gradients discarded) and allocate the optimizer's state. An out-of-memory error then
     comes in the first seconds rather than after the first rollout, and the step's memory is page-faulted in here
     once instead of during the first updates (on the speed benchmark's text work the first update took 14.0 s
     without the probe, 7.6 s after it; the probe itself 7.4 s).
@@ -132,7 +132,7 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
     0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would
     without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped."""
-    rows = [prompt] * algo.micro_batch_size
+    rows = [prompt] * min(algo.micro_batch_size, samples_per_step)
     completions = [[pad_id] * max_new_tokens for _ in rows]
     with torch.random.fork_rng(), _weight_cast_cache(accelerator, optim.bf16_autocast):
         logp, mask = rows_logp(model, processor, rows, completions, is_vlm, pad_id, temperature,

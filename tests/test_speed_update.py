@@ -126,7 +126,7 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         if probe:
             before = [p.detach().clone() for p in model.parameters()]
             update.memory_probe(acc, model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt, algo,
-                                optim, max_new_tokens=7, temperature=1.0)
+                                optim, max_new_tokens=7, temperature=1.0, samples_per_step=8)
             assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
             assert all(p.grad is None for p in model.parameters())
             assert len(opt.state) == len(before) and all(float(s["step"]) == 0 for s in opt.state.values())

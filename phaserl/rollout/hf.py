@@ -276,11 +276,12 @@ class HFEngine:
         pos = prefix_position_ids(self.model, enc, self.is_vlm)  # [B, P] or [3, B, P]
         out = self.model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
         if self.lean is not None:
-            state = self.lean.start(out.past_key_values, rows, enc["attention_mask"], params.max_new_tokens)
-            return self._lean_loop(state, out.logits[:, -1][rows], pos, rows, params, gen, tokens, logp)
-        cache = reserve_cache(select_cache(out.past_key_values, rows), params.max_new_tokens)
+            stepper = _LeanSteps(self.lean, out.past_key_values, enc["attention_mask"], pos, rows,
+                                 params.max_new_tokens)
+        else:
+            stepper = _ModelSteps(self.model, out.past_key_values, enc["attention_mask"], pos, rows,
+                                  params.max_new_tokens)
         logits = out.logits[:, -1][rows]  # [n, V], n rows still writing
-        attn = enc["attention_mask"][rows]  # [n, P + t]
         alive = torch.arange(len(rows))  # [n] row ids still writing
         eos = torch.tensor(sorted(self.eos_ids))
         for t in range(params.max_new_tokens):
@@ -292,32 +293,9 @@ class HFEngine:
                 return
             if not keep.all():  # compact: finished rows leave the batch and its cache
                 idx = keep.nonzero().squeeze(1)
-                alive, tok, attn = alive[idx], tok[idx], attn[idx]
-                cache.batch_select_indices(idx)
-            attn = torch.cat([attn, attn.new_ones(len(alive), 1)], dim=1)
-            out = self.model(input_ids=tok[:, None], attention_mask=attn, past_key_values=cache, use_cache=True,
-                             position_ids=continuation_positions(pos, rows[alive], t, 1), logits_to_keep=1)
-            cache = out.past_key_values
-            logits = out.logits[:, -1]
-
-    def _lean_loop(self, state, logits, pos, rows, params, gen, tokens, logp) -> None:
-        """_decode_loop's steps on rollout/lean.py's LeanDecoder (same sampling, same compaction)."""
-        alive = torch.arange(len(rows))  # [n] row ids still writing
-        eos = torch.tensor(sorted(self.eos_ids))
-        nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
-        nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
-        for t in range(params.max_new_tokens):
-            tok, lp = _sample(logits, params.temperature, params.top_p, gen)  # [n], [n]
-            tokens[alive, t] = tok
-            logp[alive, t] = lp
-            keep = ~torch.isin(tok, eos)
-            if t + 1 == params.max_new_tokens or not keep.any():
-                return
-            if not keep.all():
-                idx = keep.nonzero().squeeze(1)
-                alive, tok, nxt = alive[idx], tok[idx], nxt[idx]
-                state.select(idx)
-            logits = self.lean.step(tok, nxt + t, state)
+                alive, tok = alive[idx], tok[idx]
+                stepper.select(idx)
+            logits = stepper.step(tok, t)
 
     def _generate_batch(self, prompts: list[Prompt], params: SamplingParams, seed: int | None) -> Completions:
         enc = encode_prompts(self.processor, prompts, self.is_vlm)
@@ -359,6 +337,45 @@ class HFEngine:
             out.truncated.append(truncated and end >= max_new_tokens)
             out.texts.append(self.tokenizer.decode(tokens[:end], skip_special_tokens=True))
         return out
+
+
+class _ModelSteps:
+    """Decoding steps through the model's forward, on a reserved KV cache fanned out from the prompts' prefill."""
+
+    def __init__(self, model, cache, prompt_mask, pos, rows, extra: int):
+        self.model, self.pos, self.rows = model, pos, rows
+        self.cache = reserve_cache(select_cache(cache, rows), extra)
+        self.attn = prompt_mask[rows]  # [n, P + t]
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.rows, self.attn = self.rows[idx], self.attn[idx]
+        self.cache.batch_select_indices(idx)
+
+    def step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
+        """Logits [n, V] after token t of each row."""
+        self.attn = torch.cat([self.attn, self.attn.new_ones(len(tok), 1)], dim=1)
+        out = self.model(input_ids=tok[:, None], attention_mask=self.attn, past_key_values=self.cache,
+                         use_cache=True, position_ids=continuation_positions(self.pos, self.rows, t, 1),
+                         logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[:, -1]
+
+
+class _LeanSteps:
+    """Decoding steps on rollout/lean.py's LeanDecoder (the prompts' KV copied into its buffers once)."""
+
+    def __init__(self, lean: LeanDecoder, cache, prompt_mask, pos, rows, extra: int):
+        self.lean = lean
+        self.state = lean.start(cache, rows, prompt_mask, extra)
+        nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
+        self.nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.nxt = self.nxt[idx]
+        self.state.select(idx)
+
+    def step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
+        return self.lean.step(tok, self.nxt + t, self.state)
 
 
 def _sources(model) -> dict[str, torch.Tensor]:
