@@ -11,7 +11,7 @@ from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine
 from phaserl.rollout.lean import LeanDecoder, unsupported_reason
 from phaserl.rollout.packed import packing_available
-from phaserl.testing.tiny import load_varied_tiny
+from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
                                 reason="oneDNN bf16 linear not available on this CPU")
@@ -72,19 +72,15 @@ def test_sync_weights_refreshes_the_fused_qkv(lm):
     engine = _engine(lm, True)
     params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
     before = engine.generate(_prompts(lm), params)
-    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
-    try:
-        gen = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for name, p in lm.model.named_parameters():
-                if "k_proj" in name or "q_proj" in name:  # only what the fused matrix carries
-                    p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    with perturbed_weights(lm.model, 0.3, _q_and_k):
         engine.sync_weights(lm.model)
         after = engine.generate(_prompts(lm), params)
         _close(after, _engine(lm, False).generate(_prompts(lm), params))
         assert after.completion_ids != before.completion_ids
-    finally:
-        lm.model.load_state_dict(saved)
+
+
+def _q_and_k(name, p):  # only what the fused q/k/v matrix carries
+    return "k_proj" in name or "q_proj" in name
 
 
 def test_copy_keeps_float32_rope_frequencies(lm):

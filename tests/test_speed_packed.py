@@ -8,7 +8,7 @@ from phaserl.data.render import render
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine
 from phaserl.rollout.packed import PackedLinear, pack_linears, packing_available
-from phaserl.testing.tiny import load_varied_tiny
+from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
                                 reason="oneDNN bf16 linear not available on this CPU")
@@ -73,16 +73,8 @@ def test_sync_weights_repacks(lm):
     packed = _engine(lm, True)
     params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
     before = packed.generate(_prompts(lm), params)
-    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
-    try:
-        gen = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for p in lm.model.parameters():
-                if p.dim() == 2:
-                    p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    with perturbed_weights(lm.model, 0.1):
         packed.sync_weights(lm.model)
         after = packed.generate(_prompts(lm), params)
         _same(after, _engine(lm, False).generate(_prompts(lm), params))
         assert after.completion_ids != before.completion_ids
-    finally:
-        lm.model.load_state_dict(saved)

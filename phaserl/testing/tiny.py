@@ -6,6 +6,7 @@ the chat template is ChatML that renders image parts the way the real model's te
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 # ChatML with multimodal content parts; image parts become the architecture's image placeholder.
@@ -166,3 +167,21 @@ def load_varied_tiny(name: str, scale: float = 0.15, seed: int = 0):
             if p.dim() == 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * scale)
     return loaded
+
+
+@contextlib.contextmanager
+def perturbed_weights(model, scale: float, select=lambda name, p: p.dim() == 2, seed: int = 1):
+    """Within the block, the selected parameters carry added N(0, scale^2) noise (a stand-in for an update);
+    the weights are restored after it."""
+    import torch
+
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if select(name, p):
+                    p.add_(torch.randn(p.shape, generator=gen) * scale)
+        yield model
+    finally:
+        model.load_state_dict(saved)
