@@ -212,7 +212,8 @@ class HFEngine:
         clone = copy.deepcopy(model).to(self.rollout_dtype)
         clone.eval().requires_grad_(False)
         # RoPE frequencies stay float32, as in the trained model: .to(bf16) rounds them by up to 2^-9, which at
-        # position 100 turns a rotation by up to 0.14 rad in SmolLM2 (the sampled and trained models would disagree).
+        # position 100 turns a rotation by up to 0.14 rad in SmolLM2 (a positional code the trained model does not
+        # use; on the speed benchmark's samples its effect on the log-probs was below the bf16 weights' own).
         for name, buf in model.named_buffers():
             if name.endswith("inv_freq"):
                 owner, _, leaf = name.rpartition(".")
