@@ -12,8 +12,8 @@ per layer at 32 rows). This module runs the same arithmetic with none of that:
 - the rest (RMSNorm, RoPE, SiLU-gated MLP, the packed linears) is the transformers arithmetic, op for op.
 The prompt is still prefilled by the transformers model (images, M-RoPE positions); its KV cache is copied into
 the buffers once. After the prompt, text positions advance by one in every M-RoPE section alike, so M-RoPE models
-decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks logits and samples against
-the transformers path on tiny Llama and Qwen2.5-VL models.
+decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks samples and log-probs against
+the transformers path on tiny Llama, Qwen2.5-VL and LLaVA models.
 """
 
 from __future__ import annotations
