@@ -33,11 +33,12 @@ from phaserl.checkpoint import (
 from phaserl.collect import advantages, collect
 from phaserl.config import Recipe, Stage
 from phaserl.data.mixture import Mixture, derive_seed
+from phaserl.data.render import render
 from phaserl.data.sources import load_examples
 from phaserl.logs import MetricsLog
 from phaserl.models import LoadedModel, load_model
 from phaserl.stats import step_metrics
-from phaserl.update import UpdateInputs, update_policy
+from phaserl.update import UpdateInputs, memory_probe, update_policy
 
 
 class Interrupted(Exception):
@@ -197,17 +198,7 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
     if stage.optim.memory_probe and world == 1 and start < steps:
-        t_probe = time.perf_counter()
-        from phaserl.data.render import render
-        from phaserl.update import memory_probe
-
-        probe_prompt = render(mixture.examples[0][0], stage.view, stage.template)
-        n_rows = min(stage.algo.micro_batch_size, stage.prompts_per_step * stage.rollout.group_size)
-        memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, probe_prompt,
-                     stage.algo, stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, n_rows)
-        if acc.is_main_process:
-            print(f"[{stage.dirname}] memory probe: {n_rows} rows x {stage.rollout.max_new_tokens} tokens and the "
-                  f"optimizer state in {time.perf_counter() - t_probe:.1f}s")
+        _probe(acc, model, optimizer, lm, stage, mixture)
     bar = _progress(ctx, stage, start, steps)
     for step in range(start + 1, steps + 1):
         t0 = time.perf_counter()
@@ -308,6 +299,18 @@ def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> None:
                      "replicas": acc.num_processes, "replicas_identical": same}, ctx.global_step)
     if not same:
         raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name}: {sums.tolist()}")
+
+
+def _probe(acc, model, optimizer, lm: LoadedModel, stage: Stage, mixture: Mixture) -> None:
+    """update.memory_probe on the stage's first example, with as many rows as one micro-batch of a step."""
+    t0 = time.perf_counter()
+    prompt = render(mixture.examples[0][0], stage.view, stage.template)
+    rows = min(stage.algo.micro_batch_size, stage.prompts_per_step * stage.rollout.group_size)
+    memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, prompt, stage.algo,
+                 stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, rows)
+    if acc.is_main_process:
+        print(f"[{stage.dirname}] memory probe: {rows} rows x {stage.rollout.max_new_tokens} tokens and the "
+              f"optimizer state in {time.perf_counter() - t0:.1f}s")
 
 
 def _global_step(ctx: RunContext, stage: Stage, start: int) -> int:

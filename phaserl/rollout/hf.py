@@ -31,7 +31,7 @@ from phaserl.rollout.encode import (
     select_cache,
     supports_shared_prefix,
 )
-from phaserl.rollout.lean import LeanDecoder, unsupported_reason
+from phaserl.rollout.lean import LeanCache, LeanDecoder, unsupported_reason
 from phaserl.rollout.packed import pack_linears, packing_available, repack
 from phaserl.types import Completions, Prompt
 
@@ -367,7 +367,7 @@ class _LeanSteps:
 
     def __init__(self, lean: LeanDecoder, cache, prompt_mask, pos, rows, extra: int):
         self.lean = lean
-        self.state = lean.start(cache, rows, prompt_mask, extra)
+        self.state = LeanCache.from_prefill(cache, rows, prompt_mask, extra)
         nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
         self.nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
 
@@ -380,10 +380,8 @@ class _LeanSteps:
 
 
 def _sources(model) -> dict[str, torch.Tensor]:
-    """Parameters and buffers of `model` by name, a tied lm_head under its own name too."""
-    out = dict(model.named_buffers(remove_duplicate=False))
-    out.update(model.named_parameters(remove_duplicate=False))
-    return out
+    """Parameters of `model` by name, a tied lm_head under its own name too."""
+    return dict(model.named_parameters(remove_duplicate=False))
 
 
 def _concat(parts: list[Completions]) -> Completions:

@@ -82,9 +82,7 @@ class LeanDecoder:
         names = {id(m): n for n, m in model.named_modules()}
         self._qkv_names = [[names[id(x)] for x in (la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj)]
                            for la in self.layers]
-        rotary_name = names[id(text.rotary_emb)]
-        self.inv_freq = source[f"{rotary_name}.inv_freq"].float().clone() if f"{rotary_name}.inv_freq" in source \
-            else text.rotary_emb.inv_freq.float().clone()
+        self.inv_freq = text.rotary_emb.inv_freq.float()  # float32 in the copy too (HFEngine._copy)
         self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.refresh(source)
 
@@ -97,11 +95,6 @@ class LeanDecoder:
             biases = [source.get(f"{n}.bias") for n in names]
             b = torch.cat([x.detach() for x in biases]).to(torch.bfloat16) if biases[0] is not None else None
             self.qkv.append((torch.ops.mkldnn._reorder_linear_weight(w, PackedLinear.ROWS_HINT), b))
-
-    def start(self, cache, rows: torch.Tensor, prompt_mask: torch.Tensor, extra: int) -> LeanCache:
-        """The decoding state after a prefill: `cache` holds the B prompts' KV ([B, kv, P, d] per layer), row j
-        of the state is prompt rows[j]; room for `extra` more tokens."""
-        return LeanCache.from_prefill(cache, rows, prompt_mask, extra)
 
     def _rms(self, norm, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
@@ -127,11 +120,11 @@ class LeanDecoder:
         for layer, (w_qkv, b_qkv), kt, v_buf in zip(self.layers, self.qkv, state.kt, state.v):
             h = self._rms(layer.input_layernorm, x)
             qkv = torch.ops.mkldnn._linear_pointwise(h, w_qkv, b_qkv, "none", [], "")  # [n, (H + 2 KV) D]
-            q = self._rope(qkv[:, :H * D].view(n, H, D), cos, sin)
-            k = self._rope(qkv[:, H * D:(H + KV) * D].view(n, KV, D), cos, sin)
-            kt[:, :, :, L - 1] = k
+            qk = self._rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos, sin)  # q and k heads in one pass
+            q = qk[:, :H]
+            kt[:, :, :, L - 1] = qk[:, H:]
             v_buf[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
-            scores = torch.bmm(q.view(n * KV, g, D), kt[:, :, :, :L].reshape(n * KV, D, L))  # [n kv, g, L]
+            scores = torch.bmm(q.reshape(n * KV, g, D), kt[:, :, :, :L].reshape(n * KV, D, L))  # [n kv, g, L]
             scores = scores.view(n, KV, g, L).float() * self.scaling + bias
             probs = torch.softmax(scores, dim=-1).to(x.dtype).view(n * KV, g, L)
             attn = torch.bmm(probs, v_buf[:, :, :L].reshape(n * KV, L, D)).view(n, H * D)
@@ -156,7 +149,7 @@ class LeanCache:
         kt, v = [], []
         for layer in cache.layers:
             k, val = layer.keys, layer.values  # [B, kv, P, d]
-            B, kv, P, d = k.shape
+            _, kv, P, d = k.shape
             k_buf = k.new_empty(len(rows), kv, d, P + extra)
             v_buf = val.new_empty(len(rows), kv, P + extra, d)
             k_buf[:, :, :, :P] = k.transpose(-1, -2)[rows]
