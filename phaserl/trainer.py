@@ -37,6 +37,7 @@ from phaserl.data.render import render
 from phaserl.data.sources import load_examples
 from phaserl.logs import MetricsLog
 from phaserl.models import LoadedModel, load_model
+from phaserl.rewards.verify import get_verifier
 from phaserl.stats import step_metrics
 from phaserl.update import UpdateInputs, memory_probe, update_policy
 
@@ -197,6 +198,8 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
                **_evaluate(engine, stage, recipe)}
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
+    if start < steps and any(r.name == "accuracy" for r in stage.rewards):
+        get_verifier().wait_ready()  # its workers start here, not inside the first step's scoring
     if stage.optim.memory_probe and world == 1 and start < steps:
         _probe(acc, model, optimizer, lm, stage, mixture)
     bar = _progress(ctx, stage, start, steps)
@@ -302,15 +305,17 @@ def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> None:
 
 
 def _probe(acc, model, optimizer, lm: LoadedModel, stage: Stage, mixture: Mixture) -> None:
-    """update.memory_probe on the stage's first example, with as many rows as one micro-batch of a step."""
+    """update.memory_probe on the stage's first example, with micro-batches the size of a step's."""
     t0 = time.perf_counter()
     prompt = render(mixture.examples[0][0], stage.view, stage.template)
-    rows = min(stage.algo.micro_batch_size, stage.prompts_per_step * stage.rollout.group_size)
+    samples = stage.prompts_per_step * stage.rollout.group_size
+    rows = min(stage.algo.micro_batch_size, samples)
     memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, prompt, stage.algo,
-                 stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, rows)
+                 stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, samples)
     if acc.is_main_process:
-        print(f"[{stage.dirname}] memory probe: {rows} rows x {stage.rollout.max_new_tokens} tokens and the "
-              f"optimizer state in {time.perf_counter() - t0:.1f}s")
+        passes = "two micro-batches" if samples > rows else "one micro-batch"
+        print(f"[{stage.dirname}] memory probe: {passes} of {rows} rows x {stage.rollout.max_new_tokens} tokens "
+              f"and the optimizer state in {time.perf_counter() - t0:.1f}s")
 
 
 def _global_step(ctx: RunContext, stage: Stage, start: int) -> int:

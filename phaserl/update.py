@@ -123,35 +123,48 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
 
 def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, prompt, algo, optim,
                  max_new_tokens: int, temperature: float, samples_per_step: int) -> None:
-    """Before a stage's first step: run its largest micro-batch once (min(micro_batch_size, samples_per_step) rows
-    of max_new_tokens tokens after `prompt`, gradients discarded) and allocate the optimizer's state. An
+    """Before a stage's first step: reach the update's peak memory once, with gradients discarded. An
     out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
-    is page-faulted in here once instead of during the first updates (on the speed benchmark's text work the first update took 14.0 s
-    without the probe, 7.6 s after it; the probe itself 7.4 s).
+    is page-faulted in here once instead of during the first updates.
+
+    The peak of an update is in its second micro-batch: the optimizer state, the gradients accumulated so far and
+    one micro-batch's activations are all live. The probe gets there in order: one forward/backward of the largest
+    micro-batch (min(micro_batch_size, samples_per_step) rows of max_new_tokens tokens after `prompt`), the
+    optimizer state, then a second forward/backward into the live gradients when a step has more than one
+    micro-batch. On the speed benchmark's text work (two micro-batches) the first update took 14.0 s with no probe,
+    6.6 s after a one-pass probe (3.2 s of it in the kernel, page-faulting the second micro-batch's memory) and
+    5.4 s after this one (0.9 s in the kernel); the probe takes 11-12 s instead of 7-8.
 
     The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
     0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would
     without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped."""
-    rows = [prompt] * min(algo.micro_batch_size, samples_per_step)
+    m = min(algo.micro_batch_size, samples_per_step)
+    rows = [prompt] * m
     completions = [[pad_id] * max_new_tokens for _ in rows]
-    with torch.random.fork_rng(), _weight_cast_cache(accelerator, optim.bf16_autocast):
+
+    def forward_backward():
         logp, mask = rows_logp(model, processor, rows, completions, is_vlm, pad_id, temperature,
                                optim.bf16_autocast, accelerator.device)
         accelerator.backward((logp * mask).sum())
-    if not optimizer.state:
+
+    with torch.random.fork_rng(), _weight_cast_cache(accelerator, optim.bf16_autocast):
+        forward_backward()
         model.zero_grad(set_to_none=False)  # the probe's gradients, zeroed in place
-        _zero_grads(model)  # and zeros for any parameter the probe did not reach
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        for group in optimizer.param_groups:
-            group["lr"] = 0.0
-        optimizer.step()
-        for group, lr in zip(optimizer.param_groups, lrs):
-            group["lr"] = lr
-        for state in optimizer.state.values():
-            if torch.is_tensor(state.get("step")):
-                state["step"].zero_()
-            elif "step" in state:
-                state["step"] = 0
+        if not optimizer.state:
+            _zero_grads(model)  # and zeros for any parameter the probe did not reach
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group["lr"] = 0.0
+            optimizer.step()  # lr 0 leaves the weights as they were, so the region's bf16 casts stay valid
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr
+            for state in optimizer.state.values():
+                if torch.is_tensor(state.get("step")):
+                    state["step"].zero_()
+                elif "step" in state:
+                    state["step"] = 0
+        if samples_per_step > m:
+            forward_backward()
     optimizer.zero_grad(set_to_none=True)
     model.zero_grad(set_to_none=True)
 

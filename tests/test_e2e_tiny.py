@@ -82,3 +82,28 @@ def test_text_only_causal_lm_and_resume_is_a_no_op_when_done(tmp_path):
     run_curriculum(recipe_from_dict(rec), out)  # everything is done: nothing retrained
     assert (out / "stages/1-mixed/final/model.safetensors").stat().st_mtime == mtime
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_verifier_workers_start_before_the_first_step(tmp_path, monkeypatch):
+    """With an accuracy reward, the verifier's workers are started and waited for before step 1, so their start-up
+    (about a second each) is not inside the first step's scoring."""
+    import phaserl.collect
+    import phaserl.trainer
+
+    events = []
+
+    class Spy:
+        def wait_ready(self):
+            events.append("ready")
+
+    real_collect = phaserl.collect.collect
+    monkeypatch.setattr(phaserl.trainer, "get_verifier", lambda: Spy())
+    monkeypatch.setattr(phaserl.trainer, "collect", lambda *a, **k: events.append("collect") or real_collect(*a, **k))
+    recipe = tiny_recipe()
+    recipe["stages"][0]["steps"] = 1
+    run_curriculum(recipe_from_dict(recipe), tmp_path / "run")
+    assert events[:2] == ["ready", "collect"]
+    recipe["rewards"] = [{"name": "format"}]
+    events.clear()
+    run_curriculum(recipe_from_dict(recipe), tmp_path / "run2")
+    assert "ready" not in events

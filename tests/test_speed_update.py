@@ -140,3 +140,28 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         assert torch.equal(p, q)
         assert torch.equal(o1.state[p]["exp_avg"], o2.state[q]["exp_avg"])
         assert float(o1.state[p]["step"]) == float(o2.state[q]["step"]) == 2
+
+
+@pytest.mark.parametrize("samples,passes", [(8, 2), (3, 1)])
+def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, samples, passes):
+    """A step of several micro-batches peaks in its second one (optimizer state, accumulated gradients and
+    activations all live): the probe runs a second forward/backward there, with the state allocated and the first
+    pass's gradients still held; a step of one micro-batch gets one pass."""
+    model = copy.deepcopy(lm.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    seen = []
+    real = update.rows_logp
+
+    def spy(*args, **kwargs):
+        seen.append((len(opt.state), sum(p.grad is not None for p in model.parameters())))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(update, "rows_logp", spy)
+    prompt = _inputs([0.0] * 8).prompts[0]
+    update.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt,
+                        AlgoConfig(micro_batch_size=3), OptimConfig(bf16_autocast=True), max_new_tokens=5,
+                        temperature=1.0, samples_per_step=samples)
+    n = len(list(model.parameters()))
+    assert seen[:1] == [(0, 0)]
+    assert seen[1:] == ([(n, n)] if passes == 2 else [])
+    assert all(p.grad is None for p in model.parameters()) and len(opt.state) == n
