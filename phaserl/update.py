@@ -127,10 +127,11 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
     is page-faulted in here once instead of during the first updates.
 
-    The peak of an update is in its second micro-batch: the optimizer state, the gradients accumulated so far and
-    one micro-batch's activations are all live. The probe gets there in order: one forward/backward of the largest
-    micro-batch (min(micro_batch_size, samples_per_step) rows of max_new_tokens tokens after `prompt`), the
-    optimizer state, then a second forward/backward into the live gradients when a step has more than one
+    The peak of an update is in the second micro-batch of an optimizer step: the optimizer state, the gradients
+    accumulated so far and one micro-batch's activations are all live. The probe gets there in order: one
+    forward/backward of the largest micro-batch (min(micro_batch_size, samples of an optimizer step) rows of
+    max_new_tokens tokens after `prompt`), the optimizer state, then a second forward/backward into the live
+    gradients when an optimizer step (samples_per_step / algo.mini_batches samples) has more than one
     micro-batch. On the speed benchmark's text work (two micro-batches) the first update took 14.0 s with no probe,
     6.6 s after a one-pass probe (3.2 s of it in the kernel, page-faulting the second micro-batch's memory) and
     5.4 s after this one (0.9 s in the kernel); the probe takes 11-12 s instead of 7-8.
@@ -138,7 +139,8 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
     0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would
     without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped."""
-    m = min(algo.micro_batch_size, samples_per_step)
+    per_update = samples_per_step // algo.mini_batches  # samples of one optimizer step
+    m = min(algo.micro_batch_size, per_update)
     rows = [prompt] * m
     completions = [[pad_id] * max_new_tokens for _ in rows]
 
@@ -163,7 +165,7 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
                     state["step"].zero_()
                 elif "step" in state:
                     state["step"] = 0
-        if samples_per_step > m:
+        if per_update > m:
             forward_backward()
     optimizer.zero_grad(set_to_none=True)
     model.zero_grad(set_to_none=True)

@@ -142,11 +142,12 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         assert float(o1.state[p]["step"]) == float(o2.state[q]["step"]) == 2
 
 
-@pytest.mark.parametrize("samples,passes", [(8, 2), (3, 1)])
-def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, samples, passes):
-    """A step of several micro-batches peaks in its second one (optimizer state, accumulated gradients and
-    activations all live): the probe runs a second forward/backward there, with the state allocated and the first
-    pass's gradients still held; a step of one micro-batch gets one pass."""
+@pytest.mark.parametrize("samples,mini_batches,passes", [(8, 1, 2), (3, 1, 1), (6, 2, 1), (12, 2, 2)])
+def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, samples, mini_batches, passes):
+    """An optimizer step of several micro-batches peaks in its second one (optimizer state, accumulated gradients
+    and activations all live): the probe runs a second forward/backward there, with the state allocated and the
+    first pass's gradients still held; an optimizer step of one micro-batch (micro-batches of 3 rows here) gets one
+    pass."""
     model = copy.deepcopy(lm.model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
     seen = []
@@ -159,7 +160,7 @@ def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, sampl
     monkeypatch.setattr(update, "rows_logp", spy)
     prompt = _inputs([0.0] * 8).prompts[0]
     update.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt,
-                        AlgoConfig(micro_batch_size=3), OptimConfig(bf16_autocast=True), max_new_tokens=5,
+                        AlgoConfig(micro_batch_size=3, mini_batches=mini_batches), OptimConfig(bf16_autocast=True), max_new_tokens=5,
                         temperature=1.0, samples_per_step=samples)
     n = len(list(model.parameters()))
     assert seen[:1] == [(0, 0)]
