@@ -75,8 +75,9 @@ class OptimConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="fraction of the stage's steps spent warming up")
     max_grad_norm: float | None = Field(1.0, description="gradient clipping (None: off)")
     bf16_autocast: bool = Field(True, description="bf16 autocast for the training forward/backward")
-    memory_probe: bool = Field(True, description="before a stage's first step, run its largest micro-batch "
-                               "once and allocate the optimizer state (out-of-memory in seconds; single process)")
+    memory_probe: bool = Field(True, description="before a stage's first step, reach the update's peak memory "
+                               "once: the largest micro-batch, the optimizer state, a second micro-batch into the "
+                               "live gradients (out-of-memory in seconds; single process)")
 
 
 class CheckpointConfig(_Strict):

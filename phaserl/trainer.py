@@ -305,17 +305,15 @@ def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> None:
 
 
 def _probe(acc, model, optimizer, lm: LoadedModel, stage: Stage, mixture: Mixture) -> None:
-    """update.memory_probe on the stage's first example, with micro-batches the size of a step's."""
+    """update.memory_probe on the stage's first example, with micro-batches the size of a step's; prints what it ran."""
     t0 = time.perf_counter()
     prompt = render(mixture.examples[0][0], stage.view, stage.template)
-    samples = stage.prompts_per_step * stage.rollout.group_size
-    per_update = samples // stage.algo.mini_batches
-    rows = min(stage.algo.micro_batch_size, per_update)
-    memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, prompt, stage.algo,
-                 stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature, samples)
+    rows, passes = memory_probe(acc, model, optimizer, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id, prompt,
+                                stage.algo, stage.optim, stage.rollout.max_new_tokens, stage.rollout.temperature,
+                                stage.prompts_per_step * stage.rollout.group_size)
     if acc.is_main_process:
-        passes = "two micro-batches" if per_update > rows else "one micro-batch"
-        print(f"[{stage.dirname}] memory probe: {passes} of {rows} rows x {stage.rollout.max_new_tokens} tokens "
+        micro = "two micro-batches" if passes == 2 else "one micro-batch"
+        print(f"[{stage.dirname}] memory probe: {micro} of {rows} rows x {stage.rollout.max_new_tokens} tokens "
               f"and the optimizer state in {time.perf_counter() - t0:.1f}s")
 
 

@@ -122,7 +122,7 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
 
 
 def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, prompt, algo, optim,
-                 max_new_tokens: int, temperature: float, samples_per_step: int) -> None:
+                 max_new_tokens: int, temperature: float, samples_per_step: int) -> tuple[int, int]:
     """Before a stage's first step: reach the update's peak memory once, with gradients discarded. An
     out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
     is page-faulted in here once instead of during the first updates.
@@ -134,11 +134,12 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     gradients when an optimizer step (samples_per_step / algo.mini_batches samples) has more than one
     micro-batch. On the speed benchmark's text work (two micro-batches) the first update took 14.0 s with no probe,
     6.6 s after a one-pass probe (3.2 s of it in the kernel, page-faulting the second micro-batch's memory) and
-    5.4 s after this one (0.9 s in the kernel); the probe takes 11-12 s instead of 7-8.
+    5.4 s after this one (0.9 s in the kernel); the probe takes 8-12 s instead of 7-8.
 
     The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
     0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would
-    without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped."""
+    without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped.
+    Returns (rows of a micro-batch, forward/backward passes run)."""
     per_update = samples_per_step // algo.mini_batches  # samples of one optimizer step
     m = min(algo.micro_batch_size, per_update)
     rows = [prompt] * m
@@ -165,10 +166,12 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
                     state["step"].zero_()
                 elif "step" in state:
                     state["step"] = 0
-        if per_update > m:
+        passes = 2 if per_update > m else 1
+        if passes == 2:
             forward_backward()
     optimizer.zero_grad(set_to_none=True)
     model.zero_grad(set_to_none=True)
+    return m, passes
 
 
 def _weight_cast_cache(accelerator, bf16_autocast: bool):

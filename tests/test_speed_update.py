@@ -159,9 +159,11 @@ def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, sampl
 
     monkeypatch.setattr(update, "rows_logp", spy)
     prompt = _inputs([0.0] * 8).prompts[0]
-    update.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt,
-                        AlgoConfig(micro_batch_size=3, mini_batches=mini_batches), OptimConfig(bf16_autocast=True), max_new_tokens=5,
-                        temperature=1.0, samples_per_step=samples)
+    algo = AlgoConfig(micro_batch_size=3, mini_batches=mini_batches)
+    ran = update.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id,
+                              prompt, algo, OptimConfig(bf16_autocast=True), max_new_tokens=5, temperature=1.0,
+                              samples_per_step=samples)
+    assert ran == (min(3, samples // mini_batches), passes)
     n = len(list(model.parameters()))
     assert seen[:1] == [(0, 0)]
     assert seen[1:] == ([(n, n)] if passes == 2 else [])
