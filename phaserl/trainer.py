@@ -128,7 +128,7 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
 
     return HFEngine(model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, batch_size=r.batch_size,
                     autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None,
-                    lean_decode=r.lean_decode)
+                    lean_decode=r.lean_decode, cpu_kernels=r.cpu_kernels)
 
 
 @torch.no_grad()

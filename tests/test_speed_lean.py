@@ -7,6 +7,7 @@ import torch
 
 from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
+from phaserl.rollout import cpu_kernels
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.hf import HFEngine
 from phaserl.rollout.lean import LeanDecoder, unsupported_reason
@@ -30,9 +31,9 @@ def _prompts(lm):
     return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
 
 
-def _engine(lm, lean):
+def _engine(lm, lean, kernel=True):
     return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
-                    lean_decode=lean)
+                    lean_decode=lean, cpu_kernels=kernel)
 
 
 def _close(a, b):
@@ -41,9 +42,12 @@ def _close(a, b):
         assert torch.allclose(x, y, atol=1e-4, rtol=0)
 
 
-def test_lean_step_samples_what_the_transformers_step_samples(lm):
-    lean, ref = _engine(lm, True), _engine(lm, False)
+@pytest.mark.parametrize("kernel", [True, False], ids=["compiled-attention", "torch-attention"])
+def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel):
+    lean, ref = _engine(lm, True, kernel), _engine(lm, False)
     assert lean.lean is not None and ref.lean is None
+    # the compiled attention (rollout/decode_attention.cpp) is in use wherever it could be built
+    assert (lean.lean.kernel is not None) == (kernel and cpu_kernels.decode_attention() is not None)
     for params in (SamplingParams(n=1, max_new_tokens=12, temperature=0),
                    SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
                    SamplingParams(n=3, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=2)):

@@ -176,7 +176,7 @@ class HFEngine:
     def __init__(self, model, processor, tokenizer, *, is_vlm: bool = False, batch_size: int = 64,
                  autocast_bf16: bool = False, rollout_dtype: torch.dtype | None = None, decoder: str = "auto",
                  copy_attn_implementation: str | None = "phaserl_gqa", pack_weights: bool = True,
-                 lean_decode: bool = True):
+                 lean_decode: bool = True, cpu_kernels: bool = True):
         """rollout_dtype: sample from a copy of the weights in this dtype (bf16 on CPU: no per-step casts of
         fp32 weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
@@ -185,10 +185,13 @@ class HFEngine:
         SmolLM2 decoding step), and broadcasting KV heads beats eager's copies (another 10%).
         pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py).
         lean_decode: the loop's decoding steps on a packed copy of a Llama-family model run rollout/lean.py's
-        step instead of the transformers forward (the prompt is still prefilled by transformers)."""
+        step instead of the transformers forward (the prompt is still prefilled by transformers).
+        cpu_kernels: that step's attention runs as one compiled call per layer where the CPU allows
+        (rollout/cpu_kernels.py)."""
         self.copy_attn_implementation = copy_attn_implementation
         self.pack_weights = pack_weights
         self.lean_decode = lean_decode
+        self.cpu_kernels = cpu_kernels
         self.lean: LeanDecoder | None = None
         self.packed: list[str] = []  # names of the copy's PackedLinear modules
         if decoder not in ("auto", "loop", "generate"):
@@ -224,7 +227,12 @@ class HFEngine:
         if self.pack_weights and packing_available(self.rollout_dtype, device) and not is_peft(clone):
             self.packed = pack_linears(clone)
             if self.lean_decode and unsupported_reason(clone) is None:
-                self.lean = LeanDecoder(clone, _sources(model))
+                kernel = None
+                if self.cpu_kernels:
+                    from phaserl.rollout.cpu_kernels import decode_attention
+
+                    kernel = decode_attention()
+                self.lean = LeanDecoder(clone, _sources(model), attention_kernel=kernel)
         return clone
 
     @torch.no_grad()

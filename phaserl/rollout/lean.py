@@ -9,7 +9,10 @@ per layer at 32 rows). This module runs the same arithmetic with none of that:
   strided matrix per (row, KV head) that the batched matmul reads in place;
 - query heads share their KV head by a reshape (no repeat_kv copies); scores and softmax are in float32 (as the
   training model's attention, phaserl.attention), on an additive mask of the rows' padding;
-- the rest (RMSNorm, RoPE, SiLU-gated MLP, the packed linears) is the transformers arithmetic, op for op.
+- the rest (RMSNorm, RoPE, SiLU-gated MLP, the packed linears) is the transformers arithmetic, op for op;
+- on a CPU with AVX-512 the attention (q.K, scaling, mask, softmax, p.V) is one compiled call per layer
+  (decode_attention.cpp via cpu_kernels.py) with the same bits as `decode_attention` below: 2 x 96 small bf16
+  products and ~10 small ops a layer cost ~1.5 us of overhead each at 32 rows.
 The prompt is still prefilled by the transformers model (images, M-RoPE positions); its KV cache is copied into
 the buffers once. After the prompt, text positions advance by one in every M-RoPE section alike, so M-RoPE models
 decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks samples and log-probs against
@@ -68,7 +71,7 @@ def unsupported_reason(model) -> str | None:
 class LeanDecoder:
     """Decoding steps on a packed bf16 copy; `refresh` re-fuses q/k/v from new weights (call after each sync)."""
 
-    def __init__(self, model, source: dict[str, torch.Tensor]):
+    def __init__(self, model, source: dict[str, torch.Tensor], attention_kernel=None):
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"lean decoding does not support this model: {reason}")
@@ -83,6 +86,8 @@ class LeanDecoder:
         self._qkv_names = [[names[id(x)] for x in (la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj)]
                            for la in self.layers]
         self.inv_freq = text.rotary_emb.inv_freq.float()  # float32 in the copy too (HFEngine._copy)
+        # rollout/cpu_kernels.py's compiled attention (or None: torch ops), for head sizes it handles
+        self.kernel = attention_kernel if self.D % 16 == 0 and self.H // self.KV <= 4 else None
         self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.refresh(source)
 
@@ -109,14 +114,13 @@ class LeanDecoder:
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, state: LeanCache) -> torch.Tensor:
         """Logits [n, V] (bf16) of the next token after tokens [n] at positions [n]; appends their K/V to state."""
         n, H, KV, D = tokens.shape[0], self.H, self.KV, self.D
-        g = H // KV
         L = state.length + 1  # keys after this token
         freqs = positions[:, None].float() * self.inv_freq  # [n, D/2]
         emb = torch.cat((freqs, freqs), dim=-1)
         x = self.embed(tokens)  # [n, C]
         cos, sin = emb.cos().to(x.dtype)[:, None], emb.sin().to(x.dtype)[:, None]  # [n, 1, D]
         state.bias[:, :, :, L - 1] = 0.0
-        bias = state.bias[:, :, :, :L]  # [n, 1, 1, L]
+        flat_bias = state.bias.view(n, -1)  # [n, L_max]
         for layer, (w_qkv, b_qkv), kt, v_buf in zip(self.layers, self.qkv, state.kt, state.v):
             h = self._rms(layer.input_layernorm, x)
             qkv = torch.ops.mkldnn._linear_pointwise(h, w_qkv, b_qkv, "none", [], "")  # [n, (H + 2 KV) D]
@@ -124,16 +128,31 @@ class LeanDecoder:
             q = qk[:, :H]
             kt[:, :, :, L - 1] = qk[:, H:]
             v_buf[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
-            scores = torch.bmm(q.reshape(n * KV, g, D), kt[:, :, :, :L].reshape(n * KV, D, L))  # [n kv, g, L]
-            scores = scores.view(n, KV, g, L).float() * self.scaling + bias
-            probs = torch.softmax(scores, dim=-1).to(x.dtype).view(n * KV, g, L)
-            attn = torch.bmm(probs, v_buf[:, :, :L].reshape(n * KV, L, D)).view(n, H * D)
+            if self.kernel is not None:  # the same arithmetic in one call (decode_attention.cpp)
+                attn = self.kernel.decode_attention(q, kt, v_buf, flat_bias, L, self.scaling)
+            else:
+                attn = decode_attention(q, kt, v_buf, flat_bias, L, self.scaling)
             x = x + layer.self_attn.o_proj(attn)
             h = self._rms(layer.post_attention_layernorm, x)
             mlp = layer.mlp
             x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
         state.length = L
         return self.head(self._rms(self.norm, x))
+
+
+def decode_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, L: int,
+                     scaling: float) -> torch.Tensor:
+    """One decoding step's attention over the first L cache positions, in torch ops: [n, H * D] bf16.
+
+    q [n, H, D] bf16, kt [n, KV, D, L_max], v [n, KV, L_max, D], bias [n, L_max] float32 (additive). Query head
+    h reads KV head h // (H / KV). rollout/decode_attention.cpp computes the same bits in one call."""
+    n, H, D = q.shape
+    KV = kt.shape[1]
+    g = H // KV
+    scores = torch.bmm(q.reshape(n * KV, g, D), kt[:, :, :, :L].reshape(n * KV, D, L))  # [n kv, g, L]
+    scores = scores.view(n, KV, g, L).float() * scaling + bias[:, None, None, :L]
+    probs = torch.softmax(scores, dim=-1).to(q.dtype).view(n * KV, g, L)
+    return torch.bmm(probs, v[:, :, :L].reshape(n * KV, L, D)).view(n, H * D)
 
 
 class LeanCache:

@@ -1,0 +1,59 @@
+"""The compiled decoding attention (rollout/decode_attention.cpp) computes lean.py's torch attention bit for bit."""
+
+import pytest
+import torch
+
+from phaserl.rollout import cpu_kernels
+from phaserl.rollout.lean import decode_attention
+
+kernel = cpu_kernels.decode_attention()
+needs_kernel = pytest.mark.skipif(kernel is None, reason=f"no CPU kernel here: {cpu_kernels.unavailable_reason()}")
+
+
+def _inputs(n, KV, g, D, L_max, seed):
+    gen = torch.Generator().manual_seed(seed)
+    H = KV * g
+    # q as the lean step has it: the first H heads of a [n, H + KV, D] tensor (strided rows)
+    q = torch.randn(n, H + KV, D, generator=gen).mul(3).to(torch.bfloat16)[:, :H]
+    kt = torch.randn(n, KV, D, L_max, generator=gen).mul(3).to(torch.bfloat16)
+    v = torch.randn(n, KV, L_max, D, generator=gen).to(torch.bfloat16)
+    bias = torch.zeros(n, L_max)
+    bias[0, :3] = torch.finfo(torch.float32).min  # left padding of row 0's prompt
+    return q, kt, v, bias
+
+
+@needs_kernel
+@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32), (4, 1, 128), (2, 3, 48)])
+def test_kernel_matches_torch_bit_for_bit(KV, g, D):
+    q, kt, v, bias = _inputs(5, KV, g, D, 140, seed=KV * 100 + g * 10 + D)
+    for L in (1, 2, 4, 15, 16, 17, 33, 64, 99, 140):
+        ref = decode_attention(q, kt, v, bias, L, D ** -0.5)
+        got = kernel.decode_attention(q, kt, v, bias, L, D ** -0.5)
+        assert got.dtype == torch.bfloat16 and got.shape == ref.shape
+        assert torch.equal(got, ref), f"L={L}: {(got != ref).sum()} of {ref.numel()} differ"
+
+
+@needs_kernel
+def test_kernel_reads_only_the_first_L_positions():
+    q, kt, v, bias = _inputs(3, 2, 2, 64, 40, seed=1)
+    ref = kernel.decode_attention(q, kt, v, bias, 20, 0.125)
+    kt[..., 20:] = float("nan")
+    v[:, :, 20:] = float("nan")
+    bias[:, 20:] = float("nan")
+    assert torch.equal(kernel.decode_attention(q, kt, v, bias, 20, 0.125), ref)
+
+
+@needs_kernel
+def test_kernel_rejects_what_it_does_not_compute():
+    q, kt, v, bias = _inputs(2, 2, 2, 64, 16, seed=2)
+    with pytest.raises(RuntimeError, match="dtypes"):
+        kernel.decode_attention(q.float(), kt, v, bias, 8, 0.125)
+    with pytest.raises(RuntimeError, match="length"):
+        kernel.decode_attention(q, kt, v, bias, 17, 0.125)
+    with pytest.raises(RuntimeError, match="shapes"):  # 5 query heads per KV head
+        kernel.decode_attention(torch.zeros(2, 10, 64, dtype=torch.bfloat16), kt, v, bias, 8, 0.125)
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("PHASERL_CPU_KERNELS", "0")
+    assert cpu_kernels._build() == (None, "PHASERL_CPU_KERNELS=0")
