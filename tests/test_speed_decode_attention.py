@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from phaserl.rollout import cpu_kernels
-from phaserl.rollout.lean import decode_attention
+from phaserl.rollout.lean import decode_attention, rope
 
 kernel = cpu_kernels.decode_attention()
 needs_kernel = pytest.mark.skipif(kernel is None, reason=f"no CPU kernel here: {cpu_kernels.unavailable_reason()}")
@@ -31,6 +31,27 @@ def test_kernel_matches_torch_bit_for_bit(KV, g, D):
         got = kernel.decode_attention(q, kt, v, bias, L, D ** -0.5)
         assert got.dtype == torch.bfloat16 and got.shape == ref.shape
         assert torch.equal(got, ref), f"L={L}: {(got != ref).sum()} of {ref.numel()} differ"
+
+
+@needs_kernel
+@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32)])
+def test_step_kernel_matches_torch_rope_cache_write_and_attention(KV, g, D):
+    n, L_max, H = 4, 30, KV * g
+    gen = torch.Generator().manual_seed(D + g)
+    qkv = torch.randn(n, (H + 2 * KV) * D, generator=gen).mul(4).to(torch.bfloat16)
+    angles = torch.rand(n, D // 2, generator=gen) * 50
+    emb = torch.cat((angles, angles), dim=-1)
+    cos, sin = emb.cos().to(torch.bfloat16), emb.sin().to(torch.bfloat16)
+    _, kt, v, bias = _inputs(n, KV, g, D, L_max, seed=3)
+    for L in (1, 9, 30):
+        kt_ref, v_ref = kt.clone(), v.clone()
+        qk = rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos[:, None], sin[:, None])
+        kt_ref[:, :, :, L - 1] = qk[:, H:]
+        v_ref[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
+        ref = decode_attention(qk[:, :H], kt_ref, v_ref, bias, L, D ** -0.5)
+        got = kernel.decode_step_attention(qkv, cos, sin, kt, v, bias, L, D ** -0.5)
+        assert torch.equal(kt, kt_ref) and torch.equal(v, v_ref)  # k and v written at L - 1, nothing else
+        assert torch.equal(got, ref)
 
 
 @needs_kernel

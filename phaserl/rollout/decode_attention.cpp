@@ -1,14 +1,20 @@
 // One decoding step's attention for the lean CPU decoder (phaserl/rollout/lean.py), in one call per layer.
 //
-// For each row i and KV head j (in parallel over the n * KV pairs), its g = H / KV query heads:
-//   s = round_bf16(q . k)  (float32 accumulation over d, in order)     as torch.bmm on bf16 does
-//   s = s * scaling + bias[i]                                            float32, a multiply then an add
-//   p = round_bf16(softmax(s))                                           torch's softmax (at::softmax)
-//   out = round_bf16(p . v)  (float32 accumulation over l, in order)
-// which is lean.py's torch path op for op: the same bits wherever oneDNN's bf16 batched matmul also sums in
-// order (tests/test_speed_lean.py), with one dispatch for the softmax instead of ~10 small ops and 2 x 96 gemms.
+// decode_attention: for each row i and KV head j (in parallel over the n * KV pairs), its g = H / KV query heads:
+//   s = round_bf16(q . k)                 float32 sums over d
+//   s = s * scaling + bias[i]             float32, a multiply then an add
+//   p = round_bf16(softmax(s))            torch's own softmax (at::softmax)
+//   out = round_bf16(p . v)               float32 sums over l
+// The sums go in pairs, the odd term first: the order of AVX512-BF16's dot product (vdpbf16ps), which oneDNN's bf16
+// matmul uses; the products of two bf16 values are exact in float32, so every step is one rounding in both. This is
+// lean.py's torch path (`decode_attention` there) bit for bit (tests/test_speed_decode_attention.py), with one
+// dispatch for the softmax instead of ~10 small ops and 2 x 96 tiny gemms a layer.
 // q: [n, H, D] bf16 (last dim contiguous); kt: [n, KV, D, Lmax] bf16 (K transposed); v: [n, KV, Lmax, D] bf16;
 // bias: [n, Lmax] float32; the first L positions of the cache are read. Returns [n, H * D] bf16.
+//
+// decode_step_attention: the layer's step from its q/k/v projection on: RoPE on the q and k heads (torch's bf16
+// arithmetic: x * cos, rotate_half(x) * sin and their sum, each rounded to bf16), k and v written at position L - 1
+// of the cache, then decode_attention.
 // Needs AVX-512 F/BW (phaserl/rollout/cpu_kernels.py builds it only there).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -165,6 +171,79 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kt, torch::Tensor 
   return out;
 }
 
+namespace {
+
+inline float round_bf16(float x) {  // to the nearest bf16, ties to even (finite x), as float32
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t bf16_bits(float rounded) {
+  uint32_t u;
+  std::memcpy(&u, &rounded, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// x * cos + rotate_half(x) * sin for one head of D values, in torch's bf16 arithmetic; out: bf16 bits.
+inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, int64_t D, uint16_t* out,
+                      int64_t out_step) {
+  const int64_t half = D / 2;
+  for (int64_t d = 0; d < D; ++d) {
+    const float xr = round_bf16(bf16_to_float(x[d]) * bf16_to_float(cos[d]));
+    const float rot = d < half ? -bf16_to_float(x[d + half]) : bf16_to_float(x[d - half]);
+    const float t = round_bf16(rot * bf16_to_float(sin[d]));
+    out[d * out_step] = bf16_bits(round_bf16(xr + t));
+  }
+}
+
+}  // namespace
+
+// qkv: [n, (H + 2 KV) D] bf16 (q heads, k heads, v heads); cos, sin: [n, D] bf16. Writes k and v at L - 1.
+torch::Tensor decode_step_attention(torch::Tensor qkv, torch::Tensor cos, torch::Tensor sin, torch::Tensor kt,
+                                    torch::Tensor v, torch::Tensor bias, int64_t L, double scaling) {
+  TORCH_CHECK(qkv.dim() == 2 && cos.dim() == 2 && sin.dim() == 2 && kt.dim() == 4 && v.dim() == 4,
+              "decode_step_attention: ranks");
+  TORCH_CHECK(qkv.scalar_type() == at::kBFloat16 && cos.scalar_type() == at::kBFloat16 &&
+                  sin.scalar_type() == at::kBFloat16 && kt.scalar_type() == at::kBFloat16 &&
+                  v.scalar_type() == at::kBFloat16,
+              "decode_step_attention: dtypes");
+  const int64_t n = qkv.size(0), KV = kt.size(1), D = kt.size(2);
+  TORCH_CHECK(D % 16 == 0 && qkv.size(1) % D == 0 && qkv.size(1) / D > 2 * KV, "decode_step_attention: shapes");
+  const int64_t H = qkv.size(1) / D - 2 * KV;
+  TORCH_CHECK(cos.size(0) == n && cos.size(1) == D && sin.size(0) == n && sin.size(1) == D && kt.size(0) == n &&
+                  v.size(0) == n && v.size(1) == KV && v.size(3) == D,
+              "decode_step_attention: shapes");
+  TORCH_CHECK(L >= 1 && L <= kt.size(3) && L <= v.size(2), "decode_step_attention: length");
+  TORCH_CHECK(qkv.is_contiguous() && cos.is_contiguous() && sin.is_contiguous() && kt.stride(3) == 1 &&
+                  v.stride(3) == 1,
+              "decode_step_attention: layouts");
+  auto q = torch::empty({n, H, D}, qkv.options());
+  const auto* xp = reinterpret_cast<const uint16_t*>(qkv.data_ptr<at::BFloat16>());
+  const auto* cp = reinterpret_cast<const uint16_t*>(cos.data_ptr<at::BFloat16>());
+  const auto* sp = reinterpret_cast<const uint16_t*>(sin.data_ptr<at::BFloat16>());
+  auto* qp = reinterpret_cast<uint16_t*>(q.data_ptr<at::BFloat16>());
+  auto* kp = reinterpret_cast<uint16_t*>(kt.data_ptr<at::BFloat16>());
+  auto* vp = reinterpret_cast<uint16_t*>(v.data_ptr<at::BFloat16>());
+  const int64_t width = (H + 2 * KV) * D;
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const uint16_t* x = xp + i * width;
+      for (int64_t h = 0; h < H; ++h) rope_head(x + h * D, cp + i * D, sp + i * D, D, qp + (i * H + h) * D, 1);
+      for (int64_t j = 0; j < KV; ++j) {
+        rope_head(x + (H + j) * D, cp + i * D, sp + i * D, D, kp + i * kt.stride(0) + j * kt.stride(1) + (L - 1),
+                  kt.stride(2));
+        std::memcpy(vp + i * v.stride(0) + j * v.stride(1) + (L - 1) * v.stride(2), x + (H + KV + j) * D, D * 2);
+      }
+    }
+  });
+  return decode_attention(q, kt, v, bias, L, scaling);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention", &decode_attention, "lean decoding attention (see the file's head)");
+  m.def("decode_step_attention", &decode_step_attention, "RoPE, cache write and attention (see the file's head)");
 }

@@ -10,9 +10,10 @@ per layer at 32 rows). This module runs the same arithmetic with none of that:
 - query heads share their KV head by a reshape (no repeat_kv copies); scores and softmax are in float32 (as the
   training model's attention, phaserl.attention), on an additive mask of the rows' padding;
 - the rest (RMSNorm, RoPE, SiLU-gated MLP, the packed linears) is the transformers arithmetic, op for op;
-- on a CPU with AVX-512 the attention (q.K, scaling, mask, softmax, p.V) is one compiled call per layer
-  (decode_attention.cpp via cpu_kernels.py) with the same bits as `decode_attention` below: 2 x 96 small bf16
-  products and ~10 small ops a layer cost ~1.5 us of overhead each at 32 rows.
+- on a CPU with AVX-512, RoPE, the cache write and the attention (q.K, scaling, mask, softmax, p.V) are one
+  compiled call per layer (decode_attention.cpp via cpu_kernels.py) with the same bits as the torch ops (`rope`,
+  `decode_attention` below): their 2 x 96 tiny bf16 products and ~20 small ops a layer cost ~1.5 us of overhead
+  each at 32 rows.
 The prompt is still prefilled by the transformers model (images, M-RoPE positions); its KV cache is copied into
 the buffers once. After the prompt, text positions advance by one in every M-RoPE section alike, so M-RoPE models
 decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks samples and log-probs against
@@ -106,10 +107,6 @@ class LeanDecoder:
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
         return norm.weight * xf.to(x.dtype)
 
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, state: LeanCache) -> torch.Tensor:
         """Logits [n, V] (bf16) of the next token after tokens [n] at positions [n]; appends their K/V to state."""
@@ -118,26 +115,32 @@ class LeanDecoder:
         freqs = positions[:, None].float() * self.inv_freq  # [n, D/2]
         emb = torch.cat((freqs, freqs), dim=-1)
         x = self.embed(tokens)  # [n, C]
-        cos, sin = emb.cos().to(x.dtype)[:, None], emb.sin().to(x.dtype)[:, None]  # [n, 1, D]
+        cos2, sin2 = emb.cos().to(x.dtype), emb.sin().to(x.dtype)  # [n, D]
+        cos, sin = cos2[:, None], sin2[:, None]  # [n, 1, D]
         state.bias[:, :, :, L - 1] = 0.0
         flat_bias = state.bias.view(n, -1)  # [n, L_max]
         for layer, (w_qkv, b_qkv), kt, v_buf in zip(self.layers, self.qkv, state.kt, state.v):
             h = self._rms(layer.input_layernorm, x)
             qkv = torch.ops.mkldnn._linear_pointwise(h, w_qkv, b_qkv, "none", [], "")  # [n, (H + 2 KV) D]
-            qk = self._rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos, sin)  # q and k heads in one pass
-            q = qk[:, :H]
-            kt[:, :, :, L - 1] = qk[:, H:]
-            v_buf[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
-            if self.kernel is not None:  # the same arithmetic in one call (decode_attention.cpp)
-                attn = self.kernel.decode_attention(q, kt, v_buf, flat_bias, L, self.scaling)
+            if self.kernel is not None:  # RoPE, cache write and attention: the ops below in one call
+                attn = self.kernel.decode_step_attention(qkv, cos2, sin2, kt, v_buf, flat_bias, L, self.scaling)
             else:
-                attn = decode_attention(q, kt, v_buf, flat_bias, L, self.scaling)
+                qk = rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos, sin)  # q and k heads in one pass
+                kt[:, :, :, L - 1] = qk[:, H:]
+                v_buf[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
+                attn = decode_attention(qk[:, :H], kt, v_buf, flat_bias, L, self.scaling)
             x = x + layer.self_attn.o_proj(attn)
             h = self._rms(layer.post_attention_layernorm, x)
             mlp = layer.mlp
             x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
         state.length = L
         return self.head(self._rms(self.norm, x))
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin (transformers' apply_rotary_pos_emb), in x's dtype."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
 def decode_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, L: int,
