@@ -48,7 +48,7 @@ class RolloutConfig(_Strict):
     lean_decode: bool = Field(True, description="CPU bf16 copy of a Llama/Qwen2(-VL) model: decode with "
                               "phaserl's lean step (rollout/lean.py), the same samples with fewer ops")
     cpu_kernels: bool = Field(True, description="lean step on a CPU with AVX-512: its attention as one compiled call "
-                              "per layer (rollout/decode_attention.cpp, built once on first use, ~35 s)")
+                              "per layer (rollout/decode_attention.cpp, built once, ~40 s, cached)")
     vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
 
 

@@ -78,3 +78,9 @@ def test_kernel_rejects_what_it_does_not_compute():
 def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("PHASERL_CPU_KERNELS", "0")
     assert cpu_kernels._build() == (None, "PHASERL_CPU_KERNELS=0")
+
+
+def test_built_per_torch_version(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    path = cpu_kernels.build_directory()
+    assert path.is_dir() and path.is_relative_to(tmp_path) and torch.__version__ in str(path)

@@ -2,8 +2,8 @@
 
 `decode_attention()` returns the lean decoder's fused attention (decode_attention.cpp), or None where it cannot
 run: no AVX-512 (F and BW) on this CPU, no C++ compiler or ninja, or PHASERL_CPU_KERNELS=0. The first build takes
-about 35 s and is cached under torch's extension directory (TORCH_EXTENSIONS_DIR, by default
-~/.cache/torch_extensions), so later runs load it in about a second. A failed build is reported once and the
+about 40 s and is cached (`build_directory()`: per torch version, under TORCH_EXTENSIONS_DIR or
+~/.cache/torch_extensions), so later runs load it in about a second; `make` builds it during setup. A failed build is reported once and the
 torch ops run instead: the kernels are a speed-up, never a requirement.
 
 Why a kernel: at 32 rows the attention of a SmolLM2 decoding step is 96 products of 3 x 64 by 64 x L per layer
@@ -13,6 +13,7 @@ them the attention took 260-420 us a layer, against 110-220 us for this single c
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import sysconfig
@@ -51,6 +52,16 @@ def unavailable_reason() -> str | None:
     return _why_not
 
 
+def build_directory() -> Path:
+    """Where the kernel is built and cached: one folder per torch version and Python (a module built against one
+    torch does not load in another), under TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
+    tag = f"phaserl-torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}"
+    path = Path(root) / tag / "decode_attention"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _build():
     if os.environ.get("PHASERL_CPU_KERNELS", "1") == "0":
         return None, "PHASERL_CPU_KERNELS=0"
@@ -61,10 +72,17 @@ def _build():
     if scripts and scripts not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
     try:
-        from torch.utils.cpp_extension import load
+        quiet = logging.getLogger("torch.utils.cpp_extension")  # its import warns that no CUDA runtime is found
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            from torch.utils.cpp_extension import load
+        finally:
+            quiet.setLevel(level)
 
         t0 = time.perf_counter()
         module = load(name="phaserl_decode_attention", sources=[str(_SOURCE)], verbose=False,
+                      build_directory=str(build_directory()),
                       extra_cflags=["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
                                     "-ffp-contract=off"])
         took = time.perf_counter() - t0
@@ -74,3 +92,8 @@ def _build():
         return module, None
     except Exception as e:  # no compiler, no ninja, headers missing: the torch path runs instead
         return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+
+
+if __name__ == "__main__":  # `python -m phaserl.rollout.cpu_kernels`: build now (make's setup does), never fail
+    status = "ready" if decode_attention() is not None else f"unavailable ({unavailable_reason()}); torch ops run"
+    print(f"phaserl CPU decode-attention kernel: {status}")
