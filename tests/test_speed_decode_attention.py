@@ -23,7 +23,8 @@ def _inputs(n, KV, g, D, L_max, seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32), (4, 1, 128), (2, 3, 48)])
+@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32), (4, 1, 128), (2, 3, 48), (2, 8, 128),
+                                     (2, 7, 64), (1, 5, 16)])
 def test_kernel_matches_torch_bit_for_bit(KV, g, D):
     q, kt, v, bias = _inputs(5, KV, g, D, 140, seed=KV * 100 + g * 10 + D)
     for L in (1, 2, 4, 15, 16, 17, 33, 64, 99, 140):
@@ -71,8 +72,8 @@ def test_kernel_rejects_what_it_does_not_compute():
         kernel.decode_attention(q.float(), kt, v, bias, 8, 0.125)
     with pytest.raises(RuntimeError, match="length"):
         kernel.decode_attention(q, kt, v, bias, 17, 0.125)
-    with pytest.raises(RuntimeError, match="shapes"):  # 5 query heads per KV head
-        kernel.decode_attention(torch.zeros(2, 10, 64, dtype=torch.bfloat16), kt, v, bias, 8, 0.125)
+    with pytest.raises(RuntimeError, match="shapes"):  # 9 query heads per KV head
+        kernel.decode_attention(torch.zeros(2, 18, 64, dtype=torch.bfloat16), kt, v, bias, 8, 0.125)
 
 
 def test_switched_off_by_environment(monkeypatch):

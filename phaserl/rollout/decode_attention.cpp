@@ -102,12 +102,28 @@ void weighted_values(const uint16_t* p, const uint16_t* v, int64_t v_row, int64_
 
 template <int G>
 void weighted_values(const uint16_t* p, const uint16_t* v, int64_t v_row, int64_t L, int64_t D, uint16_t* out) {
-  if (D % 64 == 0) {
+  // G x NB accumulators plus NB value vectors stay within the 32 zmm registers
+  if (G <= 4 && D % 64 == 0) {
     weighted_values<G, 4>(p, v, v_row, L, D, out);
+  } else if (D % 32 == 0) {
+    weighted_values<G, 2>(p, v, v_row, L, D, out);
   } else {
     weighted_values<G, 1>(p, v, v_row, L, D, out);
   }
 }
+
+// f<G>(args...) for the group size g = H / KV of the call, 1 to 8.
+#define PHASERL_BY_GROUP(g, f, ...)            \
+  switch (g) {                                 \
+    case 1: f<1>(__VA_ARGS__); break;          \
+    case 2: f<2>(__VA_ARGS__); break;          \
+    case 3: f<3>(__VA_ARGS__); break;          \
+    case 4: f<4>(__VA_ARGS__); break;          \
+    case 5: f<5>(__VA_ARGS__); break;          \
+    case 6: f<6>(__VA_ARGS__); break;          \
+    case 7: f<7>(__VA_ARGS__); break;          \
+    default: f<8>(__VA_ARGS__); break;         \
+  }
 
 }  // namespace
 
@@ -118,7 +134,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kt, torch::Tensor 
                   v.scalar_type() == at::kBFloat16 && bias.scalar_type() == at::kFloat,
               "decode_attention: dtypes");
   const int64_t n = q.size(0), H = q.size(1), D = q.size(2), KV = kt.size(1);
-  TORCH_CHECK(KV > 0 && H % KV == 0 && H / KV <= 4 && D % 16 == 0 && kt.size(2) == D && v.size(3) == D,
+  TORCH_CHECK(KV > 0 && H % KV == 0 && H / KV <= 8 && D % 16 == 0 && kt.size(2) == D && v.size(3) == D,
               "decode_attention: shapes");
   TORCH_CHECK(L >= 1 && L <= kt.size(3) && L <= v.size(2) && L <= bias.size(1), "decode_attention: length");
   TORCH_CHECK(q.stride(2) == 1 && kt.stride(3) == 1 && v.stride(3) == 1 && bias.stride(1) == 1,
@@ -141,12 +157,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kt, torch::Tensor 
       const uint16_t* ki = kp + i * kt.stride(0) + j * kt.stride(1);
       const float* bi = bp + i * bias.stride(0);
       float* si = sp + (i * H + j * g) * L;
-      switch (g) {
-        case 1: scores<1>(qf.data(), D, ki, kt.stride(2), L, bi, sc, si); break;
-        case 2: scores<2>(qf.data(), D, ki, kt.stride(2), L, bi, sc, si); break;
-        case 3: scores<3>(qf.data(), D, ki, kt.stride(2), L, bi, sc, si); break;
-        default: scores<4>(qf.data(), D, ki, kt.stride(2), L, bi, sc, si); break;
-      }
+      PHASERL_BY_GROUP(g, scores, qf.data(), D, ki, kt.stride(2), L, bi, sc, si)
     }
   });
   // torch's own softmax, so the probabilities are bit for bit those of lean.py's torch path
@@ -160,12 +171,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor kt, torch::Tensor 
       const uint16_t* pi = pp + (i * H + j * g) * L;
       const uint16_t* vi = vp + i * v.stride(0) + j * v.stride(1);
       uint16_t* oi = op + (i * H + j * g) * D;
-      switch (g) {
-        case 1: weighted_values<1>(pi, vi, v.stride(2), L, D, oi); break;
-        case 2: weighted_values<2>(pi, vi, v.stride(2), L, D, oi); break;
-        case 3: weighted_values<3>(pi, vi, v.stride(2), L, D, oi); break;
-        default: weighted_values<4>(pi, vi, v.stride(2), L, D, oi); break;
-      }
+      PHASERL_BY_GROUP(g, weighted_values, pi, vi, v.stride(2), L, D, oi)
     }
   });
   return out;

@@ -88,7 +88,7 @@ class LeanDecoder:
                            for la in self.layers]
         self.inv_freq = text.rotary_emb.inv_freq.float()  # float32 in the copy too (HFEngine._copy)
         # rollout/cpu_kernels.py's compiled attention (or None: torch ops), for head sizes it handles
-        self.kernel = attention_kernel if self.D % 16 == 0 and self.H // self.KV <= 4 else None
+        self.kernel = attention_kernel if self.D % 16 == 0 and self.H // self.KV <= 8 else None
         self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.refresh(source)
 
