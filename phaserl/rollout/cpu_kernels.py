@@ -1,7 +1,7 @@
 """phaserl's compiled CPU kernels, built on first use with torch's C++ extension loader and cached.
 
 `decode_attention()` returns the lean decoder's fused attention (decode_attention.cpp), or None where it cannot
-run: no AVX-512 (F and BW) on this CPU, no C++ compiler or ninja, or PHASERL_CPU_KERNELS=0. The first build takes
+run: no AVX-512 (F, BW, VL, DQ) on this CPU, no C++ compiler or ninja, or PHASERL_CPU_KERNELS=0. The first build takes
 about 40 s and is cached (`build_directory()`: per torch version, under TORCH_EXTENSIONS_DIR or
 ~/.cache/torch_extensions), so later runs load it in about a second; `make` builds it during setup. A failed build is reported once and the
 torch ops run instead: the kernels are a speed-up, never a requirement.
@@ -29,16 +29,16 @@ _why_not: str | None = None
 
 
 def cpu_has_avx512() -> bool:
-    """AVX-512 F and BW on this CPU (Linux: /proc/cpuinfo; elsewhere: torch's detected capability)."""
+    """AVX-512 F, BW, VL and DQ on this CPU (Linux: /proc/cpuinfo; elsewhere: torch's detected capability)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        return {"avx512f", "avx512bw"} <= set(flags.split(":", 1)[1].split())
+        return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags.split(":", 1)[1].split())
     except (OSError, StopIteration):
         return getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() == "AVX512"
 
 
 def decode_attention():
-    """The compiled module (with .decode_attention(q, kt, v, bias, L, scaling)) or None; see the module doc."""
+    """The compiled module (.decode_attention and .decode_step_attention, see decode_attention.cpp) or None."""
     global _module, _why_not
     if _module is _NOT_LOADED:
         _module, _why_not = _build()
@@ -66,7 +66,7 @@ def _build():
     if os.environ.get("PHASERL_CPU_KERNELS", "1") == "0":
         return None, "PHASERL_CPU_KERNELS=0"
     if not sys.platform.startswith("linux") or not cpu_has_avx512():
-        return None, "needs Linux and a CPU with AVX-512 F/BW"
+        return None, "needs Linux and a CPU with AVX-512 F/BW/VL/DQ"
     # pip's ninja lands in the environment's scripts directory, which is on PATH only when it is activated
     scripts = sysconfig.get_path("scripts")
     if scripts and scripts not in os.environ.get("PATH", "").split(os.pathsep):

@@ -15,7 +15,7 @@
 // decode_step_attention: the layer's step from its q/k/v projection on: RoPE on the q and k heads (torch's bf16
 // arithmetic: x * cos, rotate_half(x) * sin and their sum, each rounded to bf16), k and v written at position L - 1
 // of the cache, then decode_attention.
-// Needs AVX-512 F/BW (phaserl/rollout/cpu_kernels.py builds it only there).
+// Needs AVX-512 F/BW/VL/DQ (phaserl/rollout/cpu_kernels.py builds it only there).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
