@@ -7,7 +7,8 @@ from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
 from phaserl.policy import build_sequences, completion_logp
 from phaserl.rollout.base import SamplingParams
-from phaserl.rollout.hf import HFEngine, sample_categorical
+from phaserl.rollout.hf import HFEngine
+from phaserl.rollout.sampling import sample_categorical
 from phaserl.testing.tiny import load_varied_tiny
 
 

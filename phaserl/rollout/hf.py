@@ -22,7 +22,6 @@ from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
 from phaserl.models import is_peft
-from phaserl.policy import EXP_FLOOR
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
     continuation_positions,
@@ -33,6 +32,7 @@ from phaserl.rollout.encode import (
 )
 from phaserl.rollout.lean import LeanCache, LeanDecoder, unsupported_reason
 from phaserl.rollout.packed import pack_linears, packing_available, repack
+from phaserl.rollout.sampling import sample_next, top_p_filter
 from phaserl.types import Completions, Prompt
 
 
@@ -88,7 +88,7 @@ class _RecordingWarper(LogitsProcessor):
         scores = scores.float() / self.temperature
         self.prev = torch.log_softmax(scores, dim=-1)
         if self.top_p < 1.0:
-            scores = _top_p_filter(scores, self.top_p)
+            scores = top_p_filter(scores, self.top_p)
         return scores
 
     def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
@@ -97,77 +97,6 @@ class _RecordingWarper(LogitsProcessor):
             self.logp.append(self.prev.gather(1, last_tokens[:, None]).squeeze(1))
             self.prev = None
         return torch.stack(self.logp, dim=1) if self.logp else torch.zeros(len(last_tokens), 0)
-
-
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens [n] from logits [n, V] (greedy when temperature <= 0) and their log_softmax(logits / T) [n].
-
-    Few passes over [n, V]: e = exp(scores - max), floored at exp(EXP_FLOOR) so no exp() lands on a slow float32
-    denormal, is both the normaliser's terms and the unnormalised distribution sample_categorical inverts (a
-    floored token weighs 1.6e-38 against a total >= 1: never drawn); log-probs are gathered for the drawn tokens
-    only. (A full log_softmax, then a masked exp of it, took 4.5 ms a step at 32 x 49k, this 1.8 ms.)"""
-    scores = logits.float()
-    if temperature > 0 and temperature != 1.0:
-        scores = scores / temperature
-    m = scores.amax(dim=-1, keepdim=True)  # [n, 1]
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    e = (scores - m).clamp_(min=EXP_FLOOR).exp_()  # [n, V]
-    lse = e.sum(-1).log_() + m.squeeze(1)  # [n]: logsumexp, as policy.logsumexp_fast
-    if temperature <= 0:
-        tok = scores.argmax(-1)
-    elif top_p < 1.0:
-        tok = sample_categorical(_top_p_filter(scores, top_p).softmax(-1), gen)
-    else:
-        tok = sample_categorical(e, gen)
-    return tok, scores.gather(1, tok[:, None]).squeeze(1) - lse
-
-
-def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-    """One draw per row of probs [n, V] by inverting the CDF: [n].
-
-    Same distribution as torch.multinomial, which on the CPU draws V exponentials per row (about a third of a
-    135M model's decoding step at V = 49k); this draws one uniform per row. The CDF is inverted in two levels:
-    a float64 cumsum over blocks of the vocabulary finds the block, then one inside that block finds the
-    token, so no [n, V] float64 tensor is ever made (at V = 49k that full cumsum and its 12 MB buffers were
-    ~10% of a decoding step; a float64 sum over the blocks still converted all of probs, 8-10 ms a step, so
-    each block of <= 512 is summed in float32, to ~1e-6 of its own mass). The cumulative sums are float64 so
-    tail blocks keep their mass; u in (0, total] never lands on a zero-probability token."""
-    n, V = probs.shape
-    block = _block_size(V)
-    if block is None:  # a vocabulary with no usable divisor: one level
-        cdf = probs.double().cumsum(-1)  # [n, V]
-        u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u).squeeze(1).clamp(max=V - 1)
-    blocks = probs.view(n, V // block, block).sum(-1).double()  # [n, nb]
-    cdf = blocks.cumsum(-1)  # [n, nb]
-    u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64)) * cdf[:, -1:]  # [n, 1] in (0, total]
-    # The first block whose cdf reaches u: cdf[b-1] < u, so b has mass (a 0-mass block repeats its cdf exactly).
-    b = torch.searchsorted(cdf, u).squeeze(1).clamp(max=V // block - 1)  # [n]
-    before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(u[:, 0]))
-    inner = probs.view(n, V // block, block)[torch.arange(n), b].double().cumsum(-1)  # [n, block]
-    # u - before > 0 (so never a 0-mass head of the block); capped at the block's own sum (rounding)
-    rest = (u.squeeze(1) - before).clamp(max=inner[:, -1])  # [n]
-    k = torch.searchsorted(inner, rest[:, None]).squeeze(1).clamp(max=block - 1)
-    return b * block + k
-
-
-def _block_size(V: int) -> int | None:
-    """The largest power of two <= 512 dividing V (at least 16), else None."""
-    block = 512
-    while block >= 16:
-        if V % block == 0:
-            return block
-        block //= 2
-    return None
-
-
-def _top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
-    sorted_scores, idx = scores.sort(dim=-1, descending=True)
-    cum = sorted_scores.softmax(-1).cumsum(-1)
-    drop = cum - sorted_scores.softmax(-1) > top_p  # keep the smallest set whose mass reaches top_p
-    sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-    return torch.empty_like(scores).scatter_(1, idx, sorted_scores)
 
 
 class HFEngine:
@@ -294,7 +223,7 @@ class HFEngine:
         alive = torch.arange(len(rows))  # [n] row ids still writing
         eos = torch.tensor(sorted(self.eos_ids))
         for t in range(params.max_new_tokens):
-            tok, lp = _sample(logits, params.temperature, params.top_p, gen)  # [n], [n]
+            tok, lp = sample_next(logits, params.temperature, params.top_p, gen)  # [n], [n]
             tokens[alive, t] = tok
             logp[alive, t] = lp
             keep = ~torch.isin(tok, eos)
