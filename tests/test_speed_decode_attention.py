@@ -35,7 +35,8 @@ def test_kernel_matches_torch_bit_for_bit(KV, g, D):
 
 
 @needs_kernel
-@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32)])
+# D = 16 and 48: a RoPE vector of 16 straddles the rotation's half (the kernel's scalar branch)
+@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32), (2, 3, 48), (1, 8, 128)])
 def test_step_kernel_matches_torch_rope_cache_write_and_attention(KV, g, D):
     n, L_max, H = 4, 30, KV * g
     gen = torch.Generator().manual_seed(D + g)
