@@ -51,16 +51,17 @@ def test_rloo_is_scaled_dr_grpo():
 
 
 def test_reinforce_pp_baseline_hand_values():
-    # centred = [0.5,-0.5,-0.5,0.5, 0,0,0,0], batch mean 0, unbiased var over N=8: 4 * 0.25 / 7 = 1/7
-    # std = 0.377964, adv = +-0.5 / 0.377964 = +-1.322876 (sqrt(7)/2); the all-equal group stays 0
-    a = 0.5 / math.sqrt(1 / 7)
+    # centred = [0.5,-0.5,-0.5,0.5, 0,0,0,0], batch mean 0, population var over N=8 (OpenRLHF's
+    # whitening): 4 * 0.25 / 8 = 1/8, std = 0.353553, adv = +-0.5 / 0.353553 = +-1.414214 (sqrt(2));
+    # the all-equal group stays 0
+    a = 0.5 / math.sqrt(1 / 8)
     assert close(reinforce_pp_baseline(R4, 4), [a, -a, -a, a, 0, 0, 0, 0])
 
 
 def test_reinforce_pp_uses_batch_std_not_group_std():
     # groups with different spreads keep their relative scale: [0,2] and [0,1] -> centred [-1,1,-.5,.5]
-    # unbiased std over 4 = sqrt((1+1+.25+.25)/3) = sqrt(2.5/3) = 0.912871
-    s = math.sqrt(2.5 / 3)
+    # population std over 4 = sqrt((1+1+.25+.25)/4) = sqrt(0.625) = 0.790569
+    s = math.sqrt(2.5 / 4)
     adv = reinforce_pp_baseline(torch.tensor([0.0, 2.0, 0.0, 1.0]), 2)
     assert close(adv, [-1 / s, 1 / s, -0.5 / s, 0.5 / s])
     # whereas GRPO rescales each group to the same size

@@ -10,6 +10,7 @@ from phaserl.algo.losses import (
     aggregate,
     kl_k1,
     kl_k3,
+    kl_low_var,
     kl_penalty_reward,
     ppo_clip,
     sequence_ratio,
@@ -147,7 +148,7 @@ def test_kl_hand_values():
     ref = torch.tensor([[math.log(0.25), math.log(0.3)]])
     assert torch.allclose(kl_k1(logp, ref), torch.tensor([[LN2, 0.0]]))
     assert torch.allclose(kl_k3(logp, ref), torch.tensor([[0.5 + LN2 - 1.0, 0.0]]), atol=1e-6)
-    assert KL_ESTIMATORS == {"k1": kl_k1, "k3": kl_k3}
+    assert KL_ESTIMATORS == {"k1": kl_k1, "k3": kl_k3, "low_var_kl": kl_low_var}
 
 
 def test_kl_estimators_are_unbiased_in_expectation_and_k3_nonnegative():

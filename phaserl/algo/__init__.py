@@ -1,4 +1,5 @@
-"""RL algorithm math as pure torch functions: advantages, policy-loss pieces, sample filters."""
+"""RL algorithm math as pure torch functions: advantages (per sequence and per token), policy- and
+value-loss pieces, sample filters, reward shaping."""
 
 from phaserl.algo.advantages import (
     ADVANTAGES,
@@ -22,11 +23,23 @@ from phaserl.algo.losses import (
     kl_estimator,
     kl_k1,
     kl_k3,
+    kl_low_var,
     kl_penalty_reward,
     ppo_clip,
     sequence_ratio,
     token_ratio,
+    value_loss,
 )
+from phaserl.algo.returns import (
+    gae,
+    gae_advantages,
+    last_token_index,
+    masked_whiten,
+    reinforce_pp_baseline_tokens,
+    reward_to_go,
+    token_rewards,
+)
+from phaserl.algo.shaping import overlong_penalty, standardize
 
 __all__ = [
     "ADVANTAGES",
@@ -37,17 +50,28 @@ __all__ = [
     "compute_advantages",
     "dr_grpo",
     "expand_to_samples",
+    "gae",
+    "gae_advantages",
     "group_pass_rate",
     "grpo",
     "kl_estimator",
     "kl_k1",
     "kl_k3",
+    "kl_low_var",
     "kl_penalty_reward",
+    "last_token_index",
+    "masked_whiten",
     "overlong_mask",
+    "overlong_penalty",
     "ppo_clip",
     "reinforce_pp_baseline",
+    "reinforce_pp_baseline_tokens",
+    "reward_to_go",
     "rloo",
     "sequence_ratio",
+    "standardize",
     "token_ratio",
+    "token_rewards",
+    "value_loss",
     "zero_variance_groups",
 ]

@@ -63,15 +63,20 @@ def rloo(rewards: Tensor, G: int) -> Tensor:
     return (r - others_mean).view(-1)  # [N]
 
 
-def reinforce_pp_baseline(rewards: Tensor, G: int, eps: float = 1e-6) -> Tensor:
-    """REINFORCE++-baseline (Hu et al. 2025, arXiv 2501.03262; OpenRLHF `reinforce_baseline`).
+def reinforce_pp_baseline(rewards: Tensor, G: int, eps: float = 1e-8) -> Tensor:
+    """REINFORCE++-baseline (Hu et al. 2025, arXiv 2501.03262; OpenRLHF `reinforce_baseline`), one number per
+    sequence.
 
-    Subtract the group mean, then divide by the std of those centred rewards over the whole batch
-    (global normalisation) rather than per group, which the paper argues is less biased than GRPO's
-    per-prompt std. The centred rewards already have batch mean 0, so no second mean is subtracted.
+    Subtract the group mean, then whiten over the whole batch (global normalisation) rather than per group,
+    which the paper argues is less biased than GRPO's per-prompt std. This is OpenRLHF's per-token form
+    (`returns.reinforce_pp_baseline_tokens`) in the case it reduces to a sequence number: no KL in the reward
+    and every completion of the same length. Otherwise OpenRLHF whitens over tokens, so longer completions
+    weigh more in the mean and std; use the token form (which the trainer does when it has the masks).
+    Population variance clamped at eps, as OpenRLHF.
     """
     centred = dr_grpo(rewards, G)  # [N]
-    return centred / (centred.std() + eps)  # [N], unbiased std over N
+    shifted = centred - centred.mean()  # [N], 0 up to rounding
+    return shifted * shifted.pow(2).mean().clamp(min=eps).rsqrt()  # [N]
 
 
 AdvantageFn = Callable[[Tensor, int], Tensor]

@@ -76,7 +76,15 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_r) - log_r - 1.0  # [N, T]
 
 
-KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k3": kl_k3}
+def kl_low_var(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """verl's "low_var_kl": k3 with its guards, log(pi_ref / pi) clamped to [-20, 20] before exp() and the
+    result clamped to [-10, 10]. Equal to k3 wherever |log r| is moderate; the clamps keep one runaway token
+    (a huge exp) from dominating a batch."""
+    log_r = (ref_logp.detach() - logp).clamp(min=-20.0, max=20.0)  # [N, T]
+    return (torch.exp(log_r) - log_r - 1.0).clamp(min=-10.0, max=10.0)  # [N, T]
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k3": kl_k3, "low_var_kl": kl_low_var}
 
 
 def kl_estimator(name: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -120,6 +128,29 @@ def aggregate(
             raise ValueError(f"aggregate constant must be > 0, got {constant}")
         return masked.sum() / (mask.shape[0] * constant)
     raise ValueError(f"unknown aggregation mode {mode!r}; valid modes: {', '.join(AGGREGATION_MODES)}")
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor,
+               clip: float | None = 0.2) -> tuple[Tensor, Tensor]:
+    """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip = old_V + clamp(V - old_V,
+    -clip, clip) (PPO2's value clipping as OpenRLHF `ValueLoss` and verl `compute_value_loss` write it), and
+    where the clipped term won ([N, T] bool; its masked mean is the value clip fraction).
+
+    values [N, T] are the critic's current predictions (with gradient), old_values the predictions at rollout
+    time and returns the GAE targets (both constants). clip=None is the plain 0.5 * (V - R)^2. The critic may
+    not move a value more than `clip` from where it was in one step unless that brings it closer to the target.
+    Aggregate with `aggregate(loss, mask, "token-mean")` as both codebases do.
+    """
+    returns = returns.detach()
+    unclipped = (values - returns) ** 2  # [N, T]
+    if clip is None:
+        return 0.5 * unclipped, torch.zeros_like(unclipped, dtype=torch.bool)
+    if clip < 0:
+        raise ValueError(f"value clip must be >= 0 or None, got {clip}")
+    old_values = old_values.detach()
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)  # [N, T]
+    clipped = (clipped_values - returns) ** 2  # [N, T]
+    return 0.5 * torch.maximum(unclipped, clipped), clipped > unclipped
 
 
 def kl_penalty_reward(
