@@ -86,6 +86,7 @@ def _has_accelerator() -> bool:
 
 def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
     """The resolved plan, printed by `phaserl train --dry-run` (loads data, never a model)."""
+    from phaserl.data.schema import DataError, DataMissing
     from phaserl.trainer import build_mixture, stage_steps
 
     stages = resolve(recipe)
@@ -96,6 +97,10 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
             mix = build_mixture(st, recipe, log=lambda *_: None)
             n_examples, data_line = len(mix), "  data: " + ", ".join(
                 f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights))
+        except DataMissing as e:  # a file made by a later pipeline step: still show the plan
+            n_examples, data_line = 0, "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [missing: {e}]"
+        except DataError:  # a bad row (file, line, field) or a missing package: the dry run fails on it
+            raise
         except Exception as e:  # e.g. a hub dataset on a machine without the hub: still show the plan
             n_examples = 0
             data_line = "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [not loadable here: {e}]"

@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -133,17 +132,38 @@ def test_duplicate_ids_are_made_unique(tmp_path):
     assert [e.id for e in exs] == ["x", "x#2", "x#3"] and "2 duplicate ids" in logs[0]
 
 
-def test_hub_loading_goes_through_datasets(monkeypatch):
-    calls = []
+def test_hub_loading_goes_through_datasets(tmp_path, monkeypatch):
+    """A hub id goes to datasets.load_dataset with its subset and split; an Image column comes back as a
+    LazyImage into the arrow cache, not decoded."""
+    import datasets
+
+    from phaserl.data.images import LazyImage, load_image
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "org_set"
+    folder.mkdir()
+    features = datasets.Features({"problem": datasets.Value("string"), "answer": datasets.Value("string"),
+                                  "image": datasets.Image()})
+    datasets.Dataset.from_dict({"problem": ["hub q"], "answer": ["5"], "image": [{"bytes": png_bytes(), "path": None}]},
+                               features=features).to_parquet(folder / "test.parquet")
+    calls, real = [], datasets.load_dataset
 
     def load_dataset(name, subset, split):
         calls.append((name, subset, split))
-        return [{"problem": "hub q", "answer": "5", "image": {"bytes": png_bytes(), "path": None}}]
+        return real("parquet", data_files={"test": str(folder / "test.parquet")}, split=split)
 
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     exs = load_examples(DatasetSpec(hub="org/set", subset="main", split="test"))
     assert calls == [("org/set", "main", "test")]
-    assert exs[0].question == "hub q" and isinstance(exs[0].images[0], bytes) and exs[0].source == "org/set"
+    assert exs[0].question == "hub q" and exs[0].source == "org/set"
+    assert isinstance(exs[0].images[0], LazyImage) and load_image(exs[0].images[0]).size == (8, 8)
+
+
+def test_hub_without_datasets_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(DataError, match=r"pip install 'phaserl\[datasets\]'"):
+        load_examples(DatasetSpec(hub="org/set"))
 
 
 def test_generator_spec():

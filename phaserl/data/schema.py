@@ -34,6 +34,10 @@ class DataError(ValueError):
         self.path, self.line, self.field = path, line, field
 
 
+class DataMissing(DataError):
+    """The data itself is not here (no such file): a dry run still prints its plan around it."""
+
+
 @dataclass
 class Example:
     """One problem.

@@ -1,9 +1,11 @@
 """Where examples come from: a DatasetSpec (local file, hub id or built-in generator) -> list[Example].
 
 The spec names an adapter (raw row -> Example); this module reads the rows, runs the adapter, resolves image
-references (paths relative to image_root, file:// URLs, bytes, base64 data) and checks cheaply that image
-files exist (decoding waits until the renderer needs the pixels). Bad rows raise a DataError naming file,
-line and field, or with skip_bad_rows are counted, logged one by one and summarised.
+references (paths relative to image_root, file:// URLs, foreign prefixes through image_path_map, bytes,
+base64 data) and checks cheaply that image files exist. Nothing is decoded here: examples keep paths, bytes or
+LazyImage rows of the memory-mapped hub dataset, and the renderer decodes pixels when it needs them. Bad rows
+raise a DataError naming file, line and field, or with skip_bad_rows are counted, logged one by one and
+summarised.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from phaserl.data.adapters import get_adapter
-from phaserl.data.images import resolve_image_path
-from phaserl.data.schema import ANSWER_TYPES, DataError, Example
+from phaserl.data.images import LazyImage, map_image_path, resolve_image_path
+from phaserl.data.schema import ANSWER_TYPES, DataError, DataMissing, Example
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}$")
@@ -48,7 +50,12 @@ class DatasetSpec(BaseModel):
         default_factory=dict, description="generic adapter field names, e.g. {question: problem}"
     )
     image_root: str | None = Field(
-        None, description="folder for relative image paths; default: the file's folder"
+        None, description="folder for relative image paths; default: the file's folder (hub rows: required)"
+    )
+    image_path_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="image path prefixes to replace, {old_prefix: new_prefix}, e.g. the authors' cluster "
+        "paths in VerMulti rows -> your folder (a relative new prefix is under image_root)",
     )
     generator: str | None = Field(None, description="built-in generated task (see phaserl.data.generators)")
     generator_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the generator")
@@ -96,7 +103,7 @@ def data_files(path: str) -> list[Path]:
     else:
         files = [Path(path)]
     if not files or not files[0].exists():
-        raise DataError("data file not found", path=path)
+        raise DataMissing("data file not found", path=path)
     for f in files:
         if f.suffix not in FILE_SUFFIXES:
             raise DataError(f"unsupported file type {f.suffix!r}; use one of {FILE_SUFFIXES}", path=str(f))
@@ -175,33 +182,80 @@ def _parquet_rows(path: Path) -> Iterator[tuple[Where, dict | DataError]]:
             idx += 1
 
 
+HUB_INSTALL = "pip install 'phaserl[datasets]'"
+
+
 def _hub_rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError]]:
+    """Rows of a hub split. Image columns (Image or a list of Image) come as LazyImage references into the
+    memory-mapped arrow cache, never as decoded PIL images; other columns as plain Python values."""
     try:
         import datasets
     except ImportError:
         raise DataError(
-            "loading from the hub needs the `datasets` package (pip install 'phaserl[datasets]')",
-            path=spec.hub,
+            f"loading from the hub needs the `datasets` package ({HUB_INSTALL})", path=spec.hub
         ) from None
     ds = datasets.load_dataset(spec.hub, spec.subset, split=spec.split)
-    for idx, row in enumerate(ds):
-        yield (f"{spec.hub}[{spec.split}][{idx}]", None), dict(row)
+    image_columns = {name: _image_feature(f) for name, f in ds.features.items()}
+    image_columns = {k: v for k, v in image_columns.items() if v is not None}
+    table = ds.with_format("arrow")
+    plain = [c for c in ds.column_names if c not in image_columns]
+    idx = 0
+    for batch in table.iter(batch_size=256):  # a pyarrow.Table per batch
+        rows = batch.select(plain).to_pylist() if plain else [{} for _ in range(batch.num_rows)]
+        for name, kind in image_columns.items():
+            present = batch.column(name).to_pylist()  # this batch's bytes only; dropped after the refs
+            for k, (row, value) in enumerate(zip(rows, present)):
+                row[name] = _lazy_refs(table, idx + k, name, kind, value)
+        for row in rows:
+            yield (f"{spec.hub}[{spec.split}][{idx}]", None), row
+            idx += 1
+
+
+def _image_feature(feature) -> str | None:
+    """"one" for an Image column, "list" for a list of Image, None otherwise."""
+    from datasets import Image
+
+    if isinstance(feature, Image):
+        return "one"
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, Image) or (isinstance(feature, list) and feature and isinstance(feature[0], Image)):
+        return "list"
+    return None
+
+
+def _lazy_refs(table, row: int, column: str, kind: str, value) -> LazyImage | list[LazyImage] | None:
+    def present(v) -> bool:
+        return isinstance(v, dict) and bool(v.get("bytes") or v.get("path"))
+
+    if kind == "one":
+        return LazyImage(table, row, column) if present(value) else None
+    return [LazyImage(table, row, column, k) for k, v in enumerate(value or []) if present(v)]
 
 
 # ---- images --------------------------------------------------------------------------------------
 
 
-def resolve_image(ref: Any, root: str | Path | None, check: bool = True) -> Any:
-    """One image reference made self-contained: absolute path string, bytes, or a PIL image.
+def resolve_image(
+    ref: Any,
+    root: str | Path | None,
+    check: bool = True,
+    *,
+    path_map: dict[str, str] | None = None,
+    root_is_default: bool = False,
+) -> Any:
+    """One image reference made self-contained: absolute path string, bytes, a PIL image or a LazyImage.
 
-    check=True verifies cheaply that a file exists and that bytes start like an image; pixels are decoded
-    only when rendered. Remote http(s) URLs are refused: nothing is fetched at run time.
+    path_map replaces foreign path prefixes first (image_path_map). A relative path needs a root: with none
+    (hub rows without image_root) it is an error; with the data file's folder as the default root, a file not
+    found there is an error that says so. check=True verifies cheaply that a file exists and that bytes start
+    like an image; pixels are decoded only when rendered. Remote http(s) URLs are refused: nothing is fetched
+    at run time.
     """
     from PIL import Image
 
     if isinstance(ref, dict):  # Hugging Face datasets Image feature: {"bytes": ..., "path": ...}
         ref = ref.get("bytes") or ref.get("path")
-    if isinstance(ref, Image.Image):
+    if isinstance(ref, (Image.Image, LazyImage)):
         return ref
     if isinstance(ref, (bytes, bytearray)):
         return _checked_bytes(bytes(ref)) if check else bytes(ref)
@@ -215,14 +269,33 @@ def resolve_image(ref: Any, root: str | Path | None, check: bool = True) -> Any:
         raise DataError(
             f"remote image URL {ref[:120]!r} is not fetched; download it and give a path", field="images"
         )
-    path = resolve_image_path(ref, root)
+    mapped = map_image_path(ref, path_map)
+    if not Path(mapped).expanduser().is_absolute() and root is None:
+        if len(ref) > 100 and _BASE64.match(ref):
+            return _decode_base64(ref, check)
+        raise DataError(
+            f"relative image path {mapped!r} and no image_root: set image_root to the folder these paths are "
+            "relative to (or map them with image_path_map)", field="images"
+        )
+    path = resolve_image_path(mapped, root)
     if not path.is_file() and len(ref) > 100 and _BASE64.match(ref):
         return _decode_base64(ref, check)
     if check and not path.is_file():
-        raise DataError(f"image not found: {path}", field="images")
+        raise DataError(_not_found(ref, mapped, path, root_is_default, path_map), field="images")
     if check and path.stat().st_size == 0:
         raise DataError(f"empty image file: {path}", field="images")
     return str(path.absolute())
+
+
+def _not_found(ref: str, mapped: str, path: Path, root_is_default: bool, path_map) -> str:
+    if not Path(mapped).expanduser().is_absolute() and root_is_default:
+        return (f"image not found: {path} (the relative path {mapped!r} resolved against the data file's "
+                "folder, as no image_root is set; set image_root to the folder it is relative to)")
+    if Path(mapped).is_absolute() and mapped == ref.removeprefix("file://"):
+        hint = "" if path_map else (" (rows that carry another machine's paths need image_path_map: "
+                                    "{old_prefix: new_prefix})")
+        return f"image not found: {path}{hint}"
+    return f"image not found: {path}" + (f" (mapped from {ref!r})" if mapped != ref else "")
 
 
 def _decode_base64(text: str, check: bool) -> bytes:
@@ -247,7 +320,7 @@ def _checked_bytes(data: bytes) -> bytes:
 
 
 def _rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError, str | None]]:
-    """(where, row, image_root) over every row the spec names."""
+    """(where, row, image_root) over every row the spec names; a file's rows default to its folder."""
     if spec.hub:
         for where, row in _hub_rows(spec):
             yield where, row, spec.image_root
@@ -264,7 +337,8 @@ def _convert(
     """Adapter + image resolution + spec overrides, every failure re-raised naming file and line."""
     try:
         ex = adapter(row, idx, spec)
-        ex.images = [resolve_image(ref, root, check_images) for ref in ex.images]
+        ex.images = [resolve_image(ref, root, check_images, path_map=spec.image_path_map,
+                                   root_is_default=spec.image_root is None) for ref in ex.images]
     except DataError as e:
         raise DataError(e.args[0], path=where[0], line=where[1], field=e.field) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:

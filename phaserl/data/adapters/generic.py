@@ -168,6 +168,10 @@ def example_to_row(example: Example, out_dir: str | Path, image_dir: str | Path 
 def _image_ref(ref: Any, out_dir: Path, image_dir: Path) -> str:
     from PIL import Image
 
+    from phaserl.data.images import LazyImage
+
+    if isinstance(ref, LazyImage):  # a hub row's image: its bytes are written like any in-memory image
+        ref = ref.read()
     if isinstance(ref, dict):
         ref = ref.get("bytes") or ref.get("path")
     if isinstance(ref, (str, Path)):

@@ -1,8 +1,10 @@
 """Geometry3K (Lu et al., Inter-GPS): 3,002 geometry problems with a diagram each.
 
-Two shapes are accepted. The hub re-upload used by R1-style trainers (answer is the value):
+Two shapes are accepted. The hub copy R1-style trainers use (hiyouga/geometry3k parquet: `images` is a list of
+Image structs {bytes, path}, `answer` the value, `ground_truth` the letter of `choices`, both kept in meta):
 
-    {"problem": "<image>Find x. Round to the nearest tenth.", "answer": "7.6", "images": ["train/2401.png"]}
+    {"images": [{"bytes": b"\\x89PNG...", "path": null}], "problem": "<image>Find x. Round to the nearest tenth.",
+     "answer": "7.6", "id": 2401, "choices": ["3.8", "5.2", "7.6", "9.1"], "ground_truth": "C"}
 
 and the original per-problem `data.json` files, collected into JSONL (answer is a letter, the diagram is
 `<id>/img_diagram.png` under image_root, i.e. the split folder):
@@ -33,6 +35,7 @@ def to_example(row: dict, idx: int, spec) -> Example:
         answer=require_text(row, ("answer",), "answer"),
         images=image_list(first_field(row, ("images", "image"))[1]),
         source="geometry3k",
+        meta={k: row[k] for k in ("choices", "ground_truth") if row.get(k) is not None},
     )
 
 

@@ -1,13 +1,16 @@
 """MathV360K (Math-LLaVA) and the VerMulti-style chat rows LMM-R1 trains on.
 
-LLaVA conversation rows (MathV360K; the first path component of the image names the source set):
+LLaVA conversation rows (MathV360K's train_samples_all_tuning.json, one JSON list; image paths are relative
+to the unzipped data_images/, so give that folder as image_root; the first path component names the source
+set). The gold is what the last gpt line states after "Answer:" / "The answer is", else the whole turn:
 
     {"id": "identity_12", "image": "TabMWP/images/12.png",
      "conversations": [{"from": "human", "value": "<image>\\nHint: ...\\nQuestion: How many ...?"},
-                       {"from": "gpt", "value": "5"}]}
+                       {"from": "gpt", "value": "The answer is 5"}]}
 
-VerMulti / LMM-R1 rows: `message` (or `messages`) is a chat list, often stored as a JSON string; image parts
-carry `file://` paths; golds are inline math:
+VerMulti / LMM-R1 rows (mathv60k_message.jsonl): `message` (or `messages`) is a chat list stored as a JSON
+string; image parts carry the authors' absolute `file://` paths, which a recipe maps to the unpacked
+mathv60k_img/ with `image_path_map: {"file:///their/prefix/": "mathv60k_img/"}`; golds are inline math:
 
     {"message": "[{\\"role\\": \\"user\\", \\"content\\": [{\\"type\\": \\"image\\", \\"image\\": \\"file:///d/1.png\\"},
                   {\\"type\\": \\"text\\", \\"text\\": \\"Find the area of the triangle.\\"}]}]", "answer": "$12$"}
@@ -19,6 +22,7 @@ meta["system"].
 from __future__ import annotations
 
 import json
+import re
 
 from phaserl.data.adapters._common import (
     chat_user_parts,
@@ -52,7 +56,7 @@ def _llava(row: dict, idx: int, spec) -> Example:
         raise DataError("missing question (no human turn)", field="conversations")
     if not gpt or not gpt[-1].strip():
         raise DataError("missing answer (no gpt turn)", field="conversations")
-    question, answer = strip_image_tags(human[0]), gpt[-1].strip()
+    question, answer = strip_image_tags(human[0]), final_answer(gpt[-1])
     images = image_list(row.get("image") or row.get("images"))
     first = str(images[0]) if images and isinstance(images[0], str) else ""
     return Example(
@@ -63,6 +67,19 @@ def _llava(row: dict, idx: int, spec) -> Example:
         answer_type="choice" if looks_like_choice(question, answer) else "auto",
         source=first.split("/")[0] if "/" in first else "mathv360k",
     )
+
+
+# MathV360K's gpt turns end with the answer in one of a few dressings: "Answer:A", "The answer is 5".
+_ANSWER_TAIL = re.compile(r"(?:answer\s*(?:is)?\s*[:：]?)\s*(.+?)\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def final_answer(text: str) -> str:
+    """The answer a MathV360K gpt turn states: what follows its last "Answer:" / "The answer is"."""
+    text = text.strip()
+    last_line = text.splitlines()[-1].strip() if text else ""
+    match = _ANSWER_TAIL.search(last_line)
+    answer = match.group(1).strip() if match and match.group(1).strip() else text
+    return unwrap_dollars(answer)
 
 
 def _chat(row: dict, idx: int, spec) -> Example:
