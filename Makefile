@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-slow test-learning test-vllm lint bench setup clean smoke
+.PHONY: demo test test-slow test-learning test-vllm test-oracle lint bench setup clean smoke
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -37,6 +37,13 @@ test-slow: $(STAMP)
 ## Learning checks: GRPO on SmolLM2 must reach the issue's bar; the mini curriculum --quick.
 test-learning: $(STAMP)
 	$(PYTEST) -q -s -m learning
+
+## Algorithm math against peers' code (verl, OpenRLHF), installed --no-deps: their pure-torch modules only.
+## Not a pyproject extra on purpose: an extra would pull their dependencies (ray, vLLM, DeepSpeed, torch pins).
+ORACLE_PEERS := verl==0.9.1 openrlhf==0.11.2
+test-oracle: $(STAMP)
+	$(BIN)/pip install -q --no-deps $(ORACLE_PEERS)
+	$(PYTEST) -q -m oracle tests/oracle
 
 ## vLLM CPU engine against the HF engine, in its own environment (.venv-vllm).
 test-vllm:
