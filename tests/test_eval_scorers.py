@@ -196,7 +196,10 @@ def test_olympiad_scorer_extraction_on_fixture():
     assert score_one(scorer, exs["1606"], response="So he needs\n$2$ moves").correct  # last line's $...$
     assert score_one(scorer, exs["2592"], response="r is \\boxed{4.25}").correct  # error = 1e-1
     assert not score_one(scorer, exs["2592"], response="r is \\boxed{4.4}").correct
-    assert score_one(scorer, exs["1970"], response="\\boxed{(-\\infty,0)\\cup\\{1\\}}").correct
+    # gold "(-\\infty, 0) \\cup\\{1\\}": a union with a set is neither an interval nor a scalar expression,
+    # so the official judge accepts only the same string (after cleaning); spacing differences lose
+    assert score_one(scorer, exs["1970"], response="\\boxed{(-\\infty, 0) \\cup\\{1\\}}").correct
+    assert not score_one(scorer, exs["1970"], response="\\boxed{(-\\infty,0)\\cup\\{1\\}}").correct
 
 
 def test_olympiad_symbolic_expression_goes_through_the_verifier():

@@ -148,3 +148,36 @@ def test_gold_given_as_a_worked_solution():
     gold = r"Thus $x = 2$, and the total is $\boxed{14}$."
     assert decide(gold, "14") is True
     assert decide(gold, "2") is False
+
+
+# ---- OlympiadBench's rules where an item's tolerance is given (docs/scorers.md) -------------------------
+
+def test_split_answers_nests_all_brackets_and_expands_pm():
+    from phaserl.rewards.compare import split_answers
+
+    assert split_answers("(1,2), [3,4], \\{5,6\\}") == ["(1,2)", "[3,4]", "\\{5,6\\}"]
+    assert split_answers("x = \\pm 2") == ["x = + 2", "x = - 2"]
+
+
+@pytest.mark.parametrize("gold, pred, tolerance, equal", [
+    ("69,84", "84,69", None, True),  # a multiset, not two decimal-comma numbers
+    ("69, 84", "84, 69, 69", None, True),  # still the same set (the official multiset says no: deliberate)
+    ("$1, 2$", "2, 1", None, True),
+    ("\\pm 2", "2, -2", None, True),
+    ("0.003, 5.233", "0.002, 5.234", 1e-3, True),  # each answer within the item's tolerance
+    ("0.003, 5.233", "0.002, 5.234", None, False),
+    ("10, 12", "11.4, 9", 1.5, False),  # greedy pairing, as officially: 10 takes 11.4 and 12 is left with 9
+    ("1,000", "1000", None, True),  # thousands separators are one number
+])
+def test_lists_match_as_a_multiset(gold, pred, tolerance, equal):
+    assert decide(gold, pred, tolerance=tolerance) is equal
+
+
+def test_tolerance_has_the_official_slack_and_reaches_constant_expressions():
+    assert decide("7 \\times 10^{35}", "7.1 \\cdot 10^{35}", tolerance=1e34) is True  # 1.01 x 1e34
+    assert decide("7 \\times 10^{35}", "7.1 \\cdot 10^{35}", tolerance=1e33) is False
+    assert decide("4.2", "4.301", tolerance=0.1) is True
+    assert decide("4.2", "4.302", tolerance=0.1) is False
+    assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6054", tolerance=1e-4) is True
+    assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6054") is False  # no tolerance: not the same number
+    assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6056", tolerance=1e-4) is False

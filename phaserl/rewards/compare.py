@@ -5,6 +5,11 @@ from outside: nothing here has a timeout of its own, and math-verify's signal-ba
 Untrusted text is never evaluated: math-verify parses LaTeX with a grammar (latex2sympy2) and hands
 sympy's `parse_expr` only runs of digits and arithmetic signs, which cannot name anything.
 
+Answers listed with commas ("69, 84", "x = \\pm 2") match as a multiset, element by element, and an
+example's absolute tolerance is applied the way OlympiadBench's official judge applies its `error` field
+(1.01 x the tolerance, also between constants written as expressions); docs/scorers.md lists the rules and
+where the verifier departs from that judge on purpose.
+
 Returns: True / False, or None when undecidable (the gold cannot be parsed, or the input is degenerate).
 """
 
@@ -26,6 +31,8 @@ _PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|operatorname)\s*\{[^{}]*\}")
 _SPACE_RE = re.compile(r"\s+")
 _SPACE_NEAR_SIGN_RE = re.compile(r"\s*([^\w\s])\s*")
+_THOUSANDS_RE = re.compile(r"\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*")
+TOLERANCE_SLACK = 1.01  # OlympiadBench's judge accepts |gold - pred| <= 1.01 x tolerance (absorbs 1e34's rounding)
 
 
 class Undecidable(Exception):
@@ -104,6 +111,39 @@ def _mv_parse(text: str) -> list:
     return []
 
 
+def split_answers(text: str) -> list[str]:
+    """Top-level comma-separated answers; (), [] and {} nest (so tuples, intervals and sets stay whole),
+    and `\\pm` makes two answers of one item, as in OlympiadBench's judge."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    out = []
+    for part in parts:
+        out.extend([part.replace("\\pm", "+"), part.replace("\\pm", "-")] if "\\pm" in part else [part])
+    return out
+
+
+def _constants_close(gold_parsed: list, pred_parsed: list, tolerance: float) -> bool:
+    """Both sides constants (no free symbols) within the absolute tolerance: 0.6054 is cos^10(pi/10) at 1e-4."""
+    import sympy
+
+    g = next((x for x in gold_parsed if isinstance(x, sympy.Expr)), None)
+    p = next((x for x in pred_parsed if isinstance(x, sympy.Expr)), None)
+    if g is None or p is None or g.free_symbols or p.free_symbols:
+        return False
+    try:
+        return bool(abs(complex((g - p).evalf())) <= tolerance)
+    except (TypeError, ValueError, ArithmeticError):
+        return False
+
+
 def _rounding(tolerance: float | None) -> int:
     """math-verify rounds floats to this many decimals; an absolute tolerance t means about -log10(2t)."""
     if tolerance is None or tolerance <= 0:
@@ -140,6 +180,8 @@ def _math_verdict(gold: str, pred: str, tolerance: float | None) -> tuple[bool |
     if not pred_parsed:
         return False, False
     has_math = any(not isinstance(p, str) for p in pred_parsed)
+    if tolerance is not None and _constants_close(gold_parsed, pred_parsed, tolerance):
+        return True, True
     return _mv_verify(gold_parsed, pred_parsed, _rounding(tolerance)), has_math
 
 
@@ -173,6 +215,50 @@ def number_equal(gold: str, pred: str, tolerance: float | None = None,
     return p is not None and numbers_equal(g, p, tolerance, rel_tolerance)
 
 
+def _scalar_equal(gold: str, pred: str, tolerance: float | None, rel_tolerance: float | None) -> bool:
+    if parse_number(gold) is not None:
+        return bool(number_equal(gold, pred, tolerance, rel_tolerance))
+    return bool(math_equal(gold, pred, tolerance))
+
+
+def _undelimited(text: str) -> str | None:
+    """The text inside one pair of outer math delimiters ($...$, \\(...\\), \\[...\\]); None if more remain."""
+    s = text.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left):len(s) - len(right)].strip()
+            break
+    return None if _DELIMITED_RE.search(s) else s
+
+
+def list_equal(gold: str, pred: str, tolerance: float | None = None,
+               rel_tolerance: float | None = None) -> bool | None:
+    """Comma-separated answers matched as a multiset (OlympiadBench's rule); None unless both are lists.
+
+    Pairing is greedy in the official judge's order (gold answers 1st, 3rd, 2nd, ...), each with the first
+    equal prediction left. A number with thousands separators (1,000) is one answer, not two. decide()
+    only takes a True from here: two lists that do not pair off may still be the same set, or the same
+    decimal-comma number, for the whole-text comparison.
+    """
+    gold, pred = _undelimited(gold), _undelimited(pred)
+    if gold is None or pred is None or _THOUSANDS_RE.fullmatch(gold) or _THOUSANDS_RE.fullmatch(pred):
+        return None
+    gold_items, pred_items = split_answers(gold), split_answers(pred)
+    if len(gold_items) < 2 or len(pred_items) < 2 or not all(gold_items) or not all(pred_items):
+        return None
+    if len(gold_items) != len(pred_items):
+        return False
+    cursor = -1
+    while gold_items:
+        cursor = (cursor + 1) % len(gold_items)
+        item = gold_items.pop(cursor)
+        match = next((i for i, p in enumerate(pred_items) if _scalar_equal(item, p, tolerance, rel_tolerance)), None)
+        if match is None:
+            return False
+        pred_items.pop(match)  # the cursor then moves past the answer that slid into its place, as officially
+    return True
+
+
 def string_equal(gold: str, pred: str) -> bool | None:
     want = normalize_option(gold)
     if not want:
@@ -192,6 +278,10 @@ def decide(gold: str, pred: str, answer_type: str = "auto", choices: list[str] |
     try:
         if kind == "choice":
             return choice_equal(gold, pred, choices, same=None if _wordy(pred) else math_equal)
+        if tolerance is not None:
+            tolerance *= TOLERANCE_SLACK
+        if kind in ("number", "math") and list_equal(gold, pred, tolerance, rel_tolerance):
+            return True
         if kind == "number":
             return number_equal(gold, pred, tolerance, rel_tolerance)
         if kind == "string":

@@ -1,20 +1,30 @@
-"""OlympiadBench's rule-based judge (the official `MathJudger`), re-implemented without eval.
+"""OlympiadBench's rule-based judge (OpenBMB/OlympiadBench `eval/auto_scoring_judge.py`), rule for rule.
 
-Extraction: every \\boxed{} content, joined by commas; without a box, the $...$ spans of the last line;
-else the whole text. Both sides then lose `\\left`/`\\right`, `$`, degrees, `%`, primes become `'`,
-`\\approx`/`\\sim` become `=`, `\\mathrm{x}`/`\\mathbf{x}` become x, and a leading `... \\in ` is dropped.
+Re-implemented from reading the official code (none of it is copied); tests/test_eval_olympiad_judge.py has
+one test per rule with hand-written cases, and docs/scorers.md lists the rules and every difference.
 
-Judgement: identical strings match; else both split on top-level commas (only ( and [ nest, as
-officially), `\\pm` expands into + and -, and the two lists must match as a multiset, element by element:
-string equality; intervals (same brackets, `\\cup` pieces, end points equal as expressions); numbers
-within the item's absolute tolerance (`error`, default 1e-8, times 1.01), also accepting gold x 100 and
-gold / 100; expressions (after any `lhs =`): structurally equal, or numerically within the tolerance when
-both are constants, or symbolically equal through the rewards' bounded verifier; equations: lhs - rhs of one
-is a nonzero constant multiple of the other's.
+Extraction (`extract`): the official pipeline first keeps what follows the last "So the final answer is"
+(to the end of that line), else the whole response. Then every `\\boxed{` content (braces counted raw, a
+box never closed makes the whole item wrong) is joined with commas; without a box, the `$...$` spans of the
+last line; else the whole text. `clean` then keeps the text after the first `\\in `, applies the special
+symbol map (`\\left`/`\\right`/`$` dropped, `\\approx`/`\\simeq`/`\\sim` to `=`, primes to `'`, `^\\circ`
+and `%` dropped), strips punctuation at both ends and unwraps `\\mathrm{x}` / `\\mathbf{x}`.
 
-Model output is parsed with latex2sympy2_extended (a grammar, no eval) inside `run_bounded`; the
-symbolic expression check runs in the rewards' killable verifier pool; the equation check evaluates at
-random points instead of calling simplify, so no step can run away.
+Judgement (`judge_answers`, gold first): identical strings match; else both lose CJK characters, split on
+top-level commas (only ( and [ nest), `\\pm` expands into a + and a - copy, and the lists must pair off
+greedily in the official order. `element_equal` tries, in order: string equality; intervals (brackets equal,
+`\\cup` pieces and end points as expressions; an unparsable end point ends the element as unequal);
+numbers that Python's float() reads, within 1.01 x the tolerance of gold, gold / 100 or gold x 100;
+expressions (the part after the first `=`, unless both sides are equations): structurally equal, else
+constants within 1.01 x the tolerance, else a symbolic difference that vanishes; equations `lhs = rhs`
+whose lhs - rhs are an integer multiple (either way round) of each other.
+
+Deliberate differences, all about safety or the parser: LaTeX is parsed with latex2sympy2_extended (the
+official sympy `parse_latex` needs an antlr runtime this environment cannot share), results that are not
+scalar expressions (sets, tuples, intervals, matrices) count as unparsable as they are for `parse_latex`;
+every step runs under `run_bounded` and the size guard `too_big_to_evaluate`, and `simplify` is replaced by
+evaluation at random points, so no item can hang; a tolerance list shorter than the answers is padded with
+the default instead of raising IndexError.
 """
 
 from __future__ import annotations
@@ -25,26 +35,60 @@ import re
 from phaserl.data.schema import Example
 from phaserl.eval.scorers._bounded import run_bounded, too_big_to_evaluate
 from phaserl.eval.scorers.base import PerItemJudge
-from phaserl.rewards.extract import boxed_spans
 
 DEFAULT_TOLERANCE = 1e-8
+SLACK = 1.01  # the official judge accepts |a - b| <= tolerance * 1.01
+SYMBOLIC_ZERO = 1e-3  # a symbolic difference that simplifies to a constant below this is zero, officially
 MAX_CHARS = 500
 TIME_LIMIT_S = 3.0
+MAX_POWER_EXPONENT = 1000  # the official can_compute_power threshold on a top-level power
 _SPECIAL = (("\\left", ""), ("\\right", ""), ("∶", ":"), ("，", ","), ("$", ""), ("\\approx", "="),
             ("\\simeq", "="), ("\\sim", "="), ("^\\prime", "'"), ("^{\\prime}", "'"), ("^\\circ", ""), ("%", ""))
 _STRIP_CHARS = "\n$,.:;^_=+`!@#$%^&*~，。"
 _FONT_RE = re.compile(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}")
 _DOLLAR_RE = re.compile(r"\$(.*?)\$")
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]+")
+_FINAL_ANSWER_RE = re.compile(r"So the final answer is (.*)")
+_BOX_OPEN = "\\boxed{"
+
+
+class UnclosedBox(ValueError):
+    """A `\\boxed{` whose brace never closes: the official judge calls the whole item wrong."""
+
+
+class _Unparsable(Exception):
+    """An end point or expression the LaTeX parser cannot read as a scalar expression."""
+
+
+# ---- extraction ---------------------------------------------------------------------------------------
+
+def final_answer_text(response: str) -> str:
+    """What follows the last "So the final answer is" (the prompt's requested ending), else the response."""
+    found = _FINAL_ANSWER_RE.findall(response)
+    return found[-1].strip() if found else response
+
+
+def _boxed_contents(text: str) -> list[str]:
+    """Every `\\boxed{...}` content, braces counted raw (an escaped `\\{` counts too, as officially)."""
+    contents, start = [], text.find(_BOX_OPEN)
+    while start >= 0:
+        i, depth = start + len(_BOX_OPEN), 1
+        while depth and i < len(text):
+            depth += (text[i] == "{") - (text[i] == "}")
+            i += 1
+        if depth:
+            raise UnclosedBox(text[start:start + 40])
+        contents.append(text[start + len(_BOX_OPEN):i - 1])
+        start = text.find(_BOX_OPEN, start + len(_BOX_OPEN))  # nested boxes are found again, as officially
+    return contents
 
 
 def extract(text: str) -> str:
-    """All boxed answers joined by commas; else the $...$ spans of the last line; else the text."""
-    spans = boxed_spans(text)
-    if spans:
-        return ",".join(text[s:e] for s, e in spans) + ","
-    last_line = text.strip().split("\n")[-1]
-    found = _DOLLAR_RE.findall(last_line)
+    """All boxed answers, each followed by a comma; else the $...$ spans of the last line; else the text."""
+    boxed = _boxed_contents(text)
+    if boxed:
+        return "".join(f"{b}," for b in boxed)
+    found = _DOLLAR_RE.findall(text.strip().split("\n")[-1])
     return "".join(f"{a}," for a in found) if found else text
 
 
@@ -57,6 +101,13 @@ def clean(expr: str) -> str:
     expr = expr.strip(_STRIP_CHARS)
     return _FONT_RE.sub(r"\1", expr)
 
+
+def preprocess(text: str) -> str:
+    """extract + clean; raises UnclosedBox like the official preprocessing."""
+    return clean(extract(text))
+
+
+# ---- splitting ----------------------------------------------------------------------------------------
 
 def split_top_level(expr: str) -> list[str]:
     """Split on commas outside ( ) and [ ] (braces do not nest here, as in the official judge)."""
@@ -75,57 +126,96 @@ def split_top_level(expr: str) -> list[str]:
 
 
 def expand_pm(items: list[str]) -> list[str]:
+    """`a \\pm b` is two answers, `a + b` and `a - b` (every \\pm in an item flips together)."""
     out = []
     for item in items:
         out.extend([item.replace("\\pm", "+"), item.replace("\\pm", "-")] if "\\pm" in item else [item])
     return out
 
 
+# ---- element comparisons ------------------------------------------------------------------------------
+
 def _parse(text: str):
+    """A scalar sympy expression, or _Unparsable (sets, tuples, intervals and matrices included)."""
+    import sympy
     from latex2sympy2_extended import latex2sympy
 
-    return latex2sympy(text)
+    if not text.strip() or len(text) > MAX_CHARS:
+        raise _Unparsable(text[:40])
+    try:
+        expr = latex2sympy(text)
+    except Exception as err:  # a parser error on untrusted text is "cannot read", never a crash
+        raise _Unparsable(text[:40]) from err
+    if not isinstance(expr, sympy.Expr):
+        raise _Unparsable(text[:40])
+    return expr
 
 
 def numeric_equal(gold: str, pred: str, tolerance: float) -> bool:
-    """Plain numbers only (Python float() reads them; LaTeX goes to the expression check)."""
+    """Both read by Python's float(); pred within 1.01 x tolerance of gold, gold / 100 or gold x 100."""
     try:
         ref, val = float(gold), float(pred)
     except ValueError:
         return False
-    return any(abs(g - val) <= tolerance * 1.01 for g in (ref / 100, ref, ref * 100))
+    return any(abs(g - val) <= tolerance * SLACK for g in (ref / 100, ref, ref * 100))
 
 
-def _constant_close(a, b, tolerance: float) -> bool:
-    if too_big_to_evaluate(a) or too_big_to_evaluate(b):
-        return False
-    diff = complex((a - b).evalf())
-    return abs(diff) <= tolerance * 1.01
+def _right_of_equals(text: str) -> str:
+    """The answer part of `x = 5` (between the first and a second `=`, as officially)."""
+    return (text.split("=")[1] if "=" in text else text).strip()
 
 
-def expression_equal(gold: str, pred: str, tolerance: float, verifier=None) -> bool:
-    """Equal as expressions: the part after any `=`, parsed; constants within tolerance; else symbolic."""
-    gold, pred = (s.split("=")[1].strip() if "=" in s else s.strip() for s in (gold, pred))
-    if not gold or not pred or len(gold) > MAX_CHARS or len(pred) > MAX_CHARS:
-        return False
+def _computable(expr) -> bool:
+    """The official top-level power guard, plus the size guard on every node."""
+    import sympy
 
-    def local() -> bool | None:
-        a, b = _parse(gold), _parse(pred)
-        if a == b:
-            return True
-        a_free, b_free = bool(getattr(a, "free_symbols", None)), bool(getattr(b, "free_symbols", None))
-        if a_free != b_free:
+    if isinstance(expr, sympy.Pow):
+        base, exp = expr.as_base_exp()
+        if not (base.is_number and exp.is_number) or abs(complex(exp.evalf())) > MAX_POWER_EXPONENT:
             return False
+    return not too_big_to_evaluate(expr)
+
+
+def _vanishes(diff, points: int = 5, seed: int = 0) -> bool:
+    """A symbolic difference that is zero: below SYMBOLIC_ZERO at random points (stands for simplify)."""
+    if too_big_to_evaluate(diff):
+        return False
+    symbols = sorted(diff.free_symbols, key=str)
+    rng = random.Random(seed)
+    for _ in range(points):
+        value = complex(diff.evalf(subs={s: rng.uniform(0.5, 2.5) for s in symbols}))
+        if not abs(value) < SYMBOLIC_ZERO:  # nan fails too
+            return False
+    return True
+
+
+def _expression_verdict(gold: str, pred: str, tolerance: float) -> bool:
+    """The official expression comparison; raises _Unparsable when either side cannot be read."""
+    a, b = _parse(_right_of_equals(gold)), _parse(_right_of_equals(pred))
+    if a == b:
+        return True
+    a_free, b_free = bool(a.free_symbols), bool(b.free_symbols)
+    if a_free != b_free:
+        return False
+    try:
         if not a_free:
-            return _constant_close(a, b, tolerance)
-        return None  # symbolic: decided by the bounded verifier below
+            if not (_computable(a) and _computable(b)):
+                return False
+            return bool(abs(complex((a - b).evalf())) <= tolerance * SLACK)
+        return _vanishes(a - b)
+    except (TypeError, ValueError, ArithmeticError):
+        return False
 
-    verdict = run_bounded(local, TIME_LIMIT_S, False)
-    if verdict is not None:
-        return verdict
-    from phaserl.rewards.verify import get_verifier
 
-    return bool((verifier or get_verifier()).check(gold, pred, answer_type="math"))
+def expression_equal(gold: str, pred: str, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Equal as expressions (the part after any `=`); unparsable means unequal."""
+    def run() -> bool:
+        try:
+            return _expression_verdict(gold, pred, tolerance)
+        except _Unparsable:
+            return False
+
+    return run_bounded(run, TIME_LIMIT_S, False)
 
 
 def _side_difference(equation: str):
@@ -133,9 +223,20 @@ def _side_difference(equation: str):
     return _parse(lhs) - _parse(rhs)
 
 
+def _is_integer_ratio(ratios: list[complex]) -> bool:
+    """All ratios the same nonzero integer (the official test is `is_Integer and != 0`)."""
+    first = ratios[0]
+    if not all(abs(r - first) <= 1e-6 * max(1.0, abs(first)) for r in ratios):
+        return False
+    return abs(first.imag) < 1e-9 and round(first.real) != 0 and abs(first.real - round(first.real)) < 1e-6
+
+
 def equation_equal(gold: str, pred: str, points: int = 5, seed: int = 0) -> bool:
-    """Both `lhs = rhs` with lhs - rhs of one a nonzero constant multiple of the other's, checked at random
-    points (a polynomial identity test; no simplify, so it cannot run away)."""
+    """Both exactly one `=`; (lhs - rhs) of one is a nonzero integer multiple of the other's, either way round.
+
+    The official divides the simplified differences and asks sympy whether the quotient is an Integer; here
+    the quotient is evaluated at random points (a polynomial identity test: no simplify, nothing runs away).
+    """
     if gold.count("=") != 1 or pred.count("=") != 1 or max(len(gold), len(pred)) > MAX_CHARS:
         return False
 
@@ -149,82 +250,129 @@ def equation_equal(gold: str, pred: str, points: int = 5, seed: int = 0) -> bool
         for _ in range(points):
             at = {s: rng.uniform(0.5, 2.5) for s in symbols}
             fv, gv = complex(f.evalf(subs=at)), complex(g.evalf(subs=at))
-            if abs(gv) < 1e-12:
-                return False
+            if abs(gv) < 1e-12 or abs(fv) < 1e-12:
+                return False  # an identity such as x = x: the official quotient is nan or 0
             ratios.append(fv / gv)
-        first = ratios[0]
-        return abs(first) > 1e-9 and all(abs(r - first) <= 1e-6 * max(1.0, abs(first)) for r in ratios)
+        return _is_integer_ratio(ratios) or _is_integer_ratio([1 / r for r in ratios])
 
     return run_bounded(check, TIME_LIMIT_S, False)
 
 
-def _is_interval(expr: str) -> bool:
+def is_interval(expr: str) -> bool:
     return expr.startswith(("(", "[")) and expr.endswith((")", "]"))
 
 
-def interval_equal(gold: str, pred: str, tolerance: float, verifier=None) -> bool:
+def interval_equal(gold: str, pred: str, tolerance: float = DEFAULT_TOLERANCE) -> bool | None:
+    """Same number of `\\cup` pieces; per piece the same brackets and end points equal as expressions.
+
+    Official details kept: pieces are not stripped (spacing around \\cup must agree), end points split on
+    every comma and are paired with zip (a shorter side compares only its own end points). None when an end
+    point cannot be parsed, which the official judge turns into "unequal" with no further check.
+    """
     if gold == pred:
         return True
     pieces_g, pieces_p = gold.split("\\cup"), pred.split("\\cup")
     if len(pieces_g) != len(pieces_p):
         return False
-    for a, b in zip(pieces_g, pieces_p):
-        a, b = a.strip(), b.strip()
-        if not a or not b or a[0] != b[0] or a[-1] != b[-1]:
-            return False
-        ends_a, ends_b = a.strip("[]()").split(","), b.strip("[]()").split(",")
-        if len(ends_a) != len(ends_b):
-            return False
-        if not all(expression_equal(x, y, tolerance, verifier) for x, y in zip(ends_a, ends_b)):
-            return False
-    return True
+
+    def run() -> bool | None:
+        for a, b in zip(pieces_g, pieces_p):
+            if not a or not b:
+                return None  # the official indexing a[0] raises
+            if a[0] != b[0] or a[-1] != b[-1]:
+                return False
+            ends_a, ends_b = a.strip("[]()").split(","), b.strip("[]()").split(",")
+            try:
+                if not all(_expression_verdict(x, y, tolerance) for x, y in zip(ends_a, ends_b)):
+                    return False
+            except _Unparsable:
+                return None
+        return True
+
+    return run_bounded(run, TIME_LIMIT_S, None)
 
 
-def element_equal(gold: str, pred: str, tolerance: float, verifier=None) -> bool:
+def element_equal(gold: str, pred: str, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """The official per-answer check: string, interval, number, expression, equation, in that order."""
     if gold == pred and gold:
         return True
-    if _is_interval(gold) and _is_interval(pred):
-        return interval_equal(gold, pred, tolerance, verifier)
+    if is_interval(gold) and is_interval(pred):
+        verdict = interval_equal(gold, pred, tolerance)
+        if verdict is None:
+            return False
+        if verdict:
+            return True
     if numeric_equal(gold, pred, tolerance):
         return True
-    if not ("=" in gold and "=" in pred) and expression_equal(gold, pred, tolerance, verifier):
+    if not ("=" in gold and "=" in pred) and expression_equal(gold, pred, tolerance):
         return True
     return equation_equal(gold, pred)
 
 
-def judge_answers(gold: str, pred: str, tolerances: list[float] | None = None, verifier=None) -> bool:
-    """The official judge on two already-extracted, cleaned answers."""
+def _tolerance_list(tolerances: list[float] | None, n: int) -> list[float]:
+    """One tolerance per gold answer: a single value is repeated; a short list is padded with the default."""
+    tols = list(tolerances) if tolerances else [DEFAULT_TOLERANCE]
+    if len(tols) <= 1:
+        tols = tols * n
+    return tols + [DEFAULT_TOLERANCE] * (n - len(tols))
+
+
+def judge_answers(gold: str, pred: str, tolerances: list[float] | None = None) -> bool:
+    """The official judge on two preprocessed answers: a multiset match, greedy, in the official order.
+
+    The official loop visits gold answers at a cursor that advances by one after each match (so with
+    three answers the order is 1st, 3rd, 2nd), pairs each with the first equal prediction left, and
+    removes both (list.remove semantics: the first equal string).
+    """
     if gold == pred:
         return True
     gold_items = expand_pm(split_top_level(_CJK_RE.sub("", gold)))
     pred_items = expand_pm(split_top_level(_CJK_RE.sub("", pred)))
+    tols = _tolerance_list(tolerances, len(gold_items))
     if len(gold_items) != len(pred_items):
         return False
-    tols = list(tolerances or [DEFAULT_TOLERANCE])
-    if len(tols) < len(gold_items):
-        tols = tols[:1] * len(gold_items)
-    remaining = list(pred_items)
-    for item, tol in zip(gold_items, tols):
-        match = next((i for i, p in enumerate(remaining) if element_equal(item, p, tol, verifier)), None)
+    cursor = -1
+    while gold_items:
+        cursor = (cursor + 1) % len(gold_items)
+        item, tol = gold_items[cursor], tols[cursor]
+        match = next((p for p in pred_items if element_equal(item, p, tol)), None)
         if match is None:
             return False
-        remaining.pop(match)
+        gold_items.remove(item)
+        pred_items.remove(match)
+        tols.remove(tol)
     return True
+
+
+def judge(gold: str, response: str, tolerances: float | list[float] | None = None) -> bool:
+    """The official `judge(ground_truth, model_output, precision)`: preprocess both, then judge_answers.
+
+    `tolerances`: one value for every answer, or one per gold answer (None: the default 1e-8).
+    """
+    if isinstance(tolerances, (int, float)):
+        tolerances = [float(tolerances)]
+    try:
+        return judge_answers(preprocess(gold), preprocess(response), tolerances)
+    except UnclosedBox:
+        return False
 
 
 class OlympiadScorer(PerItemJudge):
     name = "olympiadbench_judge"
-    version = "OlympiadBench MathJudger rules, re-implemented (phaserl 1)"
-
-    def __init__(self, verifier=None):
-        self._verifier = verifier
+    version = "OlympiadBench auto_scoring_judge rules, re-implemented (phaserl 2)"
 
     def extract(self, response: str, example: Example) -> str | None:
-        return clean(extract(response))
+        try:
+            return preprocess(final_answer_text(response))
+        except UnclosedBox:
+            return None  # the official judge calls such an item wrong
 
     def judge(self, extraction: str | None, example: Example) -> bool:
         if not extraction or example.answer is None:
             return False
-        gold = clean(extract(str(example.answer)))
+        try:
+            gold = preprocess(str(example.answer))
+        except UnclosedBox:
+            return False
         tolerances = example.meta.get("error") or ([example.tolerance] if example.tolerance else None)
-        return judge_answers(gold, extraction, tolerances, self._verifier)
+        return judge_answers(gold, extraction, tolerances)
