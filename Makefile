@@ -20,6 +20,7 @@ setup: $(STAMP)
 ## The main job on its built-in default: GRPO on SmolLM2-135M-Instruct learning one-digit sums, on the CPU.
 demo: $(STAMP)
 	$(BIN)/phaserl train recipes/demo_cpu.yaml --output runs/demo --fresh
+	$(BIN)/phaserl report runs/demo  # ends with the page's path: report: runs/demo/report.html
 
 ## The whole three-stage machinery on a tiny random Qwen2.5-VL, about a minute.
 smoke: $(STAMP)

@@ -66,13 +66,27 @@ def train(
 
 
 @app.command()
-def report(output: Path = typer.Argument(..., help="a training output folder"),
-           png: Path = typer.Option(None, help="plot path (default OUTPUT/curves.png)")):
-    """Summarise a run and plot its reward/accuracy curves per stage."""
-    from phaserl.report import plot_curves, summary
+def report(output: Path = typer.Argument(..., help="a training output folder (or a `phaserl eval` folder)"),
+           html: Path = typer.Option(None, help="page path (default OUTPUT/report.html)"),
+           png: Path = typer.Option(None, help="also write the reward/accuracy curves as a PNG here"),
+           watch: float = typer.Option(None, help="rewrite the page every SECONDS until Ctrl-C (it reloads itself)"),
+           data_dir: Path = typer.Option(None, help="benchmarks folder (an eval folder's gold answers, categories)")):
+    """Summarise a run; write OUTPUT/report.html: curves per stage, evaluation, a rollout browser."""
+    from phaserl.report import plot_curves, summary, watch_report, write_report
 
+    if not output.is_dir():
+        _fail(f"{output}: no such folder")
+    if (output / "summary.json").exists() and not (output / "metrics.jsonl").exists():
+        from phaserl.eval.report import write_eval_report
+
+        typer.echo(f"report: {write_eval_report(output, html=html, data_dir=data_dir)}")
+        return
     typer.echo(summary(output))
-    typer.echo(f"plot: {plot_curves(output, png)}")
+    if png is not None:
+        typer.echo(f"plot: {plot_curves(output, png)}")
+    if watch:
+        watch_report(output, watch, echo=typer.echo, html=html)
+    typer.echo(f"report: {write_report(output, html)}")
 
 
 @app.command()
@@ -133,7 +147,7 @@ def eval_(
     llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
     llm_model: str = typer.Option(None),
 ):
-    """Generate, score and tabulate; writes records, a markdown table and a per-category plot."""
+    """Generate, score and tabulate; writes records, a markdown table, per-category plots and report.html."""
     from phaserl.eval.runner import eval_command
 
     try:
@@ -143,6 +157,9 @@ def eval_(
                      llm_base_url=llm_base_url, llm_model=llm_model, echo=typer.echo)
     except _user_errors() as e:
         _fail(str(e))
+    from phaserl.eval.report import write_eval_report
+
+    typer.echo(f"report: {write_eval_report(output, data_dir=data_dir, image_dir=image_dir)}")
 
 
 def _fields(field: list[str]) -> dict[str, str]:

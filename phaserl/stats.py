@@ -12,6 +12,43 @@ def _mean(values) -> float | None:
     return float(statistics.fmean(vals)) if vals else None
 
 
+def length_quantiles(lengths: list[int]) -> dict:
+    """min, p10, p50, p90 of completion lengths (nearest rank), for the report's length-distribution band."""
+    if not lengths:
+        return {}
+    xs = sorted(lengths)
+    at = lambda q: float(xs[min(len(xs) - 1, int(q * len(xs)))])  # noqa: E731
+    return {"response_length/min": float(xs[0]), "response_length/p10": at(0.1),
+            "response_length/p50": at(0.5), "response_length/p90": at(0.9)}
+
+
+def _all_equal(components: dict[str, list], lo: int, hi: int, tol: float = 1e-8) -> bool:
+    """Every reward component equal over rows lo..hi-1 (one group). Components, not total rewards: with
+    KL-in-reward the total carries a per-sample penalty that would hide a group with no learning signal."""
+    for values in components.values():
+        group = values[lo:hi]
+        if any(v is None for v in group):
+            if not all(v is None for v in group):
+                return False
+        elif group and max(group) - min(group) > tol:
+            return False
+    return True
+
+
+def zero_var_share(r, dynamic_sampling: bool) -> float:
+    """Share of the step's generated groups whose G rewards are all equal (no gradient under group baselines).
+
+    Without dynamic sampling that is the batch's own share. With it, the batch keeps only varied groups and
+    tops up from dropped ones, so the share is dropped / generated, generated = varied kept + dropped.
+    """
+    B = len(r.examples)
+    zero = sum(_all_equal(r.rewards.components, b * r.G, (b + 1) * r.G) for b in range(B))
+    if not dynamic_sampling:
+        return zero / B if B else 0.0
+    generated = B - zero + r.dropped_groups
+    return r.dropped_groups / generated if generated else 0.0
+
+
 def step_metrics(stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: float, step_time: float,
                  scheduler, accelerator) -> dict:
     lengths = [len(c) for c in r.completions.completion_ids]
@@ -27,8 +64,10 @@ def step_metrics(stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: floa
         "adv/nonzero_frac": float((adv.abs() > 1e-8).float().mean()) if len(adv) else 0.0,
         "response_length/mean": _mean(lengths),
         "response_length/max": max(lengths) if lengths else 0,
+        **length_quantiles(lengths),
         "truncated_frac": _mean([float(t) for t in r.completions.truncated]),
         "groups/dropped": r.dropped_groups,
+        "groups/zero_var_frac": zero_var_share(r, stage.algo.dynamic_sampling),
         "lr": scheduler.get_last_lr()[0],
         "time/generate": r.times.get("generate", 0.0),
         "time/score": r.times.get("score", 0.0),
@@ -37,6 +76,9 @@ def step_metrics(stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: floa
         "time/step": step_time,
         "tokens_per_s": gen_tokens / max(r.times.get("generate", 0.0), 1e-9),
     }
+    entropy = getattr(r.completions, "entropy", None)  # [N] mean token entropy; None when the engine has none
+    if entropy is not None:
+        row["entropy/mean"] = _mean(entropy)
     row.update({k if "/" in k else k: v for k, v in upd.items()})
     if accelerator.num_processes > 1:
         keys = [k for k, v in row.items() if isinstance(v, float)]

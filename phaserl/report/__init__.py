@@ -1,7 +1,13 @@
-"""Run summaries and curves from OUTPUT/metrics.jsonl."""
+"""Run reports: a text summary, and OUTPUT/report.html (curves, evaluation, rollout browser) in one file.
+
+data.py gathers what a run's output folder holds; page.py turns it into a self-contained page; the eval page
+(phaserl.eval.report) reuses the same page with its own payload.
+"""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from phaserl.logs import read_metrics
@@ -56,3 +62,26 @@ def plot_curves(out_dir: Path, png: Path | None = None) -> Path:
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return png
+
+
+def write_report(out_dir: Path, html: Path | None = None, watch: float | None = None) -> Path:
+    """Write OUTPUT/report.html (or `html`) for the run in `out_dir`; returns its path."""
+    from phaserl.report.data import run_payload
+    from phaserl.report.page import write_page
+
+    payload = run_payload(out_dir, watch=watch)
+    payload["generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return write_page(payload, Path(html or Path(out_dir) / "report.html"))
+
+
+def watch_report(out_dir: Path, seconds: float, echo=print, html: Path | None = None,
+                 rounds: int | None = None) -> Path:
+    """Rewrite the report every `seconds` until interrupted (or `rounds` times); the page reloads itself."""
+    done = 0
+    while True:
+        path = write_report(out_dir, html, watch=seconds)
+        echo(f"{datetime.now().strftime('%H:%M:%S')} report: {path}")
+        done += 1
+        if rounds is not None and done >= rounds:
+            return path
+        time.sleep(seconds)

@@ -1,0 +1,273 @@
+"""What the run report shows, gathered from an output folder: curves, evaluation rows, sample rows.
+
+Inputs: OUTPUT/metrics.jsonl (one row per step, plus evaluation rows), OUTPUT/samples/<stage>.jsonl
+(phaserl.samples rows) and OUTPUT/samples/thumbs/. The result is one JSON-able payload for page.render_page.
+
+Size: a run of 1000 steps logs up to 100k samples; the page keeps whole steps, chosen per stage in
+bisection order (last, first, middle, quarters, ...) round-robin over stages until a byte budget is spent,
+so every stage is covered evenly at any budget. Thumbnails are embedded once per distinct image.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import deque
+from pathlib import Path
+
+from phaserl.logs import read_metrics
+
+SAMPLE_BUDGET_BYTES = 14_000_000  # sample rows + thumbnails; curves and page code come on top (~1 MB)
+MAX_COMPLETION_CHARS = 4000  # per completion shown; the cut is marked
+MAX_PROMPT_CHARS = 2000
+
+# Curve panels: (title, keys plotted together, optional (low, high) keys drawn as a band). A panel whose
+# keys never appear is left out, so a metric missing from a run is simply absent from the page.
+PANELS: list[tuple[str, list[str], tuple[str, str] | None]] = [
+    ("reward (total)", ["reward/mean"], None),
+    ("accuracy", ["reward/accuracy"], None),
+    ("format", ["reward/format"], None),
+    ("response length (tokens): mean, p10-p90 band, min, median, max",
+     ["response_length/mean", "response_length/p50", "response_length/min", "response_length/max"],
+     ("response_length/p10", "response_length/p90")),
+    ("truncated share", ["truncated_frac"], None),
+    ("share of groups with zero reward variance", ["groups/zero_var_frac"], None),
+    ("clip fraction", ["clip_frac"], None),
+    ("KL to reference", ["kl"], None),
+    ("entropy (mean per token)", ["entropy/mean"], None),
+    ("loss", ["loss"], None),
+    ("grad norm", ["grad_norm"], None),
+    ("advantage std / non-zero share", ["adv/std", "adv/nonzero_frac"], None),
+    ("learning rate", ["lr"], None),
+    ("generated tokens / s", ["tokens_per_s"], None),
+    ("time per phase (s)", ["time/generate", "time/score", "time/logp", "time/update", "time/step"], None),
+]
+SKIP_PREFIXES = ("eval/",)
+SKIP_KEYS = {"step", "stage_index", "global_step", "final", "replicas", "replicas_identical"}
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def curve_panels(rows: list[dict]) -> list[dict]:
+    """The PANELS present in `rows`, then one panel per other reward component, then the remaining keys."""
+    present = {k for r in rows for k, v in r.items() if _num(v)}
+    panels, used = [], set()
+    for title, keys, band in PANELS:
+        keys = [k for k in keys if k in present]
+        if keys:
+            p = {"title": title, "keys": keys}
+            if band and band[0] in present and band[1] in present:
+                p["band"] = list(band)
+            panels.append(p)
+            used.update(keys)
+            used.update(band or ())
+    for k in sorted(present - used - SKIP_KEYS):
+        if k.startswith(SKIP_PREFIXES) or k.endswith("_none") or k == "reward/std":
+            continue
+        panels.append({"title": k, "keys": [k]})
+    return panels
+
+
+def stage_table(rows: list[dict]) -> list[dict]:
+    """One entry per stage in run order: name, index, steps logged, global-step span, first/last 5-step means."""
+    out = []
+    for name in dict.fromkeys(r["stage"] for r in rows):
+        rs = [r for r in rows if r["stage"] == name]
+        gs = [r["global_step"] for r in rs if "global_step" in r]
+        entry = {"name": name, "index": rs[0].get("stage_index", 0), "steps": len(rs),
+                 "first_global_step": min(gs) if gs else None, "last_global_step": max(gs) if gs else None}
+        for key in ("reward/mean", "reward/accuracy", "response_length/mean", "time/step"):
+            vals = [r[key] for r in rs if _num(r.get(key))]
+            if vals:
+                k = max(1, min(5, len(vals) // 2 or 1))
+                entry[key] = [sum(vals[:k]) / k, sum(vals[-k:]) / k]
+        out.append(entry)
+    return out
+
+
+def split_rows(metrics: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(training step rows, evaluation rows): evaluation rows are any row with an eval/ key (before-training,
+    every-N-steps and final ones); a step row with an eval doubles as both."""
+    steps = [r for r in metrics if not r.get("final") and r.get("step", 0) > 0 and "stage" in r]
+    evals = [r for r in metrics if any(k.startswith("eval/") for k in r)]
+    return steps, evals
+
+
+def series(rows: list[dict]) -> dict:
+    """Column form of the step rows: x (global step), step, stage index, and one value list per numeric key."""
+    keys = sorted({k for r in rows for k, v in r.items() if _num(v)} - SKIP_KEYS)
+    keys = [k for k in keys if not k.startswith(SKIP_PREFIXES)]
+    return {"global_step": [r.get("global_step", i + 1) for i, r in enumerate(rows)],
+            "step": [r.get("step") for r in rows], "stage": [r.get("stage_index", 0) for r in rows],
+            "values": {k: [r[k] if _num(r.get(k)) else None for r in rows] for k in keys}}
+
+
+def eval_block(evals: list[dict]) -> dict:
+    """Evaluation rows (table and curves): keys eval/<view>/<metric>, point x = global step."""
+    keys = sorted({k for r in evals for k, v in r.items() if k.startswith("eval/") and _num(v)})
+    rows = [{"stage": r.get("stage"), "stage_index": r.get("stage_index", 0), "step": r.get("step"),
+             "global_step": r.get("global_step", 0), "final": bool(r.get("final")),
+             **{k: r.get(k) for k in keys}} for r in evals]
+    return {"keys": keys, "rows": rows}
+
+
+# --- samples -------------------------------------------------------------------------------------------
+
+
+def read_sample_file(path: Path) -> list[dict]:
+    """Rows of one samples/<stage>.jsonl; a step logged twice (a resumed run redoes steps after its last
+    checkpoint) keeps its newer rows; a torn last line is skipped."""
+    rows: list[dict] = []
+    last_step = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        step = r.get("step", 0)
+        if last_step is not None and step < last_step:  # a resume went back: drop what is being redone
+            rows = [x for x in rows if x.get("step", 0) < step]
+        last_step = step
+        rows.append(r)
+    return rows
+
+
+def bisection_order(n: int) -> list[int]:
+    """0..n-1 ordered last, first, then midpoints level by level, so any prefix spreads over the range."""
+    if n <= 0:
+        return []
+    order, seen = [n - 1], {n - 1}
+    if 0 not in seen:
+        order.append(0)
+        seen.add(0)
+    queue = deque([(0, n - 1)])
+    while queue:
+        lo, hi = queue.popleft()
+        if hi - lo < 2:
+            continue
+        mid = (lo + hi) // 2
+        if mid not in seen:
+            order.append(mid)
+            seen.add(mid)
+        queue.append((lo, mid))
+        queue.append((mid, hi))
+    return order
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters not shown in the report]"
+
+
+def browser_row(r: dict, strings: dict[str, int]) -> dict:
+    """A sample row in the browser's form: prompt and system text as indexes into a shared string table."""
+    def intern(s):
+        if s is None:
+            return None
+        return strings.setdefault(s, len(strings))
+
+    comps = {k[7:]: v for k, v in r.items() if k.startswith("reward/") and not k.endswith("_none")}
+    correct = r.get("correct")
+    if correct is None and comps.get("accuracy") is not None:  # rows logged before samples.py
+        correct = comps["accuracy"] >= 1.0
+    return {"group": r.get("stage"), "step": r.get("step"), "id": r.get("id"), "view": r.get("view"),
+            "prompt": intern(clip(r.get("prompt"), MAX_PROMPT_CHARS)), "system": intern(r.get("system")),
+            "caption": r.get("caption"), "images": r.get("images") or [],
+            "completion": clip(r.get("completion") or "", MAX_COMPLETION_CHARS),
+            "extracted": r.get("extracted"), "gold": r.get("answer"),
+            "correct": None if correct is None else bool(correct), "truncated": r.get("truncated"),
+            "reward": r.get("reward"), "components": comps, "tokens": r.get("completion_tokens"),
+            "entropy": r.get("entropy")}
+
+
+def _row_bytes(r: dict) -> int:
+    return len(json.dumps({k: v for k, v in r.items() if k != "images"})) + 40
+
+
+def choose_steps(stages: dict[str, dict[int, list[dict]]], thumb_size, budget: int) -> dict[str, set[int]]:
+    """Whole steps per stage, round-robin over stages in bisection order, until `budget` bytes are spent."""
+    orders = {s: [sorted(steps)[i] for i in bisection_order(len(steps))] for s, steps in stages.items()}
+    chosen: dict[str, set[int]] = {s: set() for s in stages}
+    thumbs: set[str] = set()
+    spent = 0
+    active = set(stages)
+    while active:
+        for s in list(orders):
+            if s not in active:
+                continue
+            if not orders[s]:
+                active.discard(s)
+                continue
+            step = orders[s][0]
+            rows = stages[s][step]
+            new = {t for r in rows for t in r.get("images") or []} - thumbs
+            cost = sum(_row_bytes(r) for r in rows) + sum(thumb_size(t) for t in new)
+            if spent + cost > budget and any(chosen.values()):
+                active.discard(s)
+                continue
+            orders[s].pop(0)
+            chosen[s].add(step)
+            thumbs |= new
+            spent += cost
+    return chosen
+
+
+def load_samples(out_dir: Path, budget: int = SAMPLE_BUDGET_BYTES) -> dict:
+    """{"rows", "strings", "thumbs", "total", "shown", "note"} for the rollout browser."""
+    sdir = Path(out_dir) / "samples"
+    files = sorted(sdir.glob("*.jsonl")) if sdir.is_dir() else []
+    stages: dict[str, dict[int, list[dict]]] = {}
+    total = 0
+    for f in files:
+        per_step: dict[int, list[dict]] = {}
+        for r in read_sample_file(f):
+            r.setdefault("stage", f.stem)
+            per_step.setdefault(r.get("step", 0), []).append(r)
+            total += 1
+        stages[f.stem] = per_step
+    sizes: dict[str, int] = {}
+
+    def thumb_size(rel: str) -> int:
+        if rel not in sizes:
+            p = sdir / rel
+            sizes[rel] = int(p.stat().st_size * 4 / 3) + 60 if p.exists() else 0
+        return sizes[rel]
+
+    chosen = choose_steps(stages, thumb_size, budget)
+    strings: dict[str, int] = {}
+    rows, thumbs = [], {}
+    for s, per_step in stages.items():
+        for step in sorted(chosen[s]):
+            for r in per_step[step]:
+                row = browser_row(r, strings)
+                for rel in row["images"]:
+                    if rel not in thumbs:
+                        thumbs[rel] = _data_uri(sdir / rel) if not rel.startswith("data:") else rel
+                row["images"] = [rel for rel in row["images"] if thumbs.get(rel)]
+                rows.append(row)
+    shown_steps = sum(len(v) for v in chosen.values())
+    all_steps = sum(len(v) for v in stages.values())
+    note = (f"all {total} logged samples" if len(rows) == total else
+            f"{len(rows)} of {total} logged samples: {shown_steps} of {all_steps} steps, spread evenly over each "
+            "stage (the page is kept under its size budget)")
+    return {"rows": rows, "strings": list(strings), "thumbs": {k: v for k, v in thumbs.items() if v},
+            "total": total, "shown": len(rows), "note": note}
+
+
+def _data_uri(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    mime = "image/png" if path.suffix == ".png" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def run_payload(out_dir: Path, watch: float | None = None, budget: int = SAMPLE_BUDGET_BYTES) -> dict:
+    """Everything the run page shows, as one JSON-able dict."""
+    out_dir = Path(out_dir)
+    steps, evals = split_rows(read_metrics(out_dir))
+    return {"kind": "run", "title": f"phaserl run: {out_dir.resolve().name}", "source": str(out_dir.resolve()),
+            "watch": watch, "stages": stage_table(steps), "panels": curve_panels(steps), "series": series(steps),
+            "eval": eval_block(evals), "samples": load_samples(out_dir, budget)}

@@ -1,0 +1,510 @@
+"""The run report (OUTPUT/report.html) and the eval page: sample rows, step metrics, tensorboard's sample
+table, the page's data and size budget, and the pages themselves in headless Chromium (Debian's `chromium`;
+those tests skip when it is absent). Screenshots go to tests/artifacts/ (gitignored).
+
+Most tests drive the real logging code (MetricsLog, sample_rows, step_metrics) with scripted rollouts of a
+2-stage run; the last one trains a tiny 2-stage run for real (smoke recipe, 2 steps a stage) and renders it."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from phaserl.cli import app
+from phaserl.collect import Rollouts
+from phaserl.data.generators import arithmetic, arithmetic_vl
+from phaserl.data.render import render
+from phaserl.logs import MetricsLog, samples_markdown
+from phaserl.report import write_report
+from phaserl.report.data import bisection_order, load_samples, run_payload
+from phaserl.samples import sample_rows
+from phaserl.stats import length_quantiles, step_metrics, zero_var_share
+from phaserl.types import Completions, RewardOutput
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+FIX_EVAL = ROOT / "tests" / "fixtures" / "eval"
+
+
+# --- a scripted 2-stage run through the real logging code ---------------------------------------------
+
+
+def scripted_rollouts(examples, view: str, G: int, rng: random.Random) -> Rollouts:
+    """G completions per example: right or wrong answers, some cut off before </think> (truncated)."""
+    prompts = [render(ex, view, "think_answer") for ex in examples]
+    texts, acc, fmt, trunc = [], [], [], []
+    for ex in examples:
+        for _ in range(G):
+            if rng.random() < 0.2:
+                texts.append(f"<think>{ex.question} hmm")
+                trunc.append(True)
+                fmt.append(0.0)
+                acc.append(0.0)
+                continue
+            right = rng.random() < 0.5
+            texts.append(f"<think>add the digits</think><answer>{ex.answer if right else int(ex.answer) + 1}</answer>")
+            trunc.append(False)
+            fmt.append(1.0)
+            acc.append(1.0 if right else 0.0)
+    N = len(texts)
+    c = Completions(prompt_ids=[[1]] * N, completion_ids=[[2] * (4 + i % 5) for i in range(N)], texts=texts,
+                    logp=[torch.zeros(1)] * N, truncated=trunc)
+    return Rollouts(examples=list(examples), prompts=prompts, completions=c, G=G,
+                    rewards=RewardOutput(total=[0.5 * f + a for f, a in zip(fmt, acc)],
+                                         components={"format": fmt, "accuracy": acc}))
+
+
+def scripted_run(out: Path, steps: int = 3, B: int = 2, G: int = 3, seed: int = 0) -> Path:
+    """Stages `text` (text view) and `image` (image+caption view), every completion logged as a sample."""
+    rng = random.Random(seed)
+    log = MetricsLog(out, tensorboard=True)
+    stages = [("text", "text", arithmetic(n=32, seed=1)),
+              ("image", "image+caption", arithmetic_vl(n=32, seed=2, image_size=[56, 56]))]
+    gs = 0
+    for si, (name, view, examples) in enumerate(stages):
+        for step in range(1, steps + 1):
+            gs += 1
+            r = scripted_rollouts([examples[(step * B + b) % len(examples)] for b in range(B)], view, G, rng)
+            row = {"stage": name, "stage_index": si, "step": step, "global_step": gs,
+                   "reward/mean": sum(r.rewards.total) / len(r.rewards.total),
+                   "reward/accuracy": sum(r.rewards.components["accuracy"]) / len(r.rewards.total),
+                   "response_length/mean": 6.0, "response_length/p10": 4.0, "response_length/p90": 8.0,
+                   "clip_frac": 0.01 * step, "kl": 0.001 * gs, "entropy/mean": 2.0 - 0.1 * gs,
+                   "groups/zero_var_frac": 0.5, "tokens_per_s": 50.0, "time/generate": 1.0, "time/step": 2.0}
+            if step == steps:
+                row["eval/text/accuracy"] = 0.25 * (si + 1)
+            log.log(row, gs)
+            log.samples(f"{si + 1}-{name}", step, sample_rows(r, B * G))
+    log.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return scripted_run(tmp_path_factory.mktemp("report") / "run")
+
+
+# --- sample rows, step metrics, logs --------------------------------------------------------------------
+
+
+def test_sample_rows_carry_what_the_browser_shows():
+    ex = arithmetic_vl(n=1, seed=3, image_size=[56, 56])[0]
+    r = scripted_rollouts([ex], "image+caption", 2, random.Random(1))
+    r.completions.texts = ["<think>a</think><answer>\\boxed{41}</answer>", "<think>never closed"]
+    r.rewards.components = {"format": [1.0, 0.0], "accuracy": [1.0, 0.0]}
+    r.completions.truncated = [False, True]
+    r.completions.entropy = [0.5, 1.25]  # what engines that report entropy add (None otherwise)
+    rows = sample_rows(r, 5)
+    assert len(rows) == 2  # k is capped by N
+    a, b = rows
+    assert a["view"] == "image+caption" and a["caption"] == ex.caption and "<image>" in a["prompt"]
+    assert len(a["images"]) == 1 and a["images"][0].startswith("data:image/jpeg;base64,")
+    assert a["extracted"] == "41" and b["extracted"] is None  # the accuracy reward's extractor
+    assert a["answer"] == ex.answer and a["correct"] is True and b["correct"] is False
+    assert b["truncated"] is True and a["truncated"] is False
+    assert a["reward/format"] == 1.0 and b["entropy"] == 1.25
+    text = sample_rows(scripted_rollouts([ex], "text", 1, random.Random(1)), 1)[0]
+    assert text["view"] == "text" and text["images"] == [] and text["caption"] is None
+
+
+def test_zero_variance_share_and_length_quantiles():
+    exs = arithmetic(n=3, seed=0)
+    r = scripted_rollouts(exs, "text", 2, random.Random(0))
+    # groups: (1, 1) equal, (0, 1) varied, (0, 0) equal -> 2 of 3 without dynamic sampling
+    r.rewards.components = {"accuracy": [1.0, 1.0, 0.0, 1.0, 0.0, 0.0], "format": [1.0] * 6}
+    assert zero_var_share(r, dynamic_sampling=False) == pytest.approx(2 / 3)
+    # dynamic sampling dropped 5 groups, kept 1 varied and topped up 2 equal ones: 5 of 6 generated were equal
+    r.dropped_groups = 5
+    assert zero_var_share(r, dynamic_sampling=True) == pytest.approx(5 / 6)
+    # None (n/a) in every row of a group counts as equal; None beside a number does not
+    r.rewards.components = {"accuracy": [None, None, None, 1.0, 0.0, 0.0]}
+    assert zero_var_share(r, dynamic_sampling=False) == pytest.approx(2 / 3)
+    q = length_quantiles(list(range(1, 11)))  # nearest rank over 1..10
+    assert q == {"response_length/min": 1.0, "response_length/p10": 2.0, "response_length/p50": 6.0,
+                 "response_length/p90": 10.0}
+    assert length_quantiles([]) == {}
+
+
+def _step_row(r):
+    stage = SimpleNamespace(name="text", index=0, algo=SimpleNamespace(dynamic_sampling=False))
+    sched = SimpleNamespace(get_last_lr=lambda: [1e-3])
+    acc = SimpleNamespace(num_processes=1)
+    return step_metrics(stage, 1, r, torch.zeros(len(r.completions)), {"time/update": 0.1}, 0.0, 1.0, sched, acc)
+
+
+def test_step_metrics_log_entropy_only_when_the_engine_reports_it():
+    r = scripted_rollouts(arithmetic(n=2, seed=0), "text", 2, random.Random(0))
+    row = _step_row(r)
+    assert "entropy/mean" not in row and "groups/zero_var_frac" in row and "response_length/p90" in row
+    r.completions.entropy = [1.0, 2.0, 3.0, 4.0]
+    assert _step_row(r)["entropy/mean"] == pytest.approx(2.5)
+
+
+def test_tensorboard_gets_the_sample_table(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    texts = acc.Tensors("samples/2-image/text_summary")
+    assert [t.step for t in texts] == [4, 5, 6]  # global steps of stage 2
+    table = make_ndarray(texts[0].tensor_proto).item().decode()
+    first = [json.loads(x) for x in (run_dir / "samples/2-image.jsonl").read_text().splitlines()][0]
+    assert table.startswith("| stage | step | id |") and first["id"] in table and "reward/accuracy" in table
+    assert "entropy/mean" in acc.Tags()["scalars"]
+    md = samples_markdown([{"completion": "a|b\nc" + "x" * 400, "reward/format": 1.0}])
+    assert "a\\|b c" in md and "[...]" in md  # pipes escaped, newlines flattened, long cells cut
+
+
+def test_samples_keep_thumbnails_as_files_and_a_resume_cuts_redone_steps(tmp_path):
+    out = scripted_run(tmp_path / "run", steps=3)
+    rows = [json.loads(x) for x in (out / "samples/2-image.jsonl").read_text().splitlines()]
+    assert all(r["stage"] == "2-image" for r in rows)
+    assert all(p.startswith("thumbs/") and (out / "samples" / p).exists() for r in rows for p in r["images"])
+    MetricsLog(out).truncate_after(stage=1, step=1)  # resume stage 2 from its checkpoint at step 1
+    rows = [json.loads(x) for x in (out / "samples/2-image.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in rows} == {1}
+    assert len((out / "samples/1-text.jsonl").read_text().splitlines()) == 18  # earlier stage untouched
+
+
+# --- the payload and the page ----------------------------------------------------------------------------
+
+
+def test_run_payload_has_curves_eval_and_every_sample(run_dir):
+    p = run_payload(run_dir)
+    titles = [panel["title"] for panel in p["panels"]]
+    for want in ("reward (total)", "accuracy", "clip fraction", "KL to reference", "entropy (mean per token)",
+                 "share of groups with zero reward variance", "generated tokens / s", "time per phase (s)"):
+        assert want in titles, want
+    length = next(panel for panel in p["panels"] if panel["title"].startswith("response length"))
+    assert length["band"] == ["response_length/p10", "response_length/p90"]
+    assert "format" not in titles  # never logged here: absent, not an error
+    assert [s["name"] for s in p["stages"]] == ["text", "image"]
+    assert p["stages"][1]["first_global_step"] == 4
+    assert p["series"]["global_step"] == [1, 2, 3, 4, 5, 6]
+    assert p["eval"]["keys"] == ["eval/text/accuracy"] and [r["global_step"] for r in p["eval"]["rows"]] == [3, 6]
+    s = p["samples"]
+    assert s["total"] == s["shown"] == 36 and s["note"] == "all 36 logged samples"
+    assert len(s["thumbs"]) >= 1 and all(u.startswith("data:image/") for u in s["thumbs"].values())
+    image_rows = [r for r in s["rows"] if r["group"] == "2-image"]
+    assert all(r["caption"] and r["images"] for r in image_rows)
+
+
+def test_report_html_is_self_contained(run_dir):
+    path = write_report(run_dir)
+    html = path.read_text()
+    assert path == run_dir / "report.html"
+    assert "<script src" not in html and "<link" not in html and "@import" not in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    payload = json.loads(html.split('<script id="payload" type="application/json">')[1].split("</script>")[0])
+    assert payload["kind"] == "run" and payload["samples"]["shown"] == 36
+
+
+def test_bisection_order_spreads_any_prefix():
+    assert bisection_order(1) == [0]
+    assert bisection_order(5) == [4, 0, 2, 1, 3]
+    assert sorted(bisection_order(100)) == list(range(100))
+
+
+def test_a_thousand_step_run_with_100k_samples_stays_under_20_mb(tmp_path):
+    out = tmp_path / "big"
+    sdir = out / "samples"
+    (sdir / "thumbs").mkdir(parents=True)
+    thumb = base64.b64decode(sample_rows(scripted_rollouts(arithmetic_vl(n=1, seed=0, image_size=[56, 56]), "image",
+                                                           1, random.Random(0)), 1)[0]["images"][0].split(",")[1])
+    for i in range(300):  # 300 distinct images (bytes differ), each drawn at many steps
+        (sdir / "thumbs" / f"{i:04d}.jpg").write_bytes(thumb + bytes([i % 256, i // 256]))
+    completion = "<think>" + "let me think about this carefully. " * 40 + "</think><answer>7</answer>"
+    metrics = []
+    for si, name in enumerate(["1-text", "2-image"]):
+        with open(sdir / f"{name}.jsonl", "w") as f:
+            for step in range(1, 501):
+                gs = si * 500 + step
+                metrics.append({"stage": name[2:], "stage_index": si, "step": step, "global_step": gs,
+                                "reward/mean": step / 500})
+                for j in range(100):
+                    img = [f"thumbs/{(step * 7 + j) % 300:04d}.jpg"] if si else []
+                    f.write(json.dumps({"stage": name, "step": step, "id": f"ex-{j}", "prompt": f"What is {j} + 3?",
+                                        "images": img, "completion": completion, "extracted": "7", "answer": "7",
+                                        "correct": j % 2 == 0, "truncated": False, "reward": 1.0,
+                                        "reward/accuracy": float(j % 2 == 0)}) + "\n")
+    (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    t0 = time.perf_counter()
+    size = write_report(out).stat().st_size
+    seconds = time.perf_counter() - t0
+    print(f"1000 steps, 100000 samples: report {size / 1e6:.1f} MB in {seconds:.1f}s")
+    assert size < 20_000_000
+    s = load_samples(out)
+    assert s["total"] == 100_000 and 1_000 < s["shown"] < 100_000 and "of 100000 logged samples" in s["note"]
+    for name in ("1-text", "2-image"):  # both stages covered, first and last steps included
+        steps = {r["step"] for r in s["rows"] if r["group"] == name}
+        assert {1, 500} <= steps and len(steps) > 10
+
+
+def test_cli_report_prints_the_summary_and_the_page(run_dir, tmp_path):
+    res = CliRunner().invoke(app, ["report", str(run_dir), "--html", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "reward first->last" in res.output and f"report: {tmp_path / 'r.html'}" in res.output
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no such folder" in res.output
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory) -> Path:
+    from test_eval_runner import ANSWERS, ScriptedEngine
+
+    from phaserl.eval.runner import eval_command
+
+    out = tmp_path_factory.mktemp("eval") / "ev"
+    engine = ScriptedEngine({**ANSWERS, "": ["\\boxed{1}"]})  # MathVista items: all answered 1
+    eval_command("scripted", "mathvision:testmini,mathvista:testmini", out, data_dir=FIX_EVAL,
+                 missing_images="text", rollout_engine=engine, progress=False, echo=lambda s: None)
+    return out
+
+
+def test_eval_page_payload(eval_dir):
+    from phaserl.eval.report import eval_payload, write_eval_report
+
+    p = eval_payload(eval_dir, data_dir=FIX_EVAL)
+    names = [b["name"] for b in p["benchmarks"]]
+    assert names == ["mathvision:testmini", "mathvista:testmini"]
+    vista = p["benchmarks"][1]
+    assert {"question_type", "skills"} <= set(vista["breakdown"])  # MathVista's question and skill types
+    rows = p["samples"]["rows"]
+    assert len(rows) == 12 and p["samples"]["note"].startswith("all 12 responses")
+    v = [r for r in rows if r["group"] == "mathvista:testmini"]
+    assert all(r["gold"] is not None for r in v) and any("question_type: multi_choice" in r["tags"] for r in v)
+    assert all(r["images"] for r in rows if r["group"] == "mathvision:testmini")
+    res = CliRunner().invoke(app, ["report", str(eval_dir), "--data-dir", str(FIX_EVAL)])
+    assert res.exit_code == 0 and f"report: {eval_dir / 'report.html'}" in res.output, res.output
+    assert write_eval_report(eval_dir, data_dir=FIX_EVAL).stat().st_size > 10_000
+
+
+# --- headless Chromium, driven over the DevTools protocol ------------------------------------------------
+
+
+def _chromium() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+class Browser:
+    """One headless Chromium page: navigate, evaluate JS, collect console errors, screenshot."""
+
+    def __init__(self, exe: str):
+        from websockets.sync.client import connect
+
+        self.profile = tempfile.mkdtemp(prefix="phaserl-chromium-")
+        self.proc = subprocess.Popen(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "--window-size=1400,1000",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        t0 = time.time()
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None or time.time() - t0 > 60:
+                self.close()
+                raise RuntimeError(f"chromium did not start: {self.proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as resp:
+            page = next(t for t in json.load(resp) if t["type"] == "page")
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None))
+        self.next_id, self.events = 0, []
+
+    def send(self, method: str, **params) -> dict:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def wait_for(self, event: str, timeout: float = 60) -> None:
+        if any(e.get("method") == event for e in self.events):
+            return
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msg = json.loads(self.ws.recv(timeout=timeout))
+            self.events.append(msg)
+            if msg.get("method") == event:
+                return
+        raise TimeoutError(event)
+
+    def open(self, path: Path) -> None:
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable")
+        self.send("Page.navigate", url=Path(path).resolve().as_uri())
+        self.wait_for("Page.loadEventFired")
+
+    def js(self, expression: str):
+        res = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in res:
+            raise AssertionError(f"{expression}: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and failed loads the page produced so far."""
+        out = []
+        for e in self.events:
+            method, p = e.get("method"), e.get("params", {})
+            if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(" ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
+            elif method == "Runtime.exceptionThrown":
+                out.append(str(p["exceptionDetails"]))
+            elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
+                out.append(p["entry"].get("text", ""))
+        return out
+
+    def screenshot(self, path: Path) -> Path:
+        m = self.send("Page.getLayoutMetrics")
+        size = m.get("cssContentSize") or m["contentSize"]
+        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000),
+                               "scale": 1})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def close(self) -> None:
+        if getattr(self, "stack", None) is not None:
+            self.stack.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser():
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("websockets", reason="the DevTools client needs websockets (pip install -e '.[dev]')")
+    b = Browser(exe)
+    yield b
+    b.close()
+
+
+def _filter(b: Browser, select_id: str, value: str) -> None:
+    b.js(f"(() => {{ const s = document.getElementById('{select_id}'); s.value = '{value}';"
+         "s.dispatchEvent(new Event('change')); })()")
+
+
+def _rows(b: Browser) -> list[str]:
+    return b.js("Array.from(document.querySelectorAll('#rollouts tbody tr.rollout')).map(r => r.dataset.correct)")
+
+
+def check_run_page(b: Browser, html: Path, shot: str) -> None:
+    """Loads without console errors; curves and the rollout table present; filtering to incorrect answers
+    shows only those, as many as the embedded data holds."""
+    b.open(html)
+    assert b.js("document.querySelectorAll('section#curves svg.chart path.series').length") > 0
+    assert b.js("document.querySelectorAll('section#curves svg.chart').length") >= 6
+    assert b.js("document.querySelectorAll('svg.chart line.boundary').length") > 0  # stage boundaries
+    payload = b.js("JSON.parse(document.getElementById('payload').textContent).samples.rows")
+    wrong = sum(r["correct"] is False for r in payload)
+    assert 0 < wrong < len(payload)
+    assert len(_rows(b)) == min(20, len(payload))
+    print(f"screenshot: {b.screenshot(ARTIFACTS / shot)}")
+    _filter(b, "f-correct", "incorrect")
+    shown = _rows(b)
+    assert shown and set(shown) == {"0"}, shown
+    assert b.js("+document.getElementById('match-count').dataset.count") == wrong
+    _filter(b, "f-correct", "correct")
+    assert set(_rows(b)) == {"1"}
+    _filter(b, "f-correct", "any")
+    _filter(b, "f-truncated", "yes")
+    assert b.js("Array.from(document.querySelectorAll('#rollouts tr.rollout')).every(r => r.dataset.truncated === '1')")
+    b.js("document.getElementById('x-axis').value = 'stage'; document.getElementById('x-axis').dispatchEvent(new Event('change'))")
+    assert b.js("document.querySelectorAll('section#curves svg.chart line.boundary').length") == 0
+    assert b.errors() == []
+
+
+def test_run_report_in_chromium(browser, run_dir):
+    html = write_report(run_dir)
+    check_run_page(browser, html, "report_run.png")
+    # the image rows show their thumbnail and caption; <think>/<answer> render as blocks
+    _filter(browser, "f-truncated", "any")
+    _filter(browser, "f-group", "2-image")
+    assert browser.js("document.querySelectorAll('#rollouts img.thumb').length") > 0
+    assert browser.js("document.querySelectorAll('#rollouts .caption').length") > 0
+    assert browser.js("document.querySelectorAll('#rollouts .blk-answer').length") > 0
+    assert browser.errors() == []
+
+
+def test_eval_report_in_chromium(browser, eval_dir):
+    from phaserl.eval.report import write_eval_report
+
+    browser.open(write_eval_report(eval_dir, data_dir=FIX_EVAL))
+    assert browser.js("document.querySelectorAll('#scores tbody tr').length") == 2
+    assert browser.js("document.querySelectorAll('#breakdown .bar-row').length") > 10
+    assert browser.js("document.querySelectorAll('#rollouts img.thumb').length") > 0
+    print(f"screenshot: {browser.screenshot(ARTIFACTS / 'report_eval.png')}")
+    _filter(browser, "f-correct", "incorrect")
+    shown = _rows(browser)
+    assert shown and set(shown) == {"0"}
+    _filter(browser, "f-tag", "question_type: free_form")
+    rows = browser.js("JSON.parse(document.getElementById('payload').textContent).samples.rows")
+    want = sum(r["correct"] is False and "question_type: free_form" in r["tags"] for r in rows)
+    assert want > 0 and browser.js("+document.getElementById('match-count').dataset.count") == want
+    assert set(_rows(browser)) == {"0"}
+    assert browser.errors() == []
+
+
+def test_tiny_two_stage_training_run_report_in_chromium(browser, tmp_path):
+    """A real run: the smoke recipe's first two stages (text, then image+caption), 2 steps each."""
+    rec = yaml.safe_load((ROOT / "recipes/smoke_tiny.yaml").read_text())
+    rec["stages"] = rec["stages"][:2]
+    recipe = tmp_path / "two_stage.yaml"
+    recipe.write_text(yaml.safe_dump(rec))
+    out = tmp_path / "run"
+    sets = ["stages.*.steps=2", "rollout.max_new_tokens=6", "logging.progress=false", "logging.samples_per_step=8",
+            "logging.tensorboard=true"]
+    cmd = [sys.executable, "-m", "phaserl", "train", str(recipe), "--output", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = subprocess.run([sys.executable, "-m", "phaserl", "report", str(out)], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert res.returncode == 0 and f"report: {out / 'report.html'}" in res.stdout, res.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("groups/zero_var_frac" in r and "response_length/p90" in r for r in rows)
+    samples = [json.loads(x) for f in sorted((out / "samples").glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert {s["stage"] for s in samples} == {"1-text", "2-image-caption"} and len(samples) == 32
+    assert any(s["view"] == "image+caption" and s["images"] and s["caption"] for s in samples)
+    # a random-weight model gets everything wrong; make sure the filter has both kinds to separate
+    check = [s for s in samples if s["correct"] is not None]
+    if all(s["correct"] is False for s in check):
+        browser.open(out / "report.html")
+        assert browser.js("document.querySelectorAll('section#curves svg.chart').length") >= 6
+        print(f"screenshot: {browser.screenshot(ARTIFACTS / 'report_tiny_run.png')}")
+        _filter(browser, "f-correct", "incorrect")
+        assert set(_rows(browser)) == {"0"}
+        _filter(browser, "f-correct", "correct")
+        assert _rows(browser) == []
+        assert browser.errors() == []
+    else:
+        check_run_page(browser, out / "report.html", "report_tiny_run.png")
