@@ -1,28 +1,22 @@
-"""The run report (OUTPUT/report.html) and the eval page: sample rows, step metrics, tensorboard's sample
-table, the page's data and size budget, and the pages themselves in headless Chromium (Debian's `chromium`;
-those tests skip when it is absent). Screenshots go to tests/artifacts/ (gitignored).
+"""The run report (OUTPUT/report.html) and the eval page, without a browser: sample rows, step metrics,
+tensorboard's and wandb's sample tables, the page's data, its size budget, the CLI. The pages themselves are
+checked in headless Chromium by tests/test_report_browser.py, on this module's scripted runs.
 
-Most tests drive the real logging code (MetricsLog, sample_rows, step_metrics) with scripted rollouts of a
-2-stage run; the last one trains a tiny 2-stage run for real (smoke recipe, 2 steps a stage) and renders it."""
+The scripted runs drive the real logging code (MetricsLog, sample_rows) with scripted rollouts of a 2-stage
+run, and the real eval runner with a scripted engine."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from phaserl.cli import app
@@ -37,7 +31,6 @@ from phaserl.stats import length_quantiles, step_metrics, zero_var_share
 from phaserl.types import Completions, RewardOutput
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 FIX_EVAL = ROOT / "tests" / "fixtures" / "eval"
 
 
@@ -182,6 +175,47 @@ def test_samples_keep_thumbnails_as_files_and_a_resume_cuts_redone_steps(tmp_pat
     assert len((out / "samples/1-text.jsonl").read_text().splitlines()) == 18  # earlier stage untouched
 
 
+def test_wandb_gets_the_same_metrics_and_a_sample_table(tmp_path, monkeypatch):
+    """wandb is an optional extra (not installed here): a stand-in module records what MetricsLog sends."""
+    logged = []
+
+    class Table:
+        def __init__(self, columns, data):
+            self.columns, self.data = columns, data
+
+    run = SimpleNamespace(log=lambda d, step: logged.append((step, d)), finish=lambda: None)
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(init=lambda **kw: run, Table=Table))
+    log = MetricsLog(tmp_path, wandb=True)
+    log.log({"stage": "text", "step": 1, "reward/mean": 0.5}, 7)
+    log.samples("1-text", 1, [{"id": "a", "completion": "<answer>3</answer>", "correct": True, "reward/format": 1.0}])
+    log.close()
+    (s1, metrics), (s2, table) = logged
+    assert s1 == s2 == 7 and metrics["reward/mean"] == 0.5
+    t = table["samples/1-text"]
+    assert t.columns == ["stage", "step", "id", "completion", "correct", "reward/format"]
+    assert t.data == [["1-text", 1, "a", "<answer>3</answer>", True, 1.0]]
+
+
+def test_rows_logged_before_samples_py_still_show(tmp_path):
+    """Older runs' rows have no stage, view or correct: the stage comes from the file, correct from accuracy."""
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples/1-text.jsonl").write_text(json.dumps(
+        {"step": 1, "id": "x", "prompt": "1+1?", "answer": "2", "completion": "3", "reward": 0.0,
+         "reward/accuracy": 0.0}) + "\n" + '{"step": 2, "id": "torn')
+    rows = load_samples(tmp_path)["rows"]
+    assert len(rows) == 1 and rows[0]["group"] == "1-text" and rows[0]["correct"] is False
+
+
+def test_watch_rewrites_the_page_that_reloads_itself(run_dir, tmp_path):
+    from phaserl.report import watch_report
+
+    lines = []
+    path = watch_report(run_dir, 0.01, echo=lines.append, html=tmp_path / "w.html", rounds=2)
+    assert len(lines) == 2 and str(path) in lines[-1]
+    assert '<meta http-equiv="refresh" content="0">' not in path.read_text()  # whole seconds, at least 1
+    assert '<meta http-equiv="refresh" content="' in path.read_text()
+
+
 # --- the payload and the page ----------------------------------------------------------------------------
 
 
@@ -265,17 +299,21 @@ def test_cli_report_prints_the_summary_and_the_page(run_dir, tmp_path):
     assert res.exit_code == 2 and "no such folder" in res.output
 
 
-@pytest.fixture(scope="module")
-def eval_dir(tmp_path_factory) -> Path:
+def scripted_eval(out: Path) -> Path:
+    """`phaserl eval` of MathVision and MathVista testmini fixtures (MathVista without its images, text-only)."""
     from test_eval_runner import ANSWERS, ScriptedEngine
 
     from phaserl.eval.runner import eval_command
 
-    out = tmp_path_factory.mktemp("eval") / "ev"
     engine = ScriptedEngine({**ANSWERS, "": ["\\boxed{1}"]})  # MathVista items: all answered 1
     eval_command("scripted", "mathvision:testmini,mathvista:testmini", out, data_dir=FIX_EVAL,
                  missing_images="text", rollout_engine=engine, progress=False, echo=lambda s: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory) -> Path:
+    return scripted_eval(tmp_path_factory.mktemp("eval") / "ev")
 
 
 def test_eval_page_payload(eval_dir):
@@ -294,217 +332,3 @@ def test_eval_page_payload(eval_dir):
     res = CliRunner().invoke(app, ["report", str(eval_dir), "--data-dir", str(FIX_EVAL)])
     assert res.exit_code == 0 and f"report: {eval_dir / 'report.html'}" in res.output, res.output
     assert write_eval_report(eval_dir, data_dir=FIX_EVAL).stat().st_size > 10_000
-
-
-# --- headless Chromium, driven over the DevTools protocol ------------------------------------------------
-
-
-def _chromium() -> str | None:
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-class Browser:
-    """One headless Chromium page: navigate, evaluate JS, collect console errors, screenshot."""
-
-    def __init__(self, exe: str):
-        from websockets.sync.client import connect
-
-        self.profile = tempfile.mkdtemp(prefix="phaserl-chromium-")
-        self.proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "--window-size=1400,1000",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        port_file = Path(self.profile) / "DevToolsActivePort"
-        t0 = time.time()
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.time() - t0 > 60:
-                self.close()
-                raise RuntimeError(f"chromium did not start: {self.proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as resp:
-            page = next(t for t in json.load(resp) if t["type"] == "page")
-        self.stack = contextlib.ExitStack()
-        self.ws = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None))
-        self.next_id, self.events = 0, []
-
-    def send(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self.events.append(msg)
-
-    def wait_for(self, event: str, timeout: float = 60) -> None:
-        if any(e.get("method") == event for e in self.events):
-            return
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            msg = json.loads(self.ws.recv(timeout=timeout))
-            self.events.append(msg)
-            if msg.get("method") == event:
-                return
-        raise TimeoutError(event)
-
-    def open(self, path: Path) -> None:
-        for domain in ("Page", "Runtime", "Log"):
-            self.send(f"{domain}.enable")
-        self.send("Page.navigate", url=Path(path).resolve().as_uri())
-        self.wait_for("Page.loadEventFired")
-
-    def js(self, expression: str):
-        res = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in res:
-            raise AssertionError(f"{expression}: {res['exceptionDetails']}")
-        return res["result"].get("value")
-
-    def errors(self) -> list[str]:
-        """Console errors, uncaught exceptions and failed loads the page produced so far."""
-        out = []
-        for e in self.events:
-            method, p = e.get("method"), e.get("params", {})
-            if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(" ".join(str(a.get("value", a.get("description"))) for a in p.get("args", [])))
-            elif method == "Runtime.exceptionThrown":
-                out.append(str(p["exceptionDetails"]))
-            elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(p["entry"].get("text", ""))
-        return out
-
-    def screenshot(self, path: Path) -> Path:
-        m = self.send("Page.getLayoutMetrics")
-        size = m.get("cssContentSize") or m["contentSize"]
-        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000),
-                               "scale": 1})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-        return path
-
-    def close(self) -> None:
-        if getattr(self, "stack", None) is not None:
-            self.stack.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
-@pytest.fixture
-def browser():
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("websockets", reason="the DevTools client needs websockets (pip install -e '.[dev]')")
-    b = Browser(exe)
-    yield b
-    b.close()
-
-
-def _filter(b: Browser, select_id: str, value: str) -> None:
-    b.js(f"(() => {{ const s = document.getElementById('{select_id}'); s.value = '{value}';"
-         "s.dispatchEvent(new Event('change')); })()")
-
-
-def _rows(b: Browser) -> list[str]:
-    return b.js("Array.from(document.querySelectorAll('#rollouts tbody tr.rollout')).map(r => r.dataset.correct)")
-
-
-def check_run_page(b: Browser, html: Path, shot: str) -> None:
-    """Loads without console errors; curves and the rollout table present; filtering to incorrect answers
-    shows only those, as many as the embedded data holds."""
-    b.open(html)
-    assert b.js("document.querySelectorAll('section#curves svg.chart path.series').length") > 0
-    assert b.js("document.querySelectorAll('section#curves svg.chart').length") >= 6
-    assert b.js("document.querySelectorAll('svg.chart line.boundary').length") > 0  # stage boundaries
-    payload = b.js("JSON.parse(document.getElementById('payload').textContent).samples.rows")
-    wrong = sum(r["correct"] is False for r in payload)
-    assert 0 < wrong < len(payload)
-    assert len(_rows(b)) == min(20, len(payload))
-    print(f"screenshot: {b.screenshot(ARTIFACTS / shot)}")
-    _filter(b, "f-correct", "incorrect")
-    shown = _rows(b)
-    assert shown and set(shown) == {"0"}, shown
-    assert b.js("+document.getElementById('match-count').dataset.count") == wrong
-    _filter(b, "f-correct", "correct")
-    assert set(_rows(b)) == {"1"}
-    _filter(b, "f-correct", "any")
-    _filter(b, "f-truncated", "yes")
-    assert b.js("Array.from(document.querySelectorAll('#rollouts tr.rollout')).every(r => r.dataset.truncated === '1')")
-    b.js("document.getElementById('x-axis').value = 'stage'; document.getElementById('x-axis').dispatchEvent(new Event('change'))")
-    assert b.js("document.querySelectorAll('section#curves svg.chart line.boundary').length") == 0
-    assert b.errors() == []
-
-
-def test_run_report_in_chromium(browser, run_dir):
-    html = write_report(run_dir)
-    check_run_page(browser, html, "report_run.png")
-    # the image rows show their thumbnail and caption; <think>/<answer> render as blocks
-    _filter(browser, "f-truncated", "any")
-    _filter(browser, "f-group", "2-image")
-    assert browser.js("document.querySelectorAll('#rollouts img.thumb').length") > 0
-    assert browser.js("document.querySelectorAll('#rollouts .caption').length") > 0
-    assert browser.js("document.querySelectorAll('#rollouts .blk-answer').length") > 0
-    assert browser.errors() == []
-
-
-def test_eval_report_in_chromium(browser, eval_dir):
-    from phaserl.eval.report import write_eval_report
-
-    browser.open(write_eval_report(eval_dir, data_dir=FIX_EVAL))
-    assert browser.js("document.querySelectorAll('#scores tbody tr').length") == 2
-    assert browser.js("document.querySelectorAll('#breakdown .bar-row').length") > 10
-    assert browser.js("document.querySelectorAll('#rollouts img.thumb').length") > 0
-    print(f"screenshot: {browser.screenshot(ARTIFACTS / 'report_eval.png')}")
-    _filter(browser, "f-correct", "incorrect")
-    shown = _rows(browser)
-    assert shown and set(shown) == {"0"}
-    _filter(browser, "f-tag", "question_type: free_form")
-    rows = browser.js("JSON.parse(document.getElementById('payload').textContent).samples.rows")
-    want = sum(r["correct"] is False and "question_type: free_form" in r["tags"] for r in rows)
-    assert want > 0 and browser.js("+document.getElementById('match-count').dataset.count") == want
-    assert set(_rows(browser)) == {"0"}
-    assert browser.errors() == []
-
-
-def test_tiny_two_stage_training_run_report_in_chromium(browser, tmp_path):
-    """A real run: the smoke recipe's first two stages (text, then image+caption), 2 steps each."""
-    rec = yaml.safe_load((ROOT / "recipes/smoke_tiny.yaml").read_text())
-    rec["stages"] = rec["stages"][:2]
-    recipe = tmp_path / "two_stage.yaml"
-    recipe.write_text(yaml.safe_dump(rec))
-    out = tmp_path / "run"
-    sets = ["stages.*.steps=2", "rollout.max_new_tokens=6", "logging.progress=false", "logging.samples_per_step=8",
-            "logging.tensorboard=true"]
-    cmd = [sys.executable, "-m", "phaserl", "train", str(recipe), "--output", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
-    res = subprocess.run([sys.executable, "-m", "phaserl", "report", str(out)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
-    assert res.returncode == 0 and f"report: {out / 'report.html'}" in res.stdout, res.stderr[-3000:]
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert all("groups/zero_var_frac" in r and "response_length/p90" in r for r in rows)
-    samples = [json.loads(x) for f in sorted((out / "samples").glob("*.jsonl")) for x in f.read_text().splitlines()]
-    assert {s["stage"] for s in samples} == {"1-text", "2-image-caption"} and len(samples) == 32
-    assert any(s["view"] == "image+caption" and s["images"] and s["caption"] for s in samples)
-    # a random-weight model gets everything wrong; make sure the filter has both kinds to separate
-    check = [s for s in samples if s["correct"] is not None]
-    if all(s["correct"] is False for s in check):
-        browser.open(out / "report.html")
-        assert browser.js("document.querySelectorAll('section#curves svg.chart').length") >= 6
-        print(f"screenshot: {browser.screenshot(ARTIFACTS / 'report_tiny_run.png')}")
-        _filter(browser, "f-correct", "incorrect")
-        assert set(_rows(browser)) == {"0"}
-        _filter(browser, "f-correct", "correct")
-        assert _rows(browser) == []
-        assert browser.errors() == []
-    else:
-        check_run_page(browser, out / "report.html", "report_tiny_run.png")

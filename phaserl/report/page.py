@@ -34,7 +34,8 @@ def _finite(x):
 def render_page(payload: dict) -> str:
     css = (ASSETS / "report.css").read_text(encoding="utf-8")
     js = (ASSETS / "report.js").read_text(encoding="utf-8")
-    refresh = f'<meta http-equiv="refresh" content="{int(payload["watch"])}">' if payload.get("watch") else ""
+    refresh = (f'<meta http-equiv="refresh" content="{max(1, round(payload["watch"]))}">'
+               if payload.get("watch") else "")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{html.escape(payload.get("title", "phaserl report"))}</title>\n<style>{css}</style></head>\n'
