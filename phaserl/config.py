@@ -52,21 +52,63 @@ class RolloutConfig(_Strict):
     vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
 
 
+class OverlongShaping(_Strict):
+    """DAPO's soft overlong punishment (sec. 3.4): a penalty growing linearly from 0 at
+    max_new_tokens - buffer to -factor at max_new_tokens, added to the reward (algo/shaping.py)."""
+
+    buffer: int = Field(..., ge=1, description="L_cache: tokens before max_new_tokens where the penalty ramps up")
+    factor: float = Field(1.0, ge=0, description="penalty at max_new_tokens")
+
+
 class AlgoConfig(_Strict):
-    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = Field("grpo", description="estimator")
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae"] = Field(
+        "grpo", description="estimator (gae: PPO with a learned critic, needs a critic section)")
     ratio: Literal["token", "sequence"] = Field("token", description="token (PPO/GRPO) or sequence (GSPO) ratio")
     eps_low: float = Field(0.2, ge=0, description="lower clip range of the ratio")
     eps_high: float = Field(0.2, ge=0, description="upper clip range (DAPO clip-higher: > eps_low)")
     aggregation: Literal["token-mean", "seq-mean", "constant"] = Field("token-mean", description="loss aggregation")
     kl_coef: float = Field(0.0, ge=0, description="KL weight to the frozen reference (0: no reference model)")
-    kl_estimator: Literal["k1", "k3"] = Field("k3", description="KL estimator")
+    kl_estimator: Literal["k1", "k3", "low_var_kl"] = Field("k3", description="KL estimator (low_var_kl: k3 "
+                                                            "with verl's clamps)")
     kl_in: Literal["loss", "reward"] = Field("loss", description="KL as a loss term (GRPO) or reward penalty (LMM-R1)")
+    normalize_reward: bool = Field(False, description="standardise the batch's raw rewards before the estimator "
+                                   "(LMM-R1's --normalize_reward; algo/returns.py says how it differs)")
     dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal and refill (DAPO)")
-    max_resample_rounds: int = Field(3, ge=0, description="refill attempts per step for dynamic sampling")
+    accuracy_band: tuple[float, float] | None = Field(
+        None, description="keep prompts whose group pass rate lies in [low, high], drop and refill the rest "
+        "(MM-EUREKA: [0.1, 0.9]); None: off")
+    max_resample_rounds: int = Field(3, ge=0, description="refill attempts per step for dynamic sampling / band")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="drop (and count) prompts longer than this many "
+                                          "tokens, never truncate them (LMM-R1: 4096); None: no cap")
     overlong_filter: bool = Field(False, description="mask truncated completions out of the loss (DAPO)")
+    overlong_shaping: OverlongShaping | None = Field(None, description="DAPO soft length penalty in the reward")
     ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
     mini_batches: int = Field(1, ge=1, description="optimizer steps per pass (rollout batch split this many ways)")
     micro_batch_size: int = Field(8, ge=1, description="samples per forward/backward (gradient accumulation)")
+
+    @field_validator("accuracy_band")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"accuracy_band needs 0 <= low <= high <= 1, got {list(v)}")
+        return v
+
+
+class CriticConfig(_Strict):
+    """The value model of PPO (`algo.advantage: gae`): a backbone with a scalar value head (phaserl/critic.py)."""
+
+    init_from: str | None = Field(None, description="critic folder to start from (a saved critic); None: the "
+                                  "policy's weights with a fresh value head")
+    lr: float = Field(9e-6, gt=0, description="critic learning rate (LMM-R1 FRE-Text: 9e-6)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay of the critic")
+    max_grad_norm: float | None = Field(1.0, description="critic gradient clipping (None: off)")
+    value_clip: float | None = Field(0.2, ge=0, description="clip of the value update around the rollout-time "
+                                     "value (OpenRLHF --value_clip 0.2); None: plain squared error")
+    micro_batch_size: int = Field(8, ge=1, description="samples per critic forward/backward")
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (LMM-R1: 1)")
+    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda (LMM-R1: 1)")
+    head_init_std: float = Field(0.0, ge=0, description="std of the value head's initial weights (0: zeros, "
+                                 "every value starts at the head's bias 0)")
 
 
 class OptimConfig(_Strict):
@@ -116,6 +158,7 @@ class StageConfig(_Strict):
     init_from: str | None = Field(None, description="start from this folder instead of the previous stage")
     rollout: dict[str, Any] = Field(default_factory=dict, description="overrides of the recipe's rollout")
     algo: dict[str, Any] = Field(default_factory=dict, description="overrides of the recipe's algo")
+    critic: dict[str, Any] = Field(default_factory=dict, description="overrides of the recipe's critic")
     optim: dict[str, Any] = Field(default_factory=dict, description="overrides of the recipe's optim")
     eval: dict[str, Any] = Field(default_factory=dict, description="overrides of the recipe's eval")
 
@@ -133,6 +176,7 @@ class Recipe(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    critic: CriticConfig | None = Field(None, description="value model for algo.advantage gae (None: no critic)")
     optim: OptimConfig = Field(default_factory=OptimConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
     unparseable_gold: Literal["skip", "zero"] = Field("skip", description="reward policy when gold can't be parsed")
@@ -160,6 +204,7 @@ class Stage(_Strict):
     init_from: str | None
     rollout: RolloutConfig
     algo: AlgoConfig
+    critic: CriticConfig | None
     optim: OptimConfig
     eval: EvalConfig
 
@@ -197,6 +242,7 @@ def resolve_stage(recipe: Recipe, k: int) -> Stage:
             prompts_per_step=s.prompts_per_step or recipe.prompts_per_step, init_from=s.init_from,
             rollout=RolloutConfig(**_deep_merge(recipe.rollout.model_dump(), s.rollout)),
             algo=AlgoConfig(**_deep_merge(recipe.algo.model_dump(), s.algo)),
+            critic=_resolve_critic(recipe.critic, s.critic),
             optim=OptimConfig(**_deep_merge(recipe.optim.model_dump(), s.optim)),
             eval=EvalConfig(**_deep_merge(recipe.eval.model_dump(), s.eval)),
         )
@@ -204,15 +250,37 @@ def resolve_stage(recipe: Recipe, k: int) -> Stage:
         raise ConfigError(_fmt_error(e, where)) from None
 
 
+def _resolve_critic(base: CriticConfig | None, over: dict) -> CriticConfig | None:
+    """The recipe's critic with the stage's overrides; a stage may also declare a critic the recipe lacks."""
+    if base is None and not over:
+        return None
+    return CriticConfig(**_deep_merge(base.model_dump() if base is not None else {}, over))
+
+
+GROUP_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")
+
+
 def _check_stage(stage: Stage) -> None:
+    """Every cross-field rule of a resolved stage, in one place; each error names the stage and the keys."""
     where = f"stage {stage.index + 1} ('{stage.name}'): "
+    algo, G = stage.algo, stage.rollout.group_size
     if (stage.steps is None) == (stage.epochs is None):
         raise ConfigError(where + "give exactly one of steps or epochs")
-    if stage.algo.advantage != "dr_grpo" and stage.rollout.group_size < 2:
-        raise ConfigError(where + f"rollout.group_size must be >= 2 for {stage.algo.advantage}")
-    n = stage.prompts_per_step * stage.rollout.group_size
-    if n % stage.algo.mini_batches:
-        raise ConfigError(where + f"B*G = {n} samples do not split into algo.mini_batches = {stage.algo.mini_batches}")
+    if algo.advantage in GROUP_ESTIMATORS and G < 2:
+        # every group estimator compares a sample with the other samples of its prompt: with G = 1 the
+        # advantage is identically 0 (dr_grpo, reinforce_pp_baseline) or undefined (grpo's std, rloo's G - 1)
+        raise ConfigError(where + f"rollout.group_size = {G}: algo.advantage {algo.advantage} compares the "
+                          "samples of a prompt and needs group_size >= 2 (or use advantage gae with a critic)")
+    if algo.advantage == "gae" and stage.critic is None:
+        raise ConfigError(where + "algo.advantage gae (PPO with a value model) needs a `critic:` section")
+    if algo.accuracy_band is not None and G < 2:
+        raise ConfigError(where + f"algo.accuracy_band filters on the group pass rate; group_size = {G} has none")
+    if algo.overlong_shaping is not None and algo.overlong_shaping.buffer > stage.rollout.max_new_tokens:
+        raise ConfigError(where + f"algo.overlong_shaping.buffer = {algo.overlong_shaping.buffer} exceeds "
+                          f"rollout.max_new_tokens = {stage.rollout.max_new_tokens}")
+    n = stage.prompts_per_step * G
+    if n % algo.mini_batches:
+        raise ConfigError(where + f"B*G = {n} samples do not split into algo.mini_batches = {algo.mini_batches}")
 
 
 def resolve(recipe: Recipe) -> list[Stage]:

@@ -81,3 +81,16 @@ def compute_rewards(texts: list[str], examples: list, specs: list[RewardSpec], v
             if v is not None:
                 total[i] += spec.weight * v
     return RewardOutput(total=total, components=components)
+
+
+def undecidable(rewards: RewardOutput, examples: list) -> list[bool]:
+    """[N] True where a component is None although the example has a gold answer: the check could not decide
+    (gold unparseable, verifier timeout or crash) and, under unparseable_gold "skip", counted 0 in the total.
+    Such a sample must get no gradient (collect.step_advantages zeroes its advantage): its total would
+    otherwise be the format reward alone, and training on it would reward format regardless of correctness."""
+    n = len(rewards.total)
+    if len(examples) != n:
+        raise ValueError(f"{n} rewards but {len(examples)} examples")
+    return [ex.answer is not None and any(v[i] is None for v in rewards.components.values())
+            for i, ex in enumerate(examples)]
+
