@@ -71,6 +71,8 @@ def test_captions_per_image_and_pass_through(tmp_path):
     assert rows["4"]["meta"]["caption_model"] == "fake-vlm"
     assert summary == {
         "output": str(out),
+        "backend": "hf",
+        "requests": 3,
         "total": 4,
         "resumed": 0,
         "captioned": 2,
@@ -180,3 +182,106 @@ def test_tiny_qwen2_5_vl(tmp_path):
         "tiny:qwen2_5_vl", str(data), str(out), engine=DescribingEngine(), log=lambda m: None
     )
     assert again["resumed"] == 2 and again["captioned"] == 0
+
+
+# ---- the openai back end against a local OpenAI-compatible server ------------------------------------------
+
+
+def describe(body: dict) -> str:
+    """The fake server's caption: the size and first pixel of the image it was sent."""
+    import base64
+    import io
+
+    (image_part, text_part) = body["messages"][0]["content"]
+    assert image_part["type"] == "image_url" and text_part["type"] == "text"
+    data = base64.b64decode(image_part["image_url"]["url"].partition(",")[2])
+    img = Image.open(io.BytesIO(data))
+    return f"a {img.size[0]}x{img.size[1]} image starting with {img.getpixel((0, 0))}"
+
+
+def colour_rows(tmp_path: Path, n: int = 10) -> Path:
+    """n rows with one image of its own colour each, and one row with two more images (all distinct, so
+    each request is different)."""
+    rows = []
+    for k in range(n):
+        Image.new("RGB", (8, 8), (20 * k, 0, 0)).save(tmp_path / f"c{k}.png")
+        rows.append({"id": f"r{k}", "question": "Colour?", "answer": str(k), "image": f"c{k}.png"})
+    for k in (1, 2):
+        Image.new("RGB", (8, 8), (0, 20 * k, 0)).save(tmp_path / f"g{k}.png")
+    rows.append({"id": "two", "question": "Which?", "answer": "1", "images": ["g1.png", "g2.png"]})
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+def test_openai_backend_is_concurrent_retried_and_right(tmp_path):
+    from fake_openai_server import FakeOpenAI
+
+    data, out = colour_rows(tmp_path), tmp_path / "out.jsonl"
+    with FakeOpenAI(describe, fail_first=2, delay=0.05) as server:
+        summary = caption_command("served-vlm", str(data), str(out), backend="openai", base_url=server.url,
+                                  concurrency=4, log=lambda m: None)
+    rows = {r["id"]: r for r in read(out)}
+    assert len(rows) == 11 and summary["captioned"] == 11 and summary["failed"] == 0
+    assert rows["r3"]["caption"] == "a 8x8 image starting with (60, 0, 0)"
+    assert rows["two"]["caption"] == ("Image 1: a 8x8 image starting with (0, 20, 0)\n"
+                                      "Image 2: a 8x8 image starting with (0, 40, 0)")
+    assert rows["r3"]["meta"]["caption_model"] == "served-vlm"
+    assert server.received == 12 + 2  # 12 images, the first 2 answers were 503 and retried
+    assert sum(server.answered.values()) == 12 and max(server.answered.values()) == 1
+    assert server.max_in_flight > 1 and summary["requests"] == 12
+    assert not Path(str(out) + ".parts").exists()  # the per-image journal goes once every row is written
+    again = caption_command("served-vlm", str(data), str(out), backend="openai", base_url="http://127.0.0.1:9",
+                            log=lambda m: None)
+    assert again["resumed"] == 11 and again["requests"] == 0  # nothing left: no server needed
+
+
+def test_openai_client_error_is_not_retried(tmp_path):
+    from fake_openai_server import FakeOpenAI
+
+    data, out = colour_rows(tmp_path, 2), tmp_path / "out.jsonl"
+    with FakeOpenAI(describe, api_key="right") as server:
+        summary = caption_command("m", str(data), str(out), backend="openai", base_url=server.url, api_key="wrong",
+                                  retries=3, log=lambda m: None)
+        assert server.received == 4  # one 401 per image, no retries
+    # 3 rows, 4 images: no row is written, so a rerun with the right key asks for them again
+    assert summary["failed"] == 3 and summary["request_errors"] == 4 and not out.read_text().strip()
+
+
+def test_openai_killed_run_continues_without_asking_twice(tmp_path):
+    """A run killed mid-way (SIGKILL) and rerun: every image answered before the kill is not asked again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fake_openai_server import FakeOpenAI
+
+    data, out = colour_rows(tmp_path), tmp_path / "out.jsonl"
+    parts = Path(str(out) + ".parts")
+    with FakeOpenAI(describe, hang_after=5) as server:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CAPTION_KEY": "k"}
+        proc = subprocess.Popen([sys.executable, "-m", "phaserl", "data", "caption", "--backend", "openai",
+                                 "--model", "served-vlm", "--input", str(data), "--output", str(out),
+                                 "--base-url", server.url, "--api-key-env", "CAPTION_KEY", "--concurrency", "3"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while sum(server.answered.values()) < 5 and time.time() < deadline:
+            assert proc.poll() is None, "the caption run ended before the kill"
+            time.sleep(0.1)
+        time.sleep(0.5)  # the client journals what it received
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        first = sum(server.answered.values())
+        assert first == 5
+        journaled = len(read(out)) + (len(parts.read_text().splitlines()) if parts.exists() else 0)
+        assert journaled >= 5  # answered images are on disk (rows, or parts of the two-image row)
+        server.hang_after = None
+        summary = caption_command("served-vlm", str(data), str(out), backend="openai", base_url=server.url,
+                                  log=lambda m: None)
+    assert max(server.answered.values()) == 1 and sum(server.answered.values()) == 12  # none asked twice
+    assert summary["requests"] == 12 - first
+    rows = read(out)
+    assert sorted(r["id"] for r in rows) == sorted([f"r{k}" for k in range(10)] + ["two"])
+    assert all(r.get("caption") for r in rows)

@@ -22,11 +22,13 @@ def load_input(
     fields: dict[str, str] | None = None,
     image_root: str | None = None,
     *,
+    image_path_map: dict[str, str] | None = None,
     skip_bad_rows: bool = False,
     check_images: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[Example]:
-    spec = DatasetSpec(path=str(path), adapter=adapter, fields=fields or {}, image_root=image_root)
+    spec = DatasetSpec(path=str(path), adapter=adapter, fields=fields or {}, image_root=image_root,
+                       image_path_map=image_path_map or {})
     return load_examples(spec, skip_bad_rows=skip_bad_rows, check_images=check_images, log=log)
 
 
@@ -95,11 +97,16 @@ def make_engine(
     autocast_bf16: bool = True,
     trust_remote_code: bool = False,
 ):
-    """Load a model by name (folder, hub id, builtin:/tiny: names) and wrap it in the HF rollout engine."""
+    """Load a model by name (folder, hub id, builtin:/tiny: names) and wrap it in the HF rollout engine, on
+    the GPU when torch sees one (the engine generates on its model's device)."""
+    import torch
+
     from phaserl.models import load_model
     from phaserl.rollout.hf import HFEngine
 
     loaded = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
+    if torch.cuda.is_available():
+        loaded.model.to("cuda")
     return HFEngine(
         loaded.model,
         loaded.processor,
