@@ -162,11 +162,11 @@ def eval_(
     typer.echo(f"report: {write_eval_report(output, data_dir=data_dir, image_dir=image_dir)}")
 
 
-def _fields(field: list[str]) -> dict[str, str]:
+def _fields(field: list[str], flag: str = "--field") -> dict[str, str]:
     try:
         return dict(f.split("=", 1) for f in field)
     except ValueError:
-        _fail(f"--field takes name=source_field, got {field}")
+        _fail(f"{flag} takes name=value pairs, got {field}")
 
 
 @data_app.command("inspect")
@@ -191,8 +191,16 @@ def data_inspect(
 
 @data_app.command("caption")
 def data_caption(
-    model: str = typer.Option(...), input: str = typer.Option(...), output: str = typer.Option(...),
+    model: str = typer.Option(..., help="VLM: a folder, hub id or builtin:/tiny: name; for openai, the served name"),
+    input: str = typer.Option(...), output: str = typer.Option(..., help="JSONL journal: a rerun resumes"),
+    backend: str = typer.Option("hf", help="hf | vllm | openai (an OpenAI-compatible /v1/chat/completions server)"),
+    base_url: str = typer.Option(None, help="openai: the server's root, e.g. http://127.0.0.1:8000/v1"),
+    api_key_env: str = typer.Option(None, help="openai: environment variable holding the API key"),
+    concurrency: int = typer.Option(8, help="openai: requests in flight at once"),
+    timeout: float = typer.Option(120.0, help="openai: seconds per request"),
+    retries: int = typer.Option(4, help="openai: retries of a request on 429/5xx/timeouts, with backoff"),
     adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
+    image_path_map: list[str] = typer.Option([], help="OLD_PREFIX=NEW_PREFIX for image paths (repeatable)"),
     prompt: str = typer.Option("dense", help="dense | brief | any text (may use {question})"),
     batch_size: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
     overwrite: bool = typer.Option(False), dtype: str = typer.Option("float32"),
@@ -200,12 +208,16 @@ def data_caption(
 ):
     """A caption per image with any VLM (resumable), into the `caption` field used by view image+caption."""
     from phaserl.data.tools.caption import caption_command
+    from phaserl.openai_api import api_key_from_env
 
     try:
         res = caption_command(model, input, output, prompt_template=prompt, batch_size=batch_size,
-                              max_new_tokens=max_new_tokens, adapter=adapter, fields=_fields(field),
-                              image_root=image_root, overwrite=overwrite, dtype=dtype, skip_bad_rows=skip_bad_rows,
-                              temperature=temperature, seed=seed)
+                              max_new_tokens=max_new_tokens, backend=backend, adapter=adapter, fields=_fields(field),
+                              image_root=image_root, image_path_map=_fields(image_path_map, "--image-path-map"),
+                              overwrite=overwrite, dtype=dtype, skip_bad_rows=skip_bad_rows,
+                              temperature=temperature, seed=seed, base_url=base_url,
+                              api_key=api_key_from_env(api_key_env), concurrency=concurrency, timeout=timeout,
+                              retries=retries)
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(res, indent=1, default=str))
