@@ -225,7 +225,7 @@ def test_run_payload_has_curves_eval_and_every_sample(run_dir):
     for want in ("reward (total)", "accuracy", "clip fraction", "KL to reference", "entropy (mean per token)",
                  "share of groups with zero reward variance", "generated tokens / s", "time per phase (s)"):
         assert want in titles, want
-    length = next(panel for panel in p["panels"] if panel["title"].startswith("response length"))
+    length = next(panel for panel in p["panels"] if panel["title"] == "response length (tokens)")
     assert length["band"] == ["response_length/p10", "response_length/p90"]
     assert "format" not in titles  # never logged here: absent, not an error
     assert [s["name"] for s in p["stages"]] == ["text", "image"]

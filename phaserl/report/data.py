@@ -27,7 +27,7 @@ PANELS: list[tuple[str, list[str], tuple[str, str] | None]] = [
     ("reward (total)", ["reward/mean"], None),
     ("accuracy", ["reward/accuracy"], None),
     ("format", ["reward/format"], None),
-    ("response length (tokens): mean, p10-p90 band, min, median, max",
+    ("response length (tokens)",
      ["response_length/mean", "response_length/p50", "response_length/min", "response_length/max"],
      ("response_length/p10", "response_length/p90")),
     ("truncated share", ["truncated_frac"], None),

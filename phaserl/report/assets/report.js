@@ -106,11 +106,14 @@
       const up = b.pts.map(([x, , hi]) => `${X(x)},${Y(hi)}`), down = b.pts.slice().reverse().map(([x, lo]) => `${X(x)},${Y(lo)}`);
       root.append(svg("polygon", {points: up.concat(down).join(" "), fill: b.color, opacity: 0.15, stroke: "none"}));
     }
+    const pathOf = pts => pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
     for (const s of lines) {
       if (!s.pts.length) continue;
-      const d = s.pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
-      root.append(svg("path", {d: d, fill: "none", stroke: s.color, "stroke-width": 1.6,
-                               "stroke-dasharray": s.dash || "", class: "series"}));
+      const smooth = s.smooth ? ema(s.pts, s.smooth) : null;
+      root.append(svg("path", {d: pathOf(s.pts), fill: "none", stroke: s.color, "stroke-width": smooth ? 1 : 1.6,
+                               opacity: smooth ? 0.25 : 1, "stroke-dasharray": s.dash || "", class: "series"}));
+      if (smooth) root.append(svg("path", {d: pathOf(smooth), fill: "none", stroke: s.color, "stroke-width": 1.8,
+                                           "stroke-dasharray": s.dash || "", class: "series smoothed"}));
       if (s.markers || s.pts.length === 1)
         for (const [x, y] of s.pts) root.append(svg("circle", {cx: X(x), cy: Y(y), r: 2.6, fill: s.color}));
     }
@@ -136,6 +139,12 @@
     });
     root.addEventListener("mouseleave", () => { cross.setAttribute("visibility", "hidden"); tip.style.display = "none"; });
     return box;
+  }
+
+  function ema(pts, a) {
+    // exponential moving average, debiased like tensorboard's so the first points are not pulled to zero
+    let m = 0, w = 0;
+    return pts.map(([x, y]) => { m = a * m + (1 - a) * y; w = a * w + (1 - a); return [x, m / w]; });
   }
 
   function legend(items) {
@@ -172,6 +181,9 @@
     const toggle = el("select", {id: "x-axis", onchange: () => draw()},
       el("option", {value: "global", text: "global step (whole curriculum)"}),
       el("option", {value: "stage", text: "step within each stage"}));
+    const smoothSel = el("select", {id: "smoothing", onchange: () => draw()},
+      [["0", "none"], ["0.6", "0.6"], ["0.9", "0.9"], ["0.97", "0.97"]].map(([v, t]) => el("option", {value: v, text: t})));
+    if (S.global_step.length > 50) smoothSel.value = "0.6";
     const stageNames = {};
     for (const s of P.stages || []) stageNames[s.index] = s.name;
     function draw() {
@@ -189,7 +201,7 @@
             lines.push({label: (multi ? key : "") + (multi && stages.length > 1 ? " · " : "") +
                           (stages.length > 1 || !multi ? stageNames[st] || st : ""),
                         color: multi ? COLORS[ki % COLORS.length] : stageColor(st),
-                        dash: multi && local && st !== stages[0] ? "4 3" : (ki > 0 && !multi ? "4 3" : ""), pts});
+                        dash: multi && local && st !== stages[0] ? "4 3" : "", pts, smooth: +smoothSel.value});
           }
         });
         if (panel.band) {
@@ -203,16 +215,21 @@
           }
         }
         const box = chart(panel.title, lines, bands, local ? [] : stageMarks(), local ? "stage step" : "global step");
-        if (panel.keys.length > 1) box.append(legend(panel.keys.map((k, i) => [k, COLORS[i % COLORS.length]])));
+        if (panel.keys.length > 1 || panel.band) {
+          const items = panel.keys.length > 1 ? panel.keys.map((k, i) => [k, COLORS[i % COLORS.length]]) : [];
+          if (panel.band) items.push([`band: ${panel.band[0]} – ${panel.band[1]}`, "#c9d6e8"]);
+          box.append(legend(items));
+        }
         grid.append(box);
       }
     }
     draw();
     const stLegend = legend((P.stages || []).map(s => [s.name, stageColor(s.index)]));
     return section("curves", "Training curves",
-      el("div", {cls: "controls"}, el("label", {}, "x axis ", toggle), stLegend), grid,
-      el("p", {cls: "note", text: "Dashed vertical lines mark stage boundaries. Hover a chart for values. " +
-        "Panels with several metrics colour by metric; single-metric panels colour by stage."}));
+      el("div", {cls: "controls"}, el("label", {}, "x axis ", toggle), el("label", {}, "smoothing ", smoothSel), stLegend), grid,
+      el("p", {cls: "note", text: "Dashed vertical lines mark stage boundaries. Hover a chart for (raw) values. Smoothing: an exponential " +
+        "moving average per stage, drawn over the faded raw curve. Panels with several metrics colour by metric; " +
+        "single-metric panels colour by stage."}));
   }
 
   function evalSection() {
