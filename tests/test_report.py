@@ -332,3 +332,18 @@ def test_eval_page_payload(eval_dir):
     res = CliRunner().invoke(app, ["report", str(eval_dir), "--data-dir", str(FIX_EVAL)])
     assert res.exit_code == 0 and f"report: {eval_dir / 'report.html'}" in res.output, res.output
     assert write_eval_report(eval_dir, data_dir=FIX_EVAL).stat().st_size > 10_000
+
+
+def test_phaserl_eval_writes_its_page(tmp_path, monkeypatch):
+    """The real `phaserl eval` command, with a scripted engine in place of a model."""
+    from test_eval_runner import ANSWERS, ScriptedEngine
+
+    import phaserl.eval.runner as runner
+
+    monkeypatch.setattr(runner, "_load_engine", lambda *a, **k: (ScriptedEngine(ANSWERS), True))
+    res = CliRunner().invoke(app, ["eval", "--model", "x", "--benchmarks", "mathvision:testmini", "--output",
+                                   str(tmp_path), "--limit", "3", "--data-dir", str(FIX_EVAL)])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
+    html = (tmp_path / "report.html").read_text()
+    assert '"kind":"eval"' in html and '"gold":"61"' in html  # the daisy item, gold from the fixture data

@@ -393,7 +393,7 @@
           el("div", {}, el("span", {cls: "k", text: "gold "}), el("code", {text: r.gold === null || r.gold === undefined ? "(none)" : r.gold})),
           r.method ? el("div", {cls: "k", text: "by " + r.method}) : null),
         el("td", {cls: "rcell"}, hasReward ? el("div", {cls: "total", text: fmt(r.reward)}) : null,
-          comps.length ? el("table", {cls: "comps"}, comps.map(([k, v]) => el("tr", {}, el("td", {text: k}), el("td", {text: fmt(v)})))) : null,
+          comps.length ? el("table", {cls: "comps"}, comps.map(([k, v]) => el("tr", {}, el("td", {text: k.split(/[:.]/).pop(), title: k}), el("td", {text: fmt(v)})))) : null,
           typeof r.entropy === "number" ? el("div", {cls: "k", text: "entropy " + fmt(r.entropy)}) : null));
     }
     function update() {
