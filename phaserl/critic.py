@@ -1,0 +1,279 @@
+"""The value model of PPO (`algo.advantage: gae`): the policy's backbone with a scalar value head.
+
+A critic is the causal LM's (or VLM's) base model, without its LM head, plus `value_head`, a Linear from
+the hidden size to 1 kept in float32. Its value of completion token t is the head applied to the hidden state
+at the position that predicts token t (prompt length - 1 + t), the state before the token is chosen; that is
+how OpenRLHF's critic (LMM-R1's) aligns values with actions, and how `policy.completion_logp` aligns
+log-probs. Inputs come from `policy.build_sequences` (the plain padded form), so text and image prompts mix
+in one batch as they do for the policy.
+
+The pieces the trainer needs, in step order:
+
+    critic = build_critic(policy_folder, head_init_std=cfg.head_init_std)    # stage start (or load_critic)
+    optimizer = critic_optimizer(critic, cfg)
+    values = values_no_grad(critic, processor, prompts, completion_ids, ...)   # step 3, with old_logp
+    adv, returns = collect.step_advantages(r, algo, cfg, old_logp, ref_logp, values)
+    stats = critic_update(critic, optimizer, processor, prompts, completion_ids, values, returns, cfg, ...)
+    save_critic(critic, folder, optimizer)                                   # checkpoint / stage end
+
+A saved critic is self-contained (architecture config + safetensors weights + critic.json), so the next stage
+can start from it (`critic.init_from`) whatever happened to the policy folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from phaserl.algo import aggregate, value_loss
+from phaserl.policy import autocast_context, build_sequences
+from phaserl.types import Prompt
+
+CRITIC_FILE = "critic.safetensors"
+CRITIC_META = "critic.json"
+OPTIMIZER_FILE = "critic_optimizer.pt"
+
+
+class Critic(nn.Module):
+    """backbone (the LM's base model: embeddings, decoder, vision tower for a VLM) + value_head [H -> 1]."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, is_vlm: bool, head_init_std: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.is_vlm = is_vlm
+        self.value_head = nn.Linear(hidden_size, 1, dtype=torch.float32)
+        with torch.no_grad():
+            if head_init_std > 0:
+                self.value_head.weight.normal_(0.0, head_init_std)
+            else:
+                self.value_head.weight.zero_()
+            self.value_head.bias.zero_()
+
+    def forward(self, completion_len: int, **inputs) -> torch.Tensor:
+        """Values [m, T] of the last `completion_len` positions' actions (inputs end with the completions)."""
+        inputs = {k: v for k, v in inputs.items() if k not in ("labels", "logits_to_keep")}
+        out = self.backbone(**inputs, use_cache=False)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [m, L, H]
+        T = completion_len
+        h = hidden[:, -(T + 1):-1, :]  # [m, T, H]: position P - 1 + t holds the state before token t
+        return self.value_head(h.float()).squeeze(-1)  # [m, T]
+
+
+def _backbone(lm_model) -> nn.Module:
+    """The base model under a causal LM / VLM head (`.model` in transformers: LlamaModel, Qwen2_5_VLModel)."""
+    base = getattr(lm_model, "model", None)
+    if base is None:
+        raise ValueError(f"{type(lm_model).__name__} has no `.model` base to put a value head on")
+    return base
+
+
+def _hidden_size(config) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.hidden_size)
+
+
+def build_critic(policy: str, *, dtype: str = "float32", head_init_std: float = 0.0, lora: dict | None = None,
+                 freeze_vision: bool = False, gradient_checkpointing: bool = False,
+                 attn_implementation: str | None = "sdpa") -> Critic:
+    """A fresh critic from a policy folder (or any name `models.load_model` takes): the policy's weights with
+    a new value head (zeros by default, so every value starts at 0; OpenRLHF draws it from N(0, 1/(H+1)),
+    `head_init_std` allows that). With `lora`, the backbone trains LoRA adapters and the head trains fully."""
+    from phaserl.models import enable_checkpointing, load_model, vision_parameters
+
+    lm = load_model(policy, dtype=dtype, attn_implementation=attn_implementation, trainable_dtype="float32")
+    if freeze_vision:
+        for p in vision_parameters(lm.model):
+            p.requires_grad_(False)
+    config = lm.model.config
+    backbone = _backbone(lm.model)
+    if gradient_checkpointing:
+        enable_checkpointing(lm.model)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        backbone = get_peft_model(backbone, LoraConfig(**lora))
+    critic = Critic(backbone, _hidden_size(config), lm.is_vlm, head_init_std)
+    critic.lm_config = config  # the architecture, saved with the weights
+    critic.lora = dict(lora) if lora else None
+    return critic
+
+
+def critic_values(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
+                  autocast: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values [m, T] (with gradient when grad is enabled) and the completion mask [m, T]."""
+    inputs, targets, mask = build_sequences(processor, prompts, completion_ids, critic.is_vlm, pad_id)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    with autocast_context(autocast, device):
+        values = critic(targets.shape[1], **inputs)  # [m, T]
+    return values.float(), mask.to(values.device)
+
+
+@torch.no_grad()
+def values_no_grad(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
+                   micro_batch_size: int, autocast: bool, device) -> list[torch.Tensor]:
+    """Rollout-time values, [N][T_i] on the CPU (the old values of the value clip and GAE's V)."""
+    was_training = critic.training
+    critic.eval()
+    out: list[torch.Tensor] = []
+    for s in range(0, len(completion_ids), micro_batch_size):
+        rows = slice(s, s + micro_batch_size)
+        values, _ = critic_values(critic, processor, prompts[rows], completion_ids[rows], pad_id, autocast, device)
+        out += [values[j, :len(c)].cpu() for j, c in enumerate(completion_ids[rows])]
+    critic.train(was_training)
+    return out
+
+
+def critic_optimizer(critic: Critic, cfg) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters at cfg.lr / cfg.weight_decay (betas as the policy's default)."""
+    params = [p for p in critic.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), T)
+    for j, r in enumerate(rows):
+        out[j, :len(r)] = r[:T].float()
+    return out
+
+
+def _rows_tensor(x, rows: list[int], T: int) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x[rows][:, :T].float()
+    return _pad([x[i] for i in rows], T)
+
+
+def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], completion_ids: list[list[int]],
+                  old_values, returns, cfg, pad_id: int, *, autocast: bool = False, device="cpu",
+                  mini_batches: int = 1, epochs: int = 1, seed: int = 0, skipped: list[bool] | None = None,
+                  backward: Callable[[torch.Tensor], None] | None = None,
+                  no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
+                  clip_grad_norm: Callable[[float], torch.Tensor] | None = None) -> dict:
+    """Fit the values to the GAE returns: `epochs` passes, each split into `mini_batches` optimizer steps,
+    each accumulating micro-batches of cfg.micro_batch_size rows; loss = token-mean of the clipped value loss
+    (cfg.value_clip around old_values), exact across micro-batches (each micro-batch weighs its share of the
+    mini-batch's tokens).
+
+    old_values / returns: [N][T_i] lists or [N, T] tensors. skipped rows ([N] bool) are left out of the loss.
+    backward / no_sync / clip_grad_norm: the accelerator's (DDP/FSDP) versions; plain torch by default.
+    Returns mean value_loss, value_clip_frac and grad_norm over optimizer steps.
+    """
+    N = len(completion_ids)
+    lengths = [0 if (skipped and skipped[i]) else len(c) for i, c in enumerate(completion_ids)]
+    backward = backward or (lambda loss: loss.backward())
+    params = [p for p in critic.parameters() if p.requires_grad]
+    clip_grad_norm = clip_grad_norm or (lambda m: torch.nn.utils.clip_grad_norm_(params, m))
+    no_sync = no_sync or contextlib.nullcontext
+    gen = torch.Generator().manual_seed(seed)
+    mb_size = max(1, N // mini_batches)
+    sums = {"value_loss": 0.0, "value_clip_frac": 0.0, "grad_norm": 0.0}
+    steps = 0
+    critic.train()
+    for epoch in range(epochs):
+        order = torch.randperm(N, generator=gen).tolist() if epoch > 0 or mini_batches > 1 else list(range(N))
+        for start in range(0, N, mb_size):
+            mb = order[start:start + mb_size]
+            total = float(sum(lengths[i] for i in mb))
+            live = [i for i in mb if lengths[i] > 0]
+            micro = [live[k:k + cfg.micro_batch_size] for k in range(0, len(live), cfg.micro_batch_size)]
+            optimizer.zero_grad(set_to_none=True)
+            for k, rows in enumerate(micro):
+                ctx = no_sync() if k < len(micro) - 1 else contextlib.nullcontext()
+                with ctx:
+                    values, mask = critic_values(critic, processor, [prompts[i] for i in rows],
+                                                 [completion_ids[i] for i in rows], pad_id, autocast, device)
+                    T = values.shape[1]
+                    old = _rows_tensor(old_values, rows, T).to(values)
+                    ret = _rows_tensor(returns, rows, T).to(values)
+                    per_tok, clipped = value_loss(values, old, ret, cfg.value_clip)  # [m, T]
+                    share = float(mask.sum()) / max(total, 1.0)
+                    loss = aggregate(per_tok, mask, "token-mean") * share
+                    backward(loss)
+                sums["value_loss"] += float(loss.detach())
+                sums["value_clip_frac"] += float((clipped.float() * mask).sum()) / max(total, 1.0)
+            if cfg.max_grad_norm:
+                sums["grad_norm"] += float(clip_grad_norm(cfg.max_grad_norm))
+            optimizer.step()
+            steps += 1
+    return {k: v / max(steps, 1) for k, v in sums.items()}
+
+
+# ---- save / load ----------------------------------------------------------------------------------------
+
+def save_critic(critic: Critic, folder: str | Path, optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write the critic (weights as safetensors, architecture config, critic.json) and, when given, its
+    optimizer state; loading the folder gives bit-identical weights and optimizer moments."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in critic.state_dict().items()}
+    save_file(state, str(folder / CRITIC_FILE))
+    critic.lm_config.save_pretrained(folder)
+    meta = {"is_vlm": critic.is_vlm, "hidden_size": critic.value_head.in_features, "lora": critic.lora,
+            "dtypes": sorted({str(v.dtype) for v in state.values()})}
+    (folder / CRITIC_META).write_text(json.dumps(meta, indent=2) + "\n")
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
+    return folder
+
+
+def is_critic_folder(folder: str | Path) -> bool:
+    return (Path(folder) / CRITIC_FILE).is_file() and (Path(folder) / CRITIC_META).is_file()
+
+
+def load_critic(folder: str | Path, *, attn_implementation: str | None = "sdpa",
+                freeze_vision: bool = False) -> Critic:
+    """Rebuild a saved critic: the architecture from its config, then its weights (strict: every key)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from phaserl.models import vision_parameters
+
+    folder = Path(folder)
+    if not is_critic_folder(folder):
+        raise FileNotFoundError(f"{folder}: not a saved critic (no {CRITIC_FILE} / {CRITIC_META})")
+    meta = json.loads((folder / CRITIC_META).read_text())
+    config = AutoConfig.from_pretrained(folder)
+    if attn_implementation and attn_implementation.startswith("phaserl_"):
+        import phaserl.attention  # noqa: F401
+    auto = AutoModelForImageTextToText if meta["is_vlm"] else AutoModelForCausalLM
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    lm_model = auto.from_config(config, **kwargs)
+    if freeze_vision:
+        for p in vision_parameters(lm_model):
+            p.requires_grad_(False)
+    backbone = _backbone(lm_model)
+    if meta.get("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        backbone = get_peft_model(backbone, LoraConfig(**meta["lora"]))
+    critic = Critic(backbone, meta["hidden_size"], meta["is_vlm"])
+    state = load_file(str(folder / CRITIC_FILE))
+    critic.load_state_dict(state, strict=True)
+    critic.lm_config = config
+    critic.lora = meta.get("lora")
+    return critic
+
+
+def load_critic_optimizer(optimizer: torch.optim.Optimizer, folder: str | Path) -> bool:
+    """Load the optimizer state saved beside a critic; False when there is none (a fresh stage)."""
+    path = Path(folder) / OPTIMIZER_FILE
+    if not path.is_file():
+        return False
+    optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return True
+
+
+def critic_for_stage(cfg, policy_folder: str, previous: str | Path | None = None, **kwargs) -> Critic:
+    """The critic a stage starts from: cfg.init_from if set, else the previous stage's saved critic, else a
+    fresh one on the policy's weights (the hand-over rule the policy follows too)."""
+    source = cfg.init_from or (str(previous) if previous is not None and is_critic_folder(previous) else None)
+    if source is not None:
+        return load_critic(source, **{k: v for k, v in kwargs.items() if k in ("attn_implementation",
+                                                                               "freeze_vision")})
+    return build_critic(policy_folder, head_init_std=cfg.head_init_std, **kwargs)
