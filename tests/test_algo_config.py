@@ -60,3 +60,26 @@ def test_accuracy_band_overlong_shaping_and_prompt_cap_fields():
 def test_new_kl_estimator_and_normalize_reward():
     stage = resolve(recipe_from_dict(recipe({"kl_estimator": "low_var_kl", "normalize_reward": True})))[0]
     assert stage.algo.kl_estimator == "low_var_kl" and stage.algo.normalize_reward
+
+
+def test_lmm_r1_ppo_recipes_carry_the_papers_settings():
+    from pathlib import Path
+
+    from phaserl.config import load_recipe
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    fre, geo = resolve(load_recipe(root / "lmm_r1_ppo_qwen2_5_vl_3b.yaml"))
+    assert (fre.name, fre.view, geo.name, geo.view) == ("fre-text", "text", "mgt-geo", "image")
+    for st in (fre, geo):
+        assert st.algo.advantage == "gae" and st.rollout.group_size == 16 and st.algo.kl_coef == 1e-3
+        assert st.critic.lr == 9e-6 and st.critic.gamma == st.critic.lam == 1.0
+        assert st.algo.max_prompt_tokens == 4096 and st.rollout.temperature == 1.0
+    # Tab. A7: lr 1e-6, 128 prompts, train batch 128 samples, 8192 response tokens, 1 episode
+    assert fre.optim.lr == 1e-6 and fre.prompts_per_step == 128 and fre.rollout.max_new_tokens == 8192
+    assert fre.prompts_per_step * 16 // fre.algo.mini_batches == 128 and fre.epochs == 1
+    # MGT-Geo: lr 4e-7, 256/256, 2 episodes
+    assert geo.optim.lr == 4e-7 and geo.prompts_per_step == 256 and geo.epochs == 2
+    assert geo.prompts_per_step * 16 // geo.algo.mini_batches == 256
+    (direct,) = resolve(load_recipe(root / "lmm_r1_direct_rl_geo_ppo_qwen2_5_vl_3b.yaml"))
+    assert direct.algo.advantage == "gae" and direct.optim.lr == 1e-6 and direct.view == "image"
+    assert direct.rollout.max_new_tokens == 4096 and direct.critic is not None
