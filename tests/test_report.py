@@ -347,3 +347,15 @@ def test_phaserl_eval_writes_its_page(tmp_path, monkeypatch):
     assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
     html = (tmp_path / "report.html").read_text()
     assert '"kind":"eval"' in html and '"gold":"61"' in html  # the daisy item, gold from the fixture data
+
+
+def test_samples_of_a_resumed_run_count_each_step_once(tmp_path):
+    """Runs logged before MetricsLog cut redone samples: steps 1-5, a crash, a resume from step 2's checkpoint
+    that redid steps 3-4 and crashed again. Step 5 of the first attempt is gone; 3 and 4 are the new rows."""
+    lines = [{"step": s, "id": f"first-{s}"} for s in range(1, 6)] + [{"step": s, "id": f"again-{s}"} for s in (3, 4)]
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples/1-text.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    s = load_samples(tmp_path)
+    assert [(r["step"], r["id"]) for r in s["rows"]] == [(1, "first-1"), (2, "first-2"), (3, "again-3"),
+                                                        (4, "again-4")]
+    assert s["total"] == 4

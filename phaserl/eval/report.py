@@ -84,12 +84,13 @@ def _tags(example, fields) -> list[str]:
     return out
 
 
-def _examples(name: str, data_dir, image_dir) -> dict:
+def _examples(name: str, data_dir, image_dir, hub: bool = False) -> dict:
     """{id: Example} of a benchmark, for gold answers and categories; {} when it cannot be loaded here."""
     from phaserl.eval.registry import load_benchmark
 
     try:
-        return {e.id: e for e in load_benchmark(name, data_dir, image_dir=image_dir, missing_images="ignore")}
+        return {e.id: e for e in load_benchmark(name, data_dir, image_dir=image_dir, missing_images="ignore",
+                                                hub=hub)}
     except Exception:  # the page still shows responses and verdicts without the data
         return {}
 
@@ -133,7 +134,8 @@ def item_rows(name: str, records: list[dict], examples: dict, fields, strings: d
     return rows, spent
 
 
-def eval_payload(output: Path, data_dir=None, image_dir=None, budget: int = EVAL_BUDGET_BYTES) -> dict:
+def eval_payload(output: Path, data_dir=None, image_dir=None, budget: int = EVAL_BUDGET_BYTES,
+                 hub: bool = False) -> dict:
     """Everything the evaluation page shows: one entry per OUTPUT/<benchmark>/result.json, items from records."""
     import json
     import re
@@ -154,7 +156,7 @@ def eval_payload(output: Path, data_dir=None, image_dir=None, budget: int = EVAL
         records = _read_records(folder / "records.jsonl")
         total += len(records)
         share = max(1, (budget - sum(len(v or "") for v in thumbs.values())) // max(1, len(folders) - len(benches) + 1))
-        got, _ = item_rows(name, records, _examples(name, data_dir, image_dir), fields, strings, thumbs, share)
+        got, _ = item_rows(name, records, _examples(name, data_dir, image_dir, hub), fields, strings, thumbs, share)
         rows += got
     config = json.loads((folders[0] / "config.json").read_text()) if folders and (folders[0] / "config.json").exists() \
         else {}
@@ -169,13 +171,14 @@ def eval_payload(output: Path, data_dir=None, image_dir=None, budget: int = EVAL
                                 + ("" if len(rows) == total else "; the page is kept under its size budget") + ")"}}
 
 
-def write_eval_report(output: Path, html: Path | None = None, data_dir=None, image_dir=None) -> Path:
+def write_eval_report(output: Path, html: Path | None = None, data_dir=None, image_dir=None,
+                      hub: bool = False) -> Path:
     """Write OUTPUT/report.html for a `phaserl eval` folder: scores, per-category accuracy, items."""
     from datetime import datetime, timezone
 
     from phaserl.report.page import write_page
 
-    payload = eval_payload(output, data_dir, image_dir)
+    payload = eval_payload(output, data_dir, image_dir, hub=hub)
     if not payload["benchmarks"]:
         raise ValueError(f"{output}: no <benchmark>/result.json here; run `phaserl eval` first")
     payload["generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -116,22 +116,60 @@ def eval_block(evals: list[dict]) -> dict:
 # --- samples -------------------------------------------------------------------------------------------
 
 
-def read_sample_file(path: Path) -> list[dict]:
-    """Rows of one samples/<stage>.jsonl; a step logged twice (a resumed run redoes steps after its last
-    checkpoint) keeps its newer rows; a torn last line is skipped."""
-    rows: list[dict] = []
-    last_step = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+def scan_sample_file(path: Path):
+    """Yield (epoch, row) for each readable row of one samples/<stage>.jsonl (a torn line is skipped).
+
+    The epoch grows whenever the step goes back (a resumed run redoing steps after its last checkpoint, in runs
+    logged before MetricsLog cut redone samples itself); a step's rows count from the last epoch holding it."""
+    epoch, last = 0, None
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            step = r.get("step", 0)
+            if last is not None and step < last:
+                epoch += 1
+            last = step
+            yield epoch, r
+
+
+class StepCost:
+    """What one step's rows would add to the page: bytes of text, thumbnails referenced, row count."""
+
+    __slots__ = ("epoch", "bytes", "images", "rows")
+
+    def __init__(self, epoch: int):
+        self.epoch, self.bytes, self.images, self.rows = epoch, 0, set(), 0
+
+    def add(self, r: dict) -> None:
+        over = sum(max(0, len(r.get(k) or "") - cap) for k, cap in (("completion", MAX_COMPLETION_CHARS),
+                                                                    ("prompt", MAX_PROMPT_CHARS)))
+        self.bytes += len(json.dumps(r)) - over + 40
+        self.images.update(r.get("images") or [])
+        self.rows += 1
+
+
+def step_costs(path: Path) -> dict[int, StepCost]:
+    """Pass 1 over a samples file: {step: StepCost} of the rows that count (see scan_sample_file)."""
+    costs: dict[int, StepCost] = {}
+    for epoch, r in scan_sample_file(path):
         step = r.get("step", 0)
-        if last_step is not None and step < last_step:  # a resume went back: drop what is being redone
-            rows = [x for x in rows if x.get("step", 0) < step]
-        last_step = step
-        rows.append(r)
-    return rows
+        if step not in costs or costs[step].epoch != epoch:
+            costs[step] = StepCost(epoch)  # a newer epoch replaces the step's rows
+        costs[step].add(r)
+    # A step logged before a resume went back below it, and never redone, no longer counts: drop step s of
+    # epoch e when a later epoch holds a smaller step.
+    first: dict[int, int] = {}  # epoch -> smallest step it holds
+    for step, c in costs.items():
+        first[c.epoch] = min(step, first.get(c.epoch, step))
+    later_min: dict[int, float] = {}  # epoch -> smallest step of any later epoch
+    low = float("inf")
+    for e in sorted(first, reverse=True):
+        later_min[e] = low
+        low = min(low, first[e])
+    return {step: c for step, c in costs.items() if later_min[c.epoch] > step}
 
 
 def bisection_order(n: int) -> list[int]:
@@ -183,11 +221,7 @@ def browser_row(r: dict, strings: dict[str, int]) -> dict:
             "entropy": r.get("entropy")}
 
 
-def _row_bytes(r: dict) -> int:
-    return len(json.dumps({k: v for k, v in r.items() if k != "images"})) + 40
-
-
-def choose_steps(stages: dict[str, dict[int, list[dict]]], thumb_size, budget: int) -> dict[str, set[int]]:
+def choose_steps(stages: dict[str, dict[int, StepCost]], thumb_size, budget: int) -> dict[str, set[int]]:
     """Whole steps per stage, round-robin over stages in bisection order, until `budget` bytes are spent."""
     orders = {s: [sorted(steps)[i] for i in bisection_order(len(steps))] for s, steps in stages.items()}
     chosen: dict[str, set[int]] = {s: set() for s in stages}
@@ -202,32 +236,27 @@ def choose_steps(stages: dict[str, dict[int, list[dict]]], thumb_size, budget: i
                 active.discard(s)
                 continue
             step = orders[s][0]
-            rows = stages[s][step]
-            new = {t for r in rows for t in r.get("images") or []} - thumbs
-            cost = sum(_row_bytes(r) for r in rows) + sum(thumb_size(t) for t in new)
-            if spent + cost > budget and any(chosen.values()):
+            cost = stages[s][step]
+            new = cost.images - thumbs
+            nbytes = cost.bytes + sum(thumb_size(t) for t in new)
+            if spent + nbytes > budget and any(chosen.values()):
                 active.discard(s)
                 continue
             orders[s].pop(0)
             chosen[s].add(step)
             thumbs |= new
-            spent += cost
+            spent += nbytes
     return chosen
 
 
 def load_samples(out_dir: Path, budget: int = SAMPLE_BUDGET_BYTES) -> dict:
-    """{"rows", "strings", "thumbs", "total", "shown", "note"} for the rollout browser."""
+    """{"rows", "strings", "thumbs", "total", "shown", "note"} for the rollout browser.
+
+    Two passes over each samples file, so memory holds only the rows shown, however many were logged."""
     sdir = Path(out_dir) / "samples"
     files = sorted(sdir.glob("*.jsonl")) if sdir.is_dir() else []
-    stages: dict[str, dict[int, list[dict]]] = {}
-    total = 0
-    for f in files:
-        per_step: dict[int, list[dict]] = {}
-        for r in read_sample_file(f):
-            r.setdefault("stage", f.stem)
-            per_step.setdefault(r.get("step", 0), []).append(r)
-            total += 1
-        stages[f.stem] = per_step
+    stages = {f.stem: step_costs(f) for f in files}
+    total = sum(c.rows for steps in stages.values() for c in steps.values())
     sizes: dict[str, int] = {}
 
     def thumb_size(rel: str) -> int:
@@ -239,15 +268,20 @@ def load_samples(out_dir: Path, budget: int = SAMPLE_BUDGET_BYTES) -> dict:
     chosen = choose_steps(stages, thumb_size, budget)
     strings: dict[str, int] = {}
     rows, thumbs = [], {}
-    for s, per_step in stages.items():
-        for step in sorted(chosen[s]):
-            for r in per_step[step]:
-                row = browser_row(r, strings)
-                for rel in row["images"]:
-                    if rel not in thumbs:
-                        thumbs[rel] = _data_uri(sdir / rel) if not rel.startswith("data:") else rel
-                row["images"] = [rel for rel in row["images"] if thumbs.get(rel)]
-                rows.append(row)
+    for f in files:
+        costs, keep = stages[f.stem], chosen[f.stem]
+        for epoch, r in scan_sample_file(f):
+            step = r.get("step", 0)
+            if step not in keep or costs[step].epoch != epoch:
+                continue
+            r.setdefault("stage", f.stem)
+            row = browser_row(r, strings)
+            for rel in row["images"]:
+                if rel not in thumbs:
+                    thumbs[rel] = _data_uri(sdir / rel) if not rel.startswith("data:") else rel
+            row["images"] = [rel for rel in row["images"] if thumbs.get(rel)]
+            rows.append(row)
+    rows.sort(key=lambda r: (r["group"], r["step"]))  # steps in order even where a resume rewrote them
     shown_steps = sum(len(v) for v in chosen.values())
     all_steps = sum(len(v) for v in stages.values())
     note = (f"all {total} logged samples" if len(rows) == total else
