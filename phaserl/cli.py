@@ -113,18 +113,24 @@ def score(
     benchmark: str = typer.Argument(..., help="e.g. mathvision:test, mathvista:testmini, olympiadbench, math500"),
     predictions: Path = typer.Argument(..., help="JSONL rows with id + response (or id + extraction)"),
     data_dir: Path = typer.Option(None, help="benchmarks folder (default $PHASERL_DATA or ../shared/data/benchmarks)"),
+    hub: bool = typer.Option(False, "--hub", help="read the benchmark from the Hugging Face hub"),
     out: Path = typer.Option(None, help="result JSON"),
     scorer: str = typer.Option(None, help="override the benchmark's default scorer"),
     llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
     llm_model: str = typer.Option(None, help="model name at that endpoint"),
+    llm_api_key_env: str = typer.Option(None, help="environment variable holding that endpoint's API key"),
+    llm_cache: Path = typer.Option(None, help="JSONL cache of LLM replies (default $PHASERL_CACHE/llm_cache.jsonl)"),
+    llm_concurrency: int = typer.Option(8, help="LLM requests in flight at once"),
 ):
     """Score existing responses with the benchmark's official-compatible scorer."""
     from phaserl.eval.score import score_command
+    from phaserl.openai_api import APIError, api_key_from_env
 
     try:
         score_command(benchmark, predictions, data_dir, out, scorer=scorer, llm_base_url=llm_base_url,
-                      llm_model=llm_model, echo=typer.echo)
-    except _user_errors() as e:
+                      llm_model=llm_model, llm_api_key=api_key_from_env(llm_api_key_env), llm_cache=llm_cache,
+                      llm_concurrency=llm_concurrency, hub=hub, echo=typer.echo)
+    except (*_user_errors(), APIError) as e:
         _fail(str(e))
 
 
@@ -137,29 +143,37 @@ def eval_(
     samples: int = typer.Option(1, help="K samples per item (pass@k and mean@k when K > 1)"),
     engine: str = typer.Option("hf", help="hf or vllm"),
     data_dir: Path = typer.Option(None, help="benchmarks folder"),
+    hub: bool = typer.Option(False, "--hub", help="read the benchmarks from the Hugging Face hub"),
     image_dir: Path = typer.Option(None, help="images for benchmarks whose images are not in the data folder"),
     missing_images: str = typer.Option("error", help="error | skip | text (evaluate text-only when asked)"),
+    view: str = typer.Option(None, help="image | text | image+caption (default: image when the item has one)"),
     template: str = typer.Option("boxed", help="prompt template"),
     max_new_tokens: int = typer.Option(1024),
     temperature: float = typer.Option(None, help="default: greedy for K=1, 1.0 for K>1"),
+    top_p: float = typer.Option(1.0),
     batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0),
     dtype: str = typer.Option("float32"),
+    scorer: str = typer.Option(None, help="override each benchmark's default scorer"),
     llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
-    llm_model: str = typer.Option(None),
+    llm_model: str = typer.Option(None, help="model name at that endpoint"),
+    llm_api_key_env: str = typer.Option(None, help="environment variable holding that endpoint's API key"),
 ):
     """Generate, score and tabulate; writes records, a markdown table, per-category plots and report.html."""
     from phaserl.eval.runner import eval_command
+    from phaserl.openai_api import APIError, api_key_from_env
 
     try:
         eval_command(model, benchmarks, output, limit=limit, samples=samples, engine=engine, data_dir=data_dir,
-                     image_dir=image_dir, missing_images=missing_images, template=template,
-                     max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, dtype=dtype,
-                     llm_base_url=llm_base_url, llm_model=llm_model, echo=typer.echo)
-    except _user_errors() as e:
+                     image_dir=image_dir, missing_images=missing_images, hub=hub, view=view, template=template,
+                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
+                     seed=seed, dtype=dtype, scorer=scorer, llm_base_url=llm_base_url, llm_model=llm_model,
+                     llm_api_key=api_key_from_env(llm_api_key_env), echo=typer.echo)
+    except (*_user_errors(), APIError) as e:
         _fail(str(e))
     from phaserl.eval.report import write_eval_report
 
-    typer.echo(f"report: {write_eval_report(output, data_dir=data_dir, image_dir=image_dir)}")
+    typer.echo(f"report: {write_eval_report(output, data_dir=data_dir, image_dir=image_dir, hub=hub)}")
 
 
 def _fields(field: list[str], flag: str = "--field") -> dict[str, str]:
