@@ -228,6 +228,14 @@ def test_equations_are_equal_up_to_a_nonzero_integer_factor():
     assert equation_equal("x^2+y^2=1", "x^2+y^2=2") is False
 
 
+def test_equations_of_unnamed_functions():
+    assert judge("f(x)=\\frac{1}{x}", "f(x)=\\dfrac{1}{x}") is True
+    assert judge("p(x)=\\frac{(x-1)(x-2)}{6}", "6p(x)=(x-1)(x-2)") is True  # factor 6
+    assert judge("f(x)=\\frac{1}{x}", "f(x)=x") is False
+    assert judge("N(n)=\\lfloor\\frac{2 n}{3}\\rfloor+1", "N(n)=\\lfloor\\dfrac{2n}{3}\\rfloor+1") is True
+    assert judge("N(n)=\\lfloor\\frac{2 n}{3}\\rfloor+1", "2N(n)=2\\lfloor\\frac{2n}{3}\\rfloor+2") is True
+
+
 def test_a_non_integer_factor_is_not_enough():
     assert equation_equal("2x+2y=3", "3x+3y=4.5") is False  # factor 3/2 either way round: official quirk
     assert judge("2x+2y=3", "3x+3y=4.5") is False

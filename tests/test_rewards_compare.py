@@ -181,3 +181,9 @@ def test_tolerance_has_the_official_slack_and_reaches_constant_expressions():
     assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6054", tolerance=1e-4) is True
     assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6054") is False  # no tolerance: not the same number
     assert decide("\\cos^{10}(\\frac{\\pi}{10})", "0.6056", tolerance=1e-4) is False
+
+
+def test_different_whole_numbers_are_never_close():
+    assert decide("3986729", "3986730") is False  # within 1e-6 relative, but a different integer
+    assert decide("3986729", "3986729.0") is True
+    assert decide("0.3333333", "0.33333333") is True  # decimals keep the 1e-6 relative slack

@@ -157,6 +157,8 @@ def _close(gold: Fraction, pred: Fraction, tolerance: float | None, rel_toleranc
     if diff == 0:
         return True
     if tolerance is None and rel_tolerance is None:
+        if gold.denominator == 1 and pred.denominator == 1:
+            return False  # two different whole numbers: 3986730 is not 3986729, however large
         return diff <= _DEFAULT_REL * abs(gold)
     if tolerance is not None and diff <= Fraction(tolerance):
         return True
@@ -165,7 +167,8 @@ def _close(gold: Fraction, pred: Fraction, tolerance: float | None, rel_toleranc
 
 def numbers_equal(gold: Num, pred: Num, tolerance: float | None = None,
                   rel_tolerance: float | None = None) -> bool:
-    """Equal within the example's absolute or relative tolerance (either suffices), else within 1e-6 relative.
+    """Equal within the example's absolute or relative tolerance (either suffices), else within 1e-6 relative
+    (two whole numbers, though, only when equal).
 
     A % on either side also allows the /100 reading: gold 28% matches 28 and 0.28.
     """
