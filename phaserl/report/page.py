@@ -1,5 +1,7 @@
 """One self-contained HTML page from a report payload: inline CSS and JS (report/assets/), data as JSON.
 
+The scripts in SCRIPTS share one function scope (wrapped here), so each file holds one part of the page.
+
 Nothing is fetched at view time: curves are drawn as SVG by the page's own script, thumbnails are data URIs.
 The same page shows a training run (payload kind "run") or an evaluation (kind "eval").
 """
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 
 ASSETS = Path(__file__).parent / "assets"
+SCRIPTS = ("common.js", "chart.js", "sections.js", "browser.js", "main.js")  # one scope, in this order
 
 
 def _json_for_script(payload: dict) -> str:
@@ -33,7 +36,8 @@ def _finite(x):
 
 def render_page(payload: dict) -> str:
     css = (ASSETS / "report.css").read_text(encoding="utf-8")
-    js = (ASSETS / "report.js").read_text(encoding="utf-8")
+    js = '"use strict";\n(function () {\n' + "\n".join(
+        (ASSETS / name).read_text(encoding="utf-8") for name in SCRIPTS) + "})();\n"
     refresh = (f'<meta http-equiv="refresh" content="{max(1, round(payload["watch"]))}">'
                if payload.get("watch") else "")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
