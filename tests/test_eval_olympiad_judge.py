@@ -140,6 +140,14 @@ def test_scorer_takes_the_tolerance_from_the_item():
     assert not score_one(OlympiadScorer(), ex, response="So the final answer is \\boxed{4.31}").correct
 
 
+def test_tuple_items_are_judged_with_the_default_tolerance():
+    tuple_item = _example("(1, 2)", error=[0.5])
+    tuple_item.meta["answer_type"] = "Tuple"
+    assert not score_one(OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}").correct
+    tuple_item.meta["answer_type"] = "Numerical"
+    assert score_one(OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}").correct
+
+
 # ---- 6. numbers: float() and the percentage readings of the gold ---------------------------------------
 
 
@@ -265,3 +273,48 @@ def _example(answer: str, error: list[float] | None = None) -> Example:
 ])
 def test_scorer_end_to_end(response, correct):
     assert score_one(OlympiadScorer(), _example("0.5"), response=response).correct is correct
+
+
+# ---- the verifier (`phaserl verify`) with an item's tolerance follows these rules ------------------------
+
+# (gold, response, tolerance, what the official judge says); phaserl verify must say the same
+FOLLOWED = [
+    ("0.003, 5.233", "So the final answer is \\boxed{0.002, 5.234}", 1e-3, True),  # per-answer tolerance
+    ("0.003, 5.233", "So the final answer is \\boxed{0.002, 5.236}", 1e-3, False),
+    ("7 \\times 10^{35}", "So the final answer is \\boxed{7.1 \\cdot 10^{35}}", 1e34, True),  # 1.01 slack
+    ("7 \\times 10^{35}", "So the final answer is \\boxed{7.1 \\cdot 10^{35}}", 1e33, False),
+    ("\\cos ^{10}(\\frac{\\pi}{10})", "So the final answer is \\boxed{0.6054}", 1e-4, True),  # constants
+    ("\\cos ^{10}(\\frac{\\pi}{10})", "So the final answer is \\boxed{0.6057}", 1e-4, False),
+    ("4.2", "So the final answer is \\boxed{4.3}", 0.1, True),
+    ("4.2", "So the final answer is \\boxed{4.35}", 0.1, False),
+    ("69, 84", "So the final answer is \\boxed{84, 69}", 1e-8, True),  # a multiset
+    ("\\sqrt{2}, -\\sqrt{2}", "So the final answer is \\boxed{\\pm \\sqrt{2}}", 1e-8, True),  # \pm
+    ("x^2+y^2=1", "So the final answer is \\boxed{2x^2+2y^2=2}", 1e-8, True),  # equations up to a factor
+    ("x=1", "So the final answer is \\boxed{1}", 1e-8, True),  # the part after =
+    ("(2,1),(3,1)", "So the final answer is \\boxed{(3,1),(2,1)}", 1e-8, True),
+]
+# where the verifier differs on purpose (docs/scorers.md; tests/test_rewards_judge_agreement.py has the reasons)
+DIFFERS = [
+    ("0.6", "So the final answer is \\boxed{60}", 1e-8, True),  # no bare x 100 without a % sign
+    ("2x+2y=3", "So the final answer is \\boxed{3x+3y=4.5}", 1e-8, False),  # any nonzero factor
+    ("(1,2,3)", "So the final answer is \\boxed{(1,2)}", 1e-8, True),  # no zip truncation
+]
+
+
+def _verify_rows(tmp_path, cases) -> list[bool | None]:
+    import json
+
+    from phaserl.rewards.cli import verify_command
+
+    pairs, out = tmp_path / "pairs.jsonl", tmp_path / "out.jsonl"
+    pairs.write_text("".join(json.dumps({"gold": g, "pred": r, "tolerance": t}) + "\n" for g, r, t, _ in cases))
+    assert verify_command(pairs, out, workers=1) == 0
+    return [json.loads(line)["equal"] for line in out.read_text().splitlines()]
+
+
+def test_phaserl_verify_with_a_tolerance_follows_the_official_rules(tmp_path):
+    assert [judge(g, final_answer_text(r), t) for g, r, t, _ in FOLLOWED + DIFFERS] == \
+        [want for *_, want in FOLLOWED + DIFFERS]  # the judge itself, as a check on the table
+    verdicts = _verify_rows(tmp_path, FOLLOWED + DIFFERS)
+    assert verdicts[:len(FOLLOWED)] == [want for *_, want in FOLLOWED]
+    assert verdicts[len(FOLLOWED):] == [not want for *_, want in DIFFERS]

@@ -393,5 +393,12 @@ class OlympiadScorer(PerItemJudge):
             gold = preprocess(str(example.answer))
         except UnclosedBox:
             return False
-        tolerances = example.meta.get("error") or ([example.tolerance] if example.tolerance else None)
-        return judge_answers(gold, extraction, tolerances)
+        return judge_answers(gold, extraction, item_tolerances(example))
+
+
+def item_tolerances(example: Example) -> list[float] | None:
+    """The item's `error` as the official pipeline passes it: none at all for Tuple items (inference/judge.py
+    judges those with the default), else one value or one per answer."""
+    if "Tuple" in str(example.meta.get("answer_type") or ""):
+        return None
+    return example.meta.get("error") or ([example.tolerance] if example.tolerance else None)
