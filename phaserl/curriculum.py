@@ -138,7 +138,28 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
     mem = _memory_line(recipe)
     if mem:
         lines.append(mem)
+    _check_eval_sources(stages)
     return "\n".join(lines)
+
+
+def _check_eval_sources(stages: list[Stage]) -> None:
+    """Load every stage's evaluation data once, so a source that cannot be read fails the dry run, not step 1."""
+    from phaserl.data.schema import DataError
+    from phaserl.data.sources import load_examples
+
+    errors, seen = [], set()
+    for st in stages:
+        for spec in st.eval.data:
+            key = spec.model_dump_json()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                load_examples(spec, log=lambda *_: None)
+            except Exception as e:  # noqa: BLE001 (every failure is reported, with its source)
+                errors.append(f"stage {st.index + 1} ('{st.name}') eval data {spec.name}: {e}")
+    if errors:
+        raise DataError("evaluation data that cannot be read:\n  " + "\n  ".join(errors))
 
 
 def _memory_line(recipe: Recipe) -> str | None:

@@ -5,10 +5,11 @@ Three ideas live here, each small:
      image, with weight 0), at the point of the forward where images would run, or a sharded run hangs
      (EasyR1 issue 468: FSDP/ZeRO-3 all-gather the tower's parameters inside its forward, and a rank that
      skips it never joins the collective);
-  2. full parameters out of DDP / FSDP2 / FSDP1 / ZeRO-3 / PEFT wrappers, for syncing a rollout engine;
+  2. full parameters out of DDP / FSDP2 / FSDP1 / PEFT wrappers, for syncing a rollout engine;
   3. the memory formula behind `phaserl train --dry-run` (and the tables in docs/scale_out.md).
 
-Nothing here imports deepspeed or vllm at module level.
+Nothing here imports vllm at module level. DeepSpeed is not supported (the trainer refuses it): FSDP2 is the
+sharded engine.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ def _text_model(base):
 
 @contextlib.contextmanager
 def dummy_vision(model, vision_inputs: dict[str, torch.Tensor]):
-    """Within this block, a forward of the VLM on a text-only micro-batch first runs the vision tower on a blank
-    image and adds 0 x (sum of its output) to the input embeddings.
+    """Within this block, the first forward of the VLM on a text-only micro-batch first runs the vision tower on a
+    blank image and adds 0 x (sum of its output) to the input embeddings.
+
+    Only the first: a micro-batch with images runs the tower once whether its log-probs take one forward (the
+    plain path) or two (the shared-prefix path: prompts with their images, then completions on the cache), so a
+    text-only rank must run it exactly once too, or the sharded collectives go out of step.
 
     Why inside the forward, at that point: FSDP and ZeRO-3 all-gather each unit's parameters as its forward
     starts, and the gathers are collectives that every rank must issue in the same order. A rank with images
@@ -71,13 +76,17 @@ def dummy_vision(model, vision_inputs: dict[str, torch.Tensor]):
     the same, instead of hanging its peers (EasyR1 issue 468). The value is unchanged (+0), the tower's gradients
     are exactly 0 on this rank, and the backward walks the same units in the same reverse order. Under DDP it
     also keeps every vision parameter in the graph (no unused-parameter error)."""
-    base = _unwrap(model)
+    base = unwrap(model)
     lang = _text_model(base)
 
+    fired = False
+
     def hook(module, args, kwargs):
+        nonlocal fired
         embeds = kwargs.get("inputs_embeds")
-        if embeds is None:
+        if embeds is None or fired:
             return None
+        fired = True
         inputs = {k: v.to(embeds.device) for k, v in vision_inputs.items()}
         total = _sum_floats(base.get_image_features(**inputs))
         if total is None:
@@ -92,6 +101,35 @@ def dummy_vision(model, vision_inputs: dict[str, torch.Tensor]):
         handle.remove()
 
 
+_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
+
+
+def vision_tower(model) -> torch.nn.Module:
+    """The VLM's vision tower module (Qwen2.5-VL `visual`, LLaVA `vision_tower`, Idefics3 `vision_model`)."""
+    for name, module in unwrap(model).named_modules():
+        if name.rsplit(".", 1)[-1] in _TOWER_NAMES:
+            return module
+    raise ValueError(f"{type(unwrap(model)).__name__}: no vision tower found (looked for {_TOWER_NAMES})")
+
+
+class CallCounter:
+    """Counts forwards of a module in training mode (the update and its log-prob passes; generation runs in eval
+    mode). The trainer compares the counts of all ranks each step: under FSDP they must be equal."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.calls = 0
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output) -> None:
+        if module.training:
+            self.calls += 1
+
+    def reset(self) -> int:
+        """The count since the last reset."""
+        calls, self.calls = self.calls, 0
+        return calls
+
+
 def vision_dummy_loss(model, vision_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """0 x (vision tower output on a blank image), to add to a text-only micro-batch's loss.
 
@@ -99,7 +137,7 @@ def vision_dummy_loss(model, vision_inputs: dict[str, torch.Tensor]) -> torch.Te
     buckets). NOT enough under FSDP / ZeRO-3: run after the forward, its all-gathers come after the text
     layers' on this rank but before them on a rank with images, and the collectives mismatch; use
     `dummy_vision` there (it runs the tower at the point of the forward where images run)."""
-    base = _unwrap(model)
+    base = unwrap(model)
     device = next(base.parameters()).device
     total = _sum_floats(base.get_image_features(**{k: v.to(device) for k, v in vision_inputs.items()}))
     if total is None:
@@ -130,7 +168,7 @@ def clean_name(name: str) -> str:
     return ".".join(p for p in parts if p not in _WRAPPER_PARTS)
 
 
-def _unwrap(model):
+def unwrap(model):
     """The user's module under DDP / DeepSpeed engine / torch.compile wrappers."""
     while True:
         inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
@@ -150,8 +188,16 @@ def _full_tensor(param: torch.Tensor) -> torch.Tensor:
     return param
 
 
-def _is_zero3(model) -> bool:
-    return any(getattr(p, "ds_id", None) is not None for p in model.parameters())
+def is_sharded(model) -> bool:
+    """True when the model's parameters are shards (FSDP2 DTensors or FSDP1 flat parameters)."""
+    base = unwrap(model)
+    if any(hasattr(p, "full_tensor") for p in base.parameters()):
+        return True
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP1
+    except ImportError:  # pragma: no cover
+        return False
+    return any(isinstance(m, FSDP1) for m in base.modules())
 
 
 @contextlib.contextmanager
@@ -170,22 +216,9 @@ def _gathered(model):
 
 
 def _named_tensors(model, include_buffers: bool) -> Iterator[tuple[str, torch.Tensor, bool]]:
-    """(name, tensor, is_view_of_gathered_memory). ZeRO-3 gathers one module's own parameters at a time
-    (deepspeed.zero.GatheredParameters; a whole 72B model never sits on one GPU). Untested here (no deepspeed)."""
-    if _is_zero3(model):
-        import deepspeed
-
-        seen = set()
-        for prefix, module in model.named_modules():
-            own = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
-            seen.update(id(p) for _, p in own)
-            if own:
-                with deepspeed.zero.GatheredParameters([p for _, p in own], modifier_rank=None):
-                    for n, p in own:
-                        yield (f"{prefix}.{n}" if prefix else n), p.detach().clone(), False
-    else:
-        for n, p in model.named_parameters():
-            yield n, p, True
+    """(name, tensor, is_view_of_gathered_memory)."""
+    for n, p in model.named_parameters():
+        yield n, p, True
     if include_buffers:
         for n, b in model.named_buffers():
             yield n, b, True
@@ -203,10 +236,10 @@ def _peft_name(name: str) -> str | None:
 def iter_full_params(model, *, include_buffers: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, full tensor) for every weight of the trainer's model, in HF checkpoint names.
 
-    Works for a plain module, DDP, FSDP2 (DTensor), FSDP1, DeepSpeed ZeRO-3 and PEFT (adapters merged for the
-    duration, then unmerged). Collective under sharding: call it on every rank, in the same order, and consume
+    Works for a plain module, DDP, FSDP2 (DTensor), FSDP1 and PEFT (adapters merged for the duration, then
+    unmerged). Collective under sharding: call it on every rank, in the same order, and consume
     the iterator fully. Tensors that would not outlive the iteration (merged or gathered ones) are copies."""
-    base = _unwrap(model)
+    base = unwrap(model)
     peft = _is_peft(base)
     with _gathered(base) as gathered_views:
         if peft:
@@ -248,7 +281,7 @@ MODEL_SHAPES = {
     "qwen2.5-vl-32b": ModelShape("Qwen2.5-VL-32B-Instruct", 33.5e9, 5120, 64, 8, 128, 152064),
     "qwen2.5-vl-72b": ModelShape("Qwen2.5-VL-72B-Instruct", 73.4e9, 8192, 80, 8, 128, 152064),
 }
-STRATEGIES = ("ddp", "zero2", "zero3", "fsdp2")
+STRATEGIES = ("ddp", "fsdp2")
 
 
 def shape_from_config(config, params: float, name: str = "model") -> ModelShape:
@@ -285,45 +318,48 @@ class MemoryEstimate:
         return max(self.train_peak, self.rollout_peak)
 
 
-def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "zero3", trainable: float = 1.0,
+def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "fsdp2", trainable: float = 1.0,
                     micro_batch: int = 1, seq_len: int = 2048, kl: bool = True, rollout: str = "vllm",
                     rollout_seqs: int = 64, engine_sleeps: bool = True, engine_tp: int = 1) -> MemoryEstimate:
     """Per-GPU memory of GRPO on one model: the ZeRO paper's 16 bytes/param, split by sharding, plus the rest.
 
     P params, Pt = trainable * P, W = world_size. fp32 master weights 4P, fp32 grads 4Pt, AdamW m and v 8Pt
     (ZeRO, Rajbhandari et al. 2020, sec. 3: 2+2+12 = 16 bytes per parameter in mixed precision).
-      ddp:   nothing sharded       zero2: grads and optimizer / W       zero3, fsdp2: all three / W
-    Reference model (kl=True): bf16 2P, sharded like the weights under zero3/fsdp2.
+      ddp:   nothing sharded       fsdp2: all three / W
+    Reference model (kl=True): bf16 2P on every GPU (phaserl keeps the frozen reference unsharded).
     Activations with gradient checkpointing: 2 bytes x hidden per token per layer kept, one layer recomputed
     (~34 x hidden bytes per token, Korthikanti et al. 2022 eq. 2 without the attention matrix, flash/SDPA), and the
     fp32 logits with their gradient (8 x vocab bytes per token), which dominate for 150k-token vocabularies.
     vLLM colocated: bf16 weights 2P and a KV cache of rollout_seqs x seq_len tokens x (2 x layers x kv_heads x
     head_dim x 2 bytes), both / engine_tp (vLLM tensor parallelism); with sleep mode both leave the GPU during
-    the update. rollout="server" or "hf": no engine memory on the training GPUs.
+    the update. rollout="hf": the engine's bf16 copy 2P stays through the update, its KV cache does not.
+    rollout="server": no engine memory on the training GPUs.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
     P, Pt, W = shape.params, shape.params * trainable, max(1, world_size)
-    shard_states = W if strategy in ("zero2", "zero3", "fsdp2") else 1
-    shard_weights = W if strategy in ("zero3", "fsdp2") else 1
+    shard_states = shard_weights = W if strategy == "fsdp2" else 1
     tokens = micro_batch * seq_len
     activations = tokens * (2 * shape.hidden * shape.layers + 34 * shape.hidden + 8 * shape.vocab)
     tp = max(1, engine_tp)
-    engine = 2 * P / tp if rollout == "vllm" else 0.0
-    kv = rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 / tp \
-        if rollout == "vllm" else 0.0
+    local = rollout in ("vllm", "hf")
+    engine = 2 * P / tp if local else 0.0
+    kv = rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 / tp if local else 0.0
     est = MemoryEstimate(weights=4 * P / shard_weights, grads=4 * Pt / shard_states,
-                         optimizer=8 * Pt / shard_states, reference=(2 * P / shard_weights) if kl else 0.0,
+                         optimizer=8 * Pt / shard_states, reference=2 * P if kl else 0.0,
                          activations=activations, engine_weights=engine, kv_cache=kv)
     if rollout == "vllm" and not engine_sleeps:  # the engine keeps its memory through the update
         est = MemoryEstimate(est.weights, est.grads, est.optimizer, est.reference,
                              est.activations + engine + kv, engine, kv)
+    elif rollout == "hf":  # the sampling copy stays resident; its KV cache is freed after generation
+        est = MemoryEstimate(est.weights, est.grads, est.optimizer, est.reference,
+                             est.activations + engine, engine, kv)
     return est
 
 
 def format_memory_table(rows: list[tuple[str, int, str, MemoryEstimate]], gpu_gib: float = 80.0) -> str:
     """A markdown table (model, GPUs, strategy, parts in GiB, peak, fits) for --dry-run and the docs."""
-    head = ("| model | GPUs | strategy | weights | grads | optim | ref | activ. | vLLM w+KV | peak GiB | "
+    head = ("| model | GPUs | strategy | weights | grads | optim | ref | activ. | engine w+KV | peak GiB | "
             f"fits {gpu_gib:g} GiB |")
     lines = [head, "|" + "---|" * 11]
     for name, gpus, strategy, e in rows:

@@ -104,9 +104,13 @@ def _is_vlm_config(config) -> bool:
 def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = False,
                freeze_vision: bool = False, lora: dict | None = None, adapter: str | None = None,
                gradient_checkpointing: bool = False,
-               attn_implementation: str | None = "sdpa") -> LoadedModel:
-    """Load a causal LM or a VLM plus its processor. dtype is the *parameter* dtype; bf16 compute on the CPU
-    comes from autocast in the trainer, so fp32 master weights keep updates exact."""
+               attn_implementation: str | None = "sdpa", trainable_dtype: str | None = None) -> LoadedModel:
+    """Load a causal LM or a VLM plus its processor, in `dtype`.
+
+    trainable_dtype: the dtype of the parameters that will train (the trainer passes "float32"). A bf16 model
+    trained in bf16 loses most updates at RL learning rates (half a bf16 ulp is ~2e-3 x |w|, an AdamW step
+    ~lr = 1e-6), so the trainable parameters are kept as fp32 master weights and the forward computes in bf16
+    under autocast; frozen parameters (a frozen vision tower, LoRA's base weights) stay in `dtype`."""
     import torch
     from transformers import (
         AutoConfig,
@@ -138,7 +142,7 @@ def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = F
         for p in vision_parameters(model):
             p.requires_grad_(False)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model)
     if adapter:  # resume a LoRA run: base weights from `name`, trained adapter from a checkpoint
         from peft import PeftModel
 
@@ -151,7 +155,21 @@ def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = F
             # target names such as q_proj exist in vision towers too: keep adapters out of a frozen tower
             lora["exclude_modules"] = r".*(" + "|".join(VISION_KEYS) + r").*"
         model = get_peft_model(model, LoraConfig(**lora))
+    if trainable_dtype is not None:
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.to(getattr(torch, trainable_dtype))
     return LoadedModel(model=model, processor=processor, tokenizer=tokenizer, is_vlm=is_vlm)
+
+
+def enable_checkpointing(model) -> None:
+    """Activation checkpointing of every decoder (and vision) block, non-reentrant: the reentrant form re-runs
+    hooks and breaks DDP's and FSDP's gradient bookkeeping."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def is_peft(model) -> bool:

@@ -8,7 +8,9 @@ Two ways to compute the same numbers:
   images, through the vision tower) is run once per distinct prompt, with gradients, and its KV cache is
   fanned out to the rows; the completions then run against that cache. Same function, about (G-1)/G of the
   prompt work saved; gradients of the prompt positions add up over the rows exactly as in the plain form.
-`rows_logp` picks the shared form when the architecture allows it.
+`rows_logp` picks the shared form when the architecture allows it and activation checkpointing is off: a
+checkpointed layer in training mode runs without a KV cache (transformers forces `use_cache=False`, and a
+recomputed layer would append to a cache twice), so checkpointed models take the plain form.
 """
 
 from __future__ import annotations
@@ -201,12 +203,21 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
     return selective_logp(logits, targets, temperature), mask
 
 
+def checkpointing_active(model) -> bool:
+    """True when a forward of `model` now would run checkpointed layers (activation checkpointing on and the
+    model in training mode), which is when transformers turns the KV cache off."""
+    from phaserl.distributed import unwrap
+
+    base = unwrap(model)
+    return base.training and any(getattr(m, "gradient_checkpointing", False) is True for m in base.modules())
+
+
 def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool, pad_id: int,
               temperature: float, autocast: bool, device, shared_prefix: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]): the shared-prefix form when the
-    model supports it (and `shared_prefix`), else the plain padded form."""
-    if shared_prefix and supports_shared_prefix(model, is_vlm):
+    model supports it (and `shared_prefix`) and no checkpointed layer would run, else the plain padded form."""
+    if shared_prefix and supports_shared_prefix(model, is_vlm) and not checkpointing_active(model):
         return shared_prefix_logp(model, processor, prompts, completion_ids, is_vlm, pad_id, temperature,
                                   autocast, device)
     inputs, targets, mask = build_sequences(processor, prompts, completion_ids, is_vlm, pad_id)

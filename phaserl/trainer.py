@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from phaserl.checkpoint import (
+    gather_states,
     latest_checkpoint,
     load_trainer_state,
     prune_checkpoints,
@@ -30,11 +31,12 @@ from phaserl.checkpoint import (
     save_folder,
     save_model,
 )
-from phaserl.collect import advantages, collect
+from phaserl.collect import advantages, collect, prompt_token_counter
 from phaserl.config import Recipe, Stage
 from phaserl.data.mixture import Mixture, derive_seed
 from phaserl.data.render import render
 from phaserl.data.sources import load_examples
+from phaserl.distributed import is_sharded
 from phaserl.logs import MetricsLog
 from phaserl.models import LoadedModel, load_model
 from phaserl.rewards.verify import get_verifier
@@ -132,116 +134,128 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
 
 
 @torch.no_grad()
-def logp_no_grad(model, lm: LoadedModel, prompts, completion_ids, temperature, autocast, device, micro: int):
-    """Per-row log-probs [N][T_i] under `model`, without gradients (old policy or reference)."""
+def logp_no_grad(model, lm: LoadedModel, prompts, completion_ids, temperature, autocast, device, micro: int,
+                 dummy_vision: dict | None = None):
+    """Per-row log-probs [N][T_i], without gradients (old policy or reference). With `dummy_vision` (a sharded
+    VLM policy), a text-only micro-batch runs the vision tower on a blank image like the update does, so every
+    rank joins the same all-gathers."""
     from phaserl.policy import rows_logp
+    from phaserl.update import vision_context
 
     out = []
     for i in range(0, len(completion_ids), micro):
         rows = completion_ids[i:i + micro]
-        logp, _ = rows_logp(model, lm.processor, prompts[i:i + micro], rows, lm.is_vlm, lm.tokenizer.pad_token_id,
-                            temperature, autocast, device)
+        with vision_context(model, dummy_vision, prompts[i:i + micro]):
+            logp, _ = rows_logp(model, lm.processor, prompts[i:i + micro], rows, lm.is_vlm,
+                                lm.tokenizer.pad_token_id, temperature, autocast, device)
         logp = logp.float().cpu()
         out.extend(logp[j, :len(c)].clone() for j, c in enumerate(rows))
     return out
 
 
-def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
-    """Train one stage from `init_weights` (or its latest checkpoint); returns its final/ folder."""
+@dataclass
+class StageRun:
+    """Everything one stage trains with, built by `setup_stage`."""
+
+    lm: LoadedModel
+    model: object  # the prepared (DDP / FSDP) policy
+    optimizer: object
+    scheduler: object
+    engine: object
+    ref: object | None
+    mixture: Mixture
+    stage: Stage  # per-rank view of the stage (prompts_per_step split over ranks)
+    steps: int
+    start: int
+    stage_dir: Path
+    dummy_vision: dict | None
+    vision_calls: object | None  # distributed.CallCounter on the vision tower (multi-process VLM runs)
+
+
+def setup_stage(ctx: RunContext, stage: Stage, init_weights: str) -> StageRun:
+    """Load the policy (fp32 master weights), data, optimizer and scheduler; resume; prepare for the
+    accelerator; build the rollout engine and the reference model on the policy's device."""
     recipe, acc = ctx.recipe, ctx.accelerator
+    _check_backend(acc, recipe)
     stage_dir = ctx.out_dir / "stages" / stage.dirname
     resume = latest_checkpoint(stage_dir)
     mcfg = recipe.model
     adapter = str(resume) if resume and (resume / "adapter_config.json").exists() else None
     lm = load_model(init_weights if adapter or not resume else str(resume), dtype=mcfg.dtype,
                     trust_remote_code=mcfg.trust_remote_code, freeze_vision=mcfg.freeze_vision, lora=mcfg.lora,
-                    adapter=adapter,
-                    gradient_checkpointing=mcfg.gradient_checkpointing,
-                    attn_implementation=mcfg.attn_implementation)
+                    adapter=adapter, gradient_checkpointing=mcfg.gradient_checkpointing,
+                    attn_implementation=mcfg.attn_implementation, trainable_dtype="float32")
     lm.tokenizer.padding_side = "left"
     mixture = build_mixture(stage, recipe, log=print if acc.is_main_process else (lambda *_: None))
     steps = stage_steps(stage, len(mixture))
-    model = lm.model
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    # fused: one vectorised kernel over all tensors (the 135M-parameter step ~6x faster on CPU); the same
-    # AdamW math. Single-process runs only: sharded back ends bring their own parameter types.
+    lm.model.train()
+    params = [p for p in lm.model.parameters() if p.requires_grad]
+    # fused: one vectorised kernel over all tensors; the same AdamW math. Single-process runs only: sharded
+    # back ends bring their own parameter types.
     optimizer = torch.optim.AdamW(params, lr=stage.optim.lr, betas=stage.optim.betas,
                                   weight_decay=stage.optim.weight_decay, fused=acc.num_processes == 1 or None)
     scheduler = make_scheduler(optimizer, stage.optim, steps)
+    model, optimizer = acc.prepare(lm.model, optimizer)
     start = 0
-    if resume:
-        state = load_trainer_state(resume, optimizer, scheduler)
+    if resume:  # after prepare: the optimizer state lands on the parameters' device (and shards, under FSDP)
+        state = load_trainer_state(resume, model, optimizer, scheduler)
         mixture.load_state_dict(state["data"])
         start = state["step"]
         if acc.is_main_process:
             print(f"[{stage.dirname}] resuming from {resume} (step {start}/{steps})")
-    ctx.log.truncate_after(stage.index, start)
-    ctx.global_step = _global_step(ctx, stage, start)
-    model, optimizer = acc.prepare(model, optimizer)
-    unwrapped = acc.unwrap_model(model)
-    engine = make_engine(stage, lm, unwrapped)
-    ref = _reference(stage, init_weights, mcfg) if stage.algo.kl_coef > 0 else None
-    world, rank = acc.num_processes, acc.process_index
-    stage = _per_rank(stage, world)
-    dummy_vision = None
+    world = acc.num_processes
+    engine = make_engine(stage, lm, model if is_sharded(model) else acc.unwrap_model(model))
+    ref = _reference(init_weights, mcfg, acc.device) if stage.algo.kl_coef > 0 else None
+    dummy, calls = None, None
     if lm.is_vlm and world > 1:
-        from phaserl.distributed import dummy_vision_inputs
+        from phaserl.distributed import CallCounter, dummy_vision_inputs, vision_tower
 
-        dummy_vision = dummy_vision_inputs(lm.processor)
+        dummy = dummy_vision_inputs(lm.processor)
+        calls = CallCounter(vision_tower(model))
+    return StageRun(lm=lm, model=model, optimizer=optimizer, scheduler=scheduler, engine=engine, ref=ref,
+                    mixture=mixture, stage=_per_rank(stage, world), steps=steps, start=start, stage_dir=stage_dir,
+                    dummy_vision=dummy, vision_calls=calls)
 
-    def draw(k: int):  # every rank draws the global batch (same cursor) and keeps its slice
-        return mixture.next_batch(k * world)[rank::world]
 
-    if start == 0 and stage.eval.data and stage.eval.at_start and acc.is_main_process:
+def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
+    """Train one stage from `init_weights` (or its latest checkpoint); returns its final/ folder."""
+    recipe, acc = ctx.recipe, ctx.accelerator
+    run = setup_stage(ctx, stage, init_weights)
+    lm, model, engine, stage = run.lm, run.model, run.engine, run.stage
+    ctx.log.truncate_after(stage.index, run.start)
+    ctx.global_step = _global_step(ctx, stage, run.start)
+    if run.start == 0 and stage.eval.data and stage.eval.at_start and acc.is_main_process:
         row = {"stage": stage.name, "stage_index": stage.index, "step": 0, "global_step": ctx.global_step,
                **_evaluate(engine, stage, recipe)}
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
-    if start < steps and any(r.name == "accuracy" for r in stage.rewards):
+    if run.start < run.steps and any(r.name == "accuracy" for r in stage.rewards):
         get_verifier().wait_ready()  # its workers start here, not inside the first step's scoring
-    if stage.optim.memory_probe and world == 1 and start < steps:
-        _probe(acc, model, optimizer, lm, stage, mixture)
-    bar = _progress(ctx, stage, start, steps)
-    for step in range(start + 1, steps + 1):
+    if stage.optim.memory_probe and acc.num_processes == 1 and run.start < run.steps:
+        _probe(acc, model, run.optimizer, lm, stage, run.mixture)
+    bar = _progress(ctx, stage, run.start, run.steps)
+    for step in range(run.start + 1, run.steps + 1):
         t0 = time.perf_counter()
         seed = derive_seed(recipe.seed, stage.index, step)
         seed_all(seed)
         # 1-2. draw prompts, generate G samples each, score them
-        r = collect(engine, draw, stage, seed, recipe.unparseable_gold)
-        rewards = r.reward_tensor()
+        r = collect(engine, _drawer(acc, run.mixture), stage, seed, recipe.unparseable_gold,
+                    any_rank=_any_rank(acc), prompt_tokens=prompt_token_counter(lm.processor, lm.is_vlm))
         # 3. advantages (KL-in-reward first, LMM-R1/OpenRLHF style)
-        ins = UpdateInputs(prompts=r.row_prompts, completion_ids=r.completions.completion_ids, adv=None,
-                           truncated=r.completions.truncated, dummy_vision=dummy_vision)
-        t_lp = time.perf_counter()
-        needs_old = stage.algo.ppo_epochs > 1 or stage.algo.mini_batches > 1
-        if needs_old:
-            ins.old_logp = logp_no_grad(model, lm, ins.prompts, ins.completion_ids, stage.rollout.temperature,
-                                        stage.optim.bf16_autocast, acc.device, stage.algo.micro_batch_size)
-        if ref is not None:
-            ins.ref_logp = logp_no_grad(ref, lm, ins.prompts, ins.completion_ids, stage.rollout.temperature,
-                                        stage.optim.bf16_autocast, acc.device, stage.algo.micro_batch_size)
-            if stage.algo.kl_in == "reward":
-                from phaserl.algo import kl_penalty_reward
-                from phaserl.update import _pad
-
-                T = max(len(c) for c in ins.completion_ids) or 1
-                old = ins.old_logp or r.completions.logp
-                mask = _pad([torch.ones(len(c)) for c in ins.completion_ids], T)
-                rewards = kl_penalty_reward(rewards, _pad(old, T), _pad(ins.ref_logp, T), mask,
-                                            stage.algo.kl_coef, stage.algo.kl_estimator)
-                r.rewards.total = rewards.tolist()
-        t_lp = time.perf_counter() - t_lp
+        ins, t_lp = _logps(run, r, acc.device)
         ins.adv = advantages(r, stage.algo.advantage)
         # 4. policy update, then the rollout engine samples from the new weights
         constant = float(stage.rollout.max_new_tokens) if stage.algo.aggregation == "constant" else None
-        upd = update_policy(acc, model, optimizer, scheduler, lm.processor, lm.is_vlm, lm.tokenizer.pad_token_id,
-                            ins, stage.algo, stage.optim, stage.rollout.temperature, constant, seed)
-        engine.sync_weights(unwrapped)
+        upd = update_policy(acc, model, run.optimizer, run.scheduler, lm.processor, lm.is_vlm,
+                            lm.tokenizer.pad_token_id, ins, stage.algo, stage.optim, stage.rollout.temperature,
+                            constant, seed)
+        engine.sync_weights(model if is_sharded(model) else acc.unwrap_model(model))
+        acc.wait_for_everyone()  # no rank samples before every rank's weights (or rank 0's push) are in
         # 5. log, evaluate, checkpoint
         ctx.global_step += 1
-        row = step_metrics(stage, step, r, ins.adv, upd, t_lp, time.perf_counter() - t0, scheduler, acc)
+        row = step_metrics(stage, step, r, ins.adv, upd, t_lp, time.perf_counter() - t0, run.scheduler, acc)
         row["global_step"] = ctx.global_step
+        row.update(_vision_balance(acc, run.vision_calls))
         if stage.eval.every and step % stage.eval.every == 0:
             row.update(_evaluate(engine, stage, recipe))
         if acc.is_main_process:
@@ -253,25 +267,100 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         bar.set_postfix(reward=f"{row['reward/mean']:.3f}", acc=f"{row.get('reward/accuracy', float('nan')):.2f}")
         stopping = ctx.stop.signum is not None
         if step % recipe.checkpoint.every == 0 or stopping:
-            _save(ctx, stage_dir / f"checkpoint-{step}", unwrapped, lm, optimizer, scheduler, stage, step, mixture)
-            if acc.is_main_process:
-                prune_checkpoints(stage_dir, recipe.checkpoint.keep_last)
-        if stopping and step < steps:
+            _save(ctx, run.stage_dir / f"checkpoint-{step}", run, step)
+        if stopping and step < run.steps:
             bar.close()
-            raise Interrupted(f"stopped at stage {stage.dirname} step {step}; checkpoint saved in {stage_dir}")
+            raise Interrupted(f"stopped at stage {stage.dirname} step {step}; checkpoint saved in {run.stage_dir}")
     bar.close()
-    if world > 1:
-        _check_replicas(acc, unwrapped, ctx, stage)
-    final = stage_dir / "final"
+    return _finish(ctx, run)
+
+
+def _logps(run: StageRun, r, device) -> tuple[UpdateInputs, float]:
+    """The update's inputs with the old-policy and reference log-probs it needs, and their time; a KL penalty
+    in the reward (kl_in: reward) is applied to r's rewards here."""
+    stage, lm = run.stage, run.lm
+    ins = UpdateInputs(prompts=r.row_prompts, completion_ids=r.completions.completion_ids, adv=None,
+                       truncated=r.completions.truncated, dummy_vision=run.dummy_vision)
+    t0 = time.perf_counter()
+    args = (lm, ins.prompts, ins.completion_ids, stage.rollout.temperature, stage.optim.bf16_autocast, device,
+            stage.algo.micro_batch_size)
+    if stage.algo.ppo_epochs > 1 or stage.algo.mini_batches > 1:
+        ins.old_logp = logp_no_grad(run.model, *args, dummy_vision=run.dummy_vision)
+    if run.ref is not None:
+        ins.ref_logp = logp_no_grad(run.ref, *args)  # the reference is a plain module: no collectives
+        if stage.algo.kl_in == "reward":
+            from phaserl.algo import kl_penalty_reward
+            from phaserl.update import _pad
+
+            T = max(len(c) for c in ins.completion_ids) or 1
+            old = ins.old_logp or r.completions.logp
+            mask = _pad([torch.ones(len(c)) for c in ins.completion_ids], T)
+            rewards = kl_penalty_reward(r.reward_tensor(), _pad(old, T), _pad(ins.ref_logp, T), mask,
+                                        stage.algo.kl_coef, stage.algo.kl_estimator)
+            r.rewards.total = rewards.tolist()
+    return ins, time.perf_counter() - t0
+
+
+def _drawer(acc, mixture: Mixture):
+    """draw(k): this rank's next k examples. Every rank advances the shared cursor by the sum of all ranks' k
+    (they differ under dynamic sampling) and takes its own block, so cursors never diverge."""
+    world, rank = acc.num_processes, acc.process_index
+    if world == 1:
+        return mixture.next_batch
+
+    def draw(k: int):
+        ks = acc.gather(torch.tensor([k], device=acc.device)).tolist()  # [world]
+        batch = mixture.next_batch(sum(ks))
+        offset = sum(ks[:rank])
+        return batch[offset:offset + k]
+
+    return draw
+
+
+def _any_rank(acc):
+    """any_rank(flag): True on every rank when the flag is True on any rank (one all-gather)."""
+    if acc.num_processes == 1:
+        return lambda flag: bool(flag)
+    return lambda flag: bool(acc.gather(torch.tensor([int(bool(flag))], device=acc.device)).max())
+
+
+def _vision_balance(acc, counter) -> dict:
+    """Vision-tower forwards this step, min and max over ranks: equal, or a sharded run would hang."""
+    if counter is None:
+        return {}
+    calls = acc.gather(torch.tensor([counter.reset()], device=acc.device))
+    return {"dist/vision_forwards_min": int(calls.min()), "dist/vision_forwards_max": int(calls.max())}
+
+
+def _finish(ctx: RunContext, run: StageRun) -> Path:
+    """Final evaluation, the final/ folder (a plain transformers folder) and, under DDP, the replica check."""
+    acc, stage = ctx.accelerator, run.stage
+    final = run.stage_dir / "final"
+    same = _check_replicas(acc, run.model, ctx, stage) if acc.num_processes > 1 else True
+    if acc.is_main_process and stage.eval.data:
+        row = {"stage": stage.name, "stage_index": stage.index, "step": run.steps, "final": True,
+               "global_step": ctx.global_step, **_evaluate(run.engine, stage, ctx.recipe)}
+        ctx.log.log(row, ctx.global_step)
+        print(f"[{stage.dirname}] after training: {_eval_brief(row)}")
+    weights, _ = gather_states(run.model, None)  # collective under FSDP
     if acc.is_main_process:
-        if stage.eval.data:
-            row = {"stage": stage.name, "stage_index": stage.index, "step": steps, "final": True,
-                   "global_step": ctx.global_step, **_evaluate(engine, stage, recipe)}
-            ctx.log.log(row, ctx.global_step)
-            print(f"[{stage.dirname}] after training: {_eval_brief(row)}")
-        save_folder(final, lambda tmp: save_model(tmp, unwrapped, lm.processor))
+        base = acc.unwrap_model(run.model)
+        save_folder(final, lambda tmp: save_model(tmp, base, run.lm.processor, state_dict=weights))
     acc.wait_for_everyone()
+    if not same:
+        raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name} (final/ holds rank 0's "
+                           "weights); see metrics.jsonl")
     return final
+
+
+def _check_backend(acc, recipe: Recipe) -> None:
+    """The engines phaserl's update is built and tested for: one process, DDP, FSDP2."""
+    kind = str(getattr(acc, "distributed_type", "NO"))
+    if "DEEPSPEED" in kind:
+        raise ValueError("DeepSpeed is not supported by phaserl's trainer (its engine steps the optimizer on its "
+                         "own accumulation boundaries); use configs/accelerate/fsdp2.yaml for sharded training")
+    if "FSDP" in kind and recipe.model.lora:
+        raise ValueError("LoRA under FSDP is not supported yet; use configs/accelerate/ddp.yaml for LoRA")
 
 
 def _per_rank(stage: Stage, world: int) -> Stage:
@@ -289,19 +378,27 @@ def _per_rank(stage: Stage, world: int) -> Stage:
 
 
 @torch.no_grad()
-def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> None:
-    """Data-parallel replicas must hold identical weights; a mismatch is a bug worth stopping for."""
-    total = torch.zeros(2, dtype=torch.float64)
-    for p in model.parameters():
-        total[0] += p.double().sum()
-        total[1] += p.double().abs().sum()
+def _check_replicas(acc, model, ctx: RunContext, stage: Stage) -> bool:
+    """DDP replicas must hold identical weights (a mismatch is a bug worth stopping for); logged either way.
+    Sharded parameters are not replicas: FSDP has nothing to compare (logged as not checked)."""
+    if is_sharded(model):
+        if acc.is_main_process:
+            ctx.log.log({"stage": stage.name, "stage_index": stage.index, "step": -1, "final": True,
+                         "replicas": acc.num_processes, "replicas_checked": False}, ctx.global_step)
+        return True
+    params = list(acc.unwrap_model(model).parameters())
+    total = torch.zeros(2, dtype=torch.float64, device=params[0].device)
+    for p in params:
+        total[0] += p.detach().double().sum()
+        total[1] += p.detach().double().abs().sum()
     sums = acc.gather(total.to(acc.device)[None]).cpu()  # [world, 2]
     same = bool((sums == sums[0]).all())
     if acc.is_main_process:
         ctx.log.log({"stage": stage.name, "stage_index": stage.index, "step": -1, "final": True,
                      "replicas": acc.num_processes, "replicas_identical": same}, ctx.global_step)
-    if not same:
-        raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name}: {sums.tolist()}")
+        if not same:
+            print(f"[{stage.dirname}] data-parallel replicas diverged: {sums.tolist()}")
+    return same
 
 
 def _probe(acc, model, optimizer, lm: LoadedModel, stage: Stage, mixture: Mixture) -> None:
@@ -324,33 +421,34 @@ def _global_step(ctx: RunContext, stage: Stage, start: int) -> int:
     return (max(r["global_step"] for r in done) if done else 0) + start
 
 
-def _reference(stage: Stage, init_weights: str, mcfg):
+def _reference(init_weights: str, mcfg, device):
+    """The frozen reference policy, in the recipe's dtype, on the policy's device. Unsharded on every rank: its
+    forwards then issue no collective."""
     ref = load_model(init_weights, dtype=mcfg.dtype, trust_remote_code=mcfg.trust_remote_code,
                      attn_implementation=mcfg.attn_implementation).model
     ref.eval().requires_grad_(False)
-    return ref
+    return ref.to(device)
 
 
-def _save(ctx, folder, model, lm, optimizer, scheduler, stage, step, mixture) -> None:
-    if ctx.accelerator.is_main_process:
-        state = {"stage_index": stage.index, "stage": stage.name, "step": step, "data": mixture.state_dict(),
-                 "seed": ctx.recipe.seed, "global_step": ctx.global_step}
-        save_checkpoint(folder, model=model, processor=lm.processor, optimizer=optimizer, scheduler=scheduler,
-                        state=state)
-    ctx.accelerator.wait_for_everyone()
+def _save(ctx, folder: Path, run: StageRun, step: int) -> None:
+    """A resumable checkpoint. Under FSDP every rank takes part in gathering the full weights and optimizer
+    state; rank 0 writes them."""
+    acc = ctx.accelerator
+    weights, optim_state = gather_states(run.model, run.optimizer)
+    if acc.is_main_process:
+        state = {"stage_index": run.stage.index, "stage": run.stage.name, "step": step,
+                 "data": run.mixture.state_dict(), "seed": ctx.recipe.seed, "global_step": ctx.global_step,
+                 "world_size": acc.num_processes}
+        save_checkpoint(folder, model=acc.unwrap_model(run.model), processor=run.lm.processor,
+                        optimizer_state=optim_state, scheduler=run.scheduler, state=state, state_dict=weights)
+        prune_checkpoints(run.stage_dir, ctx.recipe.checkpoint.keep_last)
+    acc.wait_for_everyone()
 
 
 def _samples(r, k: int) -> list[dict]:
-    out = []
-    for i in range(min(k, len(r.completions))):
-        ex = r.row_examples[i]
-        content = r.prompts[i // r.G].messages[-1]["content"]
-        prompt = content if isinstance(content, str) else " ".join(
-            "<image>" if c["type"] == "image" else c.get("text", "") for c in content)
-        out.append({"id": ex.id, "prompt": prompt[:2000], "answer": ex.answer,
-                    "completion": r.completions.texts[i], "reward": r.rewards.total[i],
-                    **{f"reward/{k}": v[i] for k, v in r.rewards.components.items()}})
-    return out
+    from phaserl.samples import sample_rows  # the report's rollout-browser rows
+
+    return sample_rows(r, k)
 
 
 def _evaluate(engine, stage: Stage, recipe: Recipe) -> dict:

@@ -28,6 +28,7 @@ class Completions:
     texts: list[str]  # [N] decoded completions, special tokens removed
     logp: list[torch.Tensor]  # [N][T_i] sampling log-probs of each sampled token (float32)
     truncated: list[bool]  # [N] True when max_new_tokens was reached without EOS
+    entropy: list[float] | None = None  # [N] mean entropy of the sampling distribution over each row's tokens
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -46,15 +46,8 @@ def _count(mask: torch.Tensor, mode: str) -> float:
 def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[int], algo, temperature,
                autocast, device, constant) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
-    # A text-only micro-batch on a multi-process VLM still runs the vision tower (on a blank image, weight 0)
-    # inside the forward, so every rank joins the same all-gathers / all-reduces (EasyR1 issue 468).
-    ctx = contextlib.nullcontext()
-    if inp.dummy_vision is not None and not any(inp.prompts[i].images for i in rows):
-        from phaserl.distributed import dummy_vision
-
-        ctx = dummy_vision(model, inp.dummy_vision)
     # Each distinct prompt of the micro-batch runs once; its rows share its KV cache (policy.rows_logp).
-    with ctx:
+    with vision_context(model, inp.dummy_vision, [inp.prompts[i] for i in rows]):
         logp, mask = rows_logp(model, processor, [inp.prompts[i] for i in rows],
                                [inp.completion_ids[i] for i in rows], is_vlm, pad_id, temperature, autocast,
                                device)  # [m, T], [m, T]
@@ -73,6 +66,17 @@ def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[i
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     loss = aggregate(loss_tok, mask, algo.aggregation, constant)
     return loss, mask, stats
+
+
+def vision_context(model, dummy_inputs: dict | None, prompts: list):
+    """A text-only micro-batch on a multi-process VLM still runs the vision tower (on a blank image, weight 0)
+    inside its forward, so every rank joins the same all-gathers / all-reduces (EasyR1 issue 468). A no-op when
+    dummy_inputs is None (one process, or a text model) or when a prompt carries an image."""
+    if dummy_inputs is None or any(p.images for p in prompts):
+        return contextlib.nullcontext()
+    from phaserl.distributed import dummy_vision
+
+    return dummy_vision(model, dummy_inputs)
 
 
 def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, pad_id, inp: UpdateInputs,
@@ -178,15 +182,15 @@ def _weight_cast_cache(accelerator, bf16_autocast: bool):
     """One autocast region around a mini-batch's micro-batches, so each weight is cast to bf16 once per
     optimizer step instead of once per micro-batch: autocast caches casts of leaf parameters until its
     outermost region exits (here, before optimizer.step, so no stale cast survives an update). Gradients are
-    bit-identical (tests/test_speed_update.py). Not under FSDP or DeepSpeed, whose parameters are gathered per
-    forward and freed after it: a cache would hold a bf16 copy of the whole model on every rank."""
+    bit-identical (tests/test_speed_update.py). Not under FSDP, whose parameters are gathered per forward and
+    freed after it: a cache would hold a bf16 copy of the whole model on every rank."""
     sharded = getattr(accelerator, "distributed_type", None) in _SHARDED
     if not bf16_autocast or sharded:
         return contextlib.nullcontext()
     return autocast_context(True, accelerator.device)
 
 
-_SHARDED = {"FSDP", "DEEPSPEED"}  # accelerate's DistributedType is a str enum: these compare equal
+_SHARDED = {"FSDP"}  # accelerate's DistributedType is a str enum: this compares equal
 
 SKIP_ZERO_ADV = True  # benchmarks switch it off to measure what it saves
 

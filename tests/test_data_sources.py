@@ -32,10 +32,20 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_spec_needs_exactly_one_source():
-    with pytest.raises(ValidationError, match="exactly one of path, hub or generator"):
+    with pytest.raises(ValidationError, match="exactly one of path, hub, generator or benchmark"):
         DatasetSpec()
     with pytest.raises(ValidationError, match="exactly one"):
         DatasetSpec(path="a.jsonl", generator="arithmetic")
+    with pytest.raises(ValidationError, match="unknown benchmark 'nope'"):
+        DatasetSpec(benchmark="nope")
+
+
+def test_benchmark_source_reads_the_local_data_directory(monkeypatch):
+    monkeypatch.setenv("PHASERL_DATA", str(Path(__file__).parent / "fixtures" / "eval"))
+    spec = DatasetSpec(benchmark="mathvision:testmini", limit=3)
+    examples = load_examples(spec, log=lambda *_: None)
+    assert spec.name == "mathvision:testmini" and len(examples) == 3
+    assert all(ex.source == "mathvision" for ex in examples)
 
 
 def test_spec_rejects_unknown_keys_adapters_and_fields():

@@ -20,10 +20,10 @@ TOY = ModelShape("toy", 1e9, 1000, 10, 2, 100, 10_000)
 
 
 def test_memory_formula_by_hand():
-    e = estimate_memory(TOY, world_size=8, strategy="zero3", micro_batch=1, seq_len=100, kl=True,
+    e = estimate_memory(TOY, world_size=8, strategy="fsdp2", micro_batch=1, seq_len=100, kl=True,
                         rollout="vllm", rollout_seqs=10)
     assert e.weights == 4e9 / 8 and e.grads == 4e9 / 8 and e.optimizer == 8e9 / 8  # 16 bytes/param / W
-    assert e.reference == 2e9 / 8
+    assert e.reference == 2e9  # the frozen bf16 reference is not sharded
     # 100 tokens x (2 x 1000 x 10 kept + 34 x 1000 recomputed + 8 x 10000 logits)
     assert e.activations == 100 * (20_000 + 34_000 + 80_000)
     assert e.engine_weights == 2e9
@@ -32,28 +32,33 @@ def test_memory_formula_by_hand():
 
 
 def test_sharding_strategies_divide_the_right_parts():
-    ddp, z2, z3, fsdp = (estimate_memory(TOY, world_size=4, strategy=s, rollout="hf", kl=False)
-                         for s in ("ddp", "zero2", "zero3", "fsdp2"))
-    assert ddp.weights == z2.weights == 4 * z3.weights == 4e9
-    assert z2.grads == z3.grads == ddp.grads / 4 and z2.optimizer == ddp.optimizer / 4
-    assert z3 == fsdp
+    ddp, fsdp = (estimate_memory(TOY, world_size=4, strategy=s, rollout="server", kl=False) for s in ("ddp", "fsdp2"))
+    assert ddp.weights == 4 * fsdp.weights == 4e9
+    assert fsdp.grads == ddp.grads / 4 and fsdp.optimizer == ddp.optimizer / 4
     assert ddp.engine_weights == ddp.kv_cache == ddp.reference == 0
-    frozen = estimate_memory(TOY, world_size=1, strategy="ddp", rollout="hf", kl=False, trainable=0.5)
+    frozen = estimate_memory(TOY, world_size=1, strategy="ddp", rollout="server", kl=False, trainable=0.5)
     assert frozen.grads == 2e9 and frozen.optimizer == 4e9 and frozen.weights == 4e9
     with pytest.raises(ValueError, match="unknown strategy"):
-        estimate_memory(TOY, world_size=1, strategy="zero4")
+        estimate_memory(TOY, world_size=1, strategy="zero3")  # DeepSpeed is not supported
+
+
+def test_hf_engine_copy_stays_through_the_update_but_its_kv_cache_does_not():
+    e = estimate_memory(TOY, world_size=1, strategy="ddp", rollout="hf", kl=False, seq_len=100, rollout_seqs=10)
+    assert e.engine_weights == 2e9 and e.kv_cache == 10 * 100 * (2 * 10 * 2 * 100 * 2)
+    assert e.train_peak == e.weights + e.grads + e.optimizer + e.activations  # activations include the copy
+    assert e.activations == 100 * (20_000 + 34_000 + 80_000) + 2e9
 
 
 def test_engine_that_does_not_sleep_keeps_its_memory_through_the_update():
-    asleep = estimate_memory(TOY, world_size=8, strategy="zero3", engine_sleeps=True)
-    awake = estimate_memory(TOY, world_size=8, strategy="zero3", engine_sleeps=False)
+    asleep = estimate_memory(TOY, world_size=8, strategy="fsdp2", engine_sleeps=True)
+    awake = estimate_memory(TOY, world_size=8, strategy="fsdp2", engine_sleeps=False)
     assert awake.train_peak - asleep.train_peak == pytest.approx(asleep.engine_weights + asleep.kv_cache)
 
 
 def test_memory_plan_for_known_and_local_models():
     plan = memory_plan("Qwen/Qwen2.5-VL-7B-Instruct", micro_batch=1, seq_len=2048, rollout_seqs=64, kl=True,
                        engine="vllm", world_sizes=(1, 8))
-    assert "8.29B params" in plan and "| 8 | zero3 |" in plan and "| 1 | 1 GPU |" in plan
+    assert "8.29B params" in plan and "| 8 | fsdp2 |" in plan and "| 1 | 1 GPU |" in plan
     assert shape_for_model("Qwen/Qwen2.5-VL-3B-Instruct") is MODEL_SHAPES["qwen2.5-vl-3b"]
     tiny = shape_for_model("tiny:llama")  # counted from its config on the meta device
     assert tiny is not None and tiny.hidden == 64 and 1e6 < tiny.params < 1e7
@@ -63,8 +68,8 @@ def test_memory_plan_for_known_and_local_models():
 
 def test_7b_fits_8_gpus_only_sharded():
     e_ddp = estimate_memory(MODEL_SHAPES["qwen2.5-vl-7b"], world_size=8, strategy="ddp", micro_batch=1)
-    e_z3 = estimate_memory(MODEL_SHAPES["qwen2.5-vl-7b"], world_size=8, strategy="zero3", micro_batch=1)
-    assert e_ddp.peak / GiB > 80 > e_z3.peak / GiB
+    e_fsdp = estimate_memory(MODEL_SHAPES["qwen2.5-vl-7b"], world_size=8, strategy="fsdp2", micro_batch=1)
+    assert e_ddp.peak / GiB > 80 > e_fsdp.peak / GiB
 
 
 def test_clean_name_strips_wrapper_prefixes():

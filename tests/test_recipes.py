@@ -1,4 +1,7 @@
-"""The shipped paper recipes run as they are, scaled down: tiny model, local fixtures, two steps per stage."""
+"""The shipped paper recipes run as they are, in miniature: only the model (a tiny Qwen2.5-VL), the data (small
+fixtures in the recipe's own formats) and the sizes (batch, lengths, steps) change. Everything else is the
+recipe's: bf16 weights with fp32 master copies, gradient checkpointing, KL to a reference model, the algorithm,
+mini-batches and micro-batches, and its evaluation source (served from the test fixtures through $PHASERL_DATA)."""
 
 import json
 from pathlib import Path
@@ -11,11 +14,10 @@ from phaserl.curriculum import run_curriculum
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests/fixtures/data"
-SMALL = ["model.name=tiny:qwen2_5_vl", "model.dtype=float32", "model.gradient_checkpointing=false",
-         "prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=6", "algo.mini_batches=1",
-         "algo.micro_batch_size=4", "stages.*.steps=2", "stages.*.epochs=null", "stages.*.rollout={}",
-         "eval.data=[]", "eval.every=0", "logging.tensorboard=false", "logging.progress=false",
-         "checkpoint.every=1"]
+# B x G = 16 samples: whole mini-batches for both recipes (4 and 16 of them)
+SMALL = ["model.name=tiny:qwen2_5_vl", "prompts_per_step=2", "rollout.group_size=8", "rollout.max_new_tokens=6",
+         "stages.*.steps=2", "stages.*.epochs=null", "stages.*.rollout={}", "eval.limit=4",
+         "logging.tensorboard=false", "logging.progress=false", "checkpoint.every=1"]
 TEXT = f"[{{path: {FIX}/deepscaler.jsonl, adapter: deepscaler}}]"
 CAPTIONED = "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56, 56]}}]"
 
@@ -24,18 +26,29 @@ CAPTIONED = "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56,
     ("infi_mmr_qwen2_5_vl_3b.yaml", [TEXT, CAPTIONED, f"[{{path: {FIX}/virl39k.jsonl, adapter: virl39k}}]"]),
     ("lmm_r1_qwen2_5_vl_3b.yaml", [TEXT, f"[{{path: {FIX}/vermulti.jsonl, adapter: mathv360k}}]"]),
 ])
-def test_paper_recipe_runs_scaled_down(tmp_path, recipe, data):
+def test_paper_recipe_runs_in_miniature(tmp_path, monkeypatch, recipe, data):
+    monkeypatch.setenv("PHASERL_DATA", str(ROOT / "tests/fixtures/eval"))
     full = load_recipe(ROOT / "recipes" / recipe)
     sets = SMALL + [f"stages.{k}.data={d}" for k, d in enumerate(data)]
     rec = load_recipe(ROOT / "recipes" / recipe, sets)
     # the paper settings survive the scaling-down everywhere we did not touch them
-    assert rec.algo.advantage == full.algo.advantage and rec.algo.kl_coef == full.algo.kl_coef
+    assert rec.model.dtype == full.model.dtype == "bfloat16" and rec.model.gradient_checkpointing
+    assert rec.algo == full.algo and rec.optim == full.optim and rec.algo.kl_coef > 0
+    assert rec.eval.data == full.eval.data and rec.rewards == full.rewards
     assert [s.view for s in resolve(rec)] == [s.view for s in resolve(full)]
     out = tmp_path / "run"
     finals = run_curriculum(rec, out)
     assert len(finals) == len(full.stages) and all((f / "COMPLETE").exists() for f in finals)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["stage_index"], r["step"]) for r in rows] == [(k, s) for k in range(len(finals)) for s in (1, 2)]
+    steps = [r for r in rows if r.get("step", 0) > 0 and not r.get("final")]
+    assert [(r["stage_index"], r["step"]) for r in steps] == [(k, s) for k in range(len(finals)) for s in (1, 2)]
+    assert all(r["kl"] == r["kl"] for r in steps if "kl" in r)  # KL computed, finite
+    if full.eval.data:  # evaluated before and after each stage, on the recipe's own source
+        assert sum(1 for r in rows if any(k.startswith("eval/") for k in r)) == 2 * len(finals)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(finals[-1] / "model.safetensors"))
+    assert all(t.dtype.is_floating_point for t in weights.values())
 
 
 def test_paper_settings_are_the_published_ones():

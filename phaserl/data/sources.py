@@ -58,6 +58,9 @@ class DatasetSpec(BaseModel):
         "paths in VerMulti rows -> your folder (a relative new prefix is under image_root)",
     )
     generator: str | None = Field(None, description="built-in generated task (see phaserl.data.generators)")
+    benchmark: str | None = Field(
+        None, description="a registered evaluation benchmark (mathvision:testmini, math500, ...): its file under "
+        "$PHASERL_DATA (or ../shared/data/benchmarks) when present, else its hub dataset")
     generator_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the generator")
     limit: int | None = Field(None, ge=0, description="keep at most this many examples (the first ones)")
     weight: float = Field(1.0, ge=0, description="sampling weight of this dataset in a mixture")
@@ -67,9 +70,16 @@ class DatasetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
-        given = [k for k in ("path", "hub", "generator") if getattr(self, k)]
+        given = [k for k in ("path", "hub", "generator", "benchmark") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of path, hub or generator (got {given or 'none'})")
+            raise ValueError(f"give exactly one of path, hub, generator or benchmark (got {given or 'none'})")
+        if self.benchmark:
+            from phaserl.eval.registry import get_benchmark
+
+            try:
+                get_benchmark(self.benchmark)
+            except KeyError as e:
+                raise ValueError(str(e).strip("\"'")) from None
         get_adapter(self.adapter)
         if self.fields:
             from phaserl.data.adapters.generic import MAPPABLE_FIELDS
@@ -80,7 +90,7 @@ class DatasetSpec(BaseModel):
         if self.answer_type is not None and self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"answer_type {self.answer_type!r} not in {ANSWER_TYPES}")
         if self.name is None:
-            self.name = self.generator or self.hub or _stem(self.path or "")
+            self.name = self.generator or self.hub or self.benchmark or _stem(self.path or "")
         return self
 
 
@@ -364,6 +374,8 @@ def load_examples(
 
         examples = generate(spec.generator, **spec.generator_args)
         return _finish(examples[: spec.limit] if spec.limit is not None else examples, spec, log)
+    if spec.benchmark:
+        return _finish(_benchmark_examples(spec), spec, log)
     adapter = get_adapter(spec.adapter)
     examples: list[Example] = []
     skipped = total = 0
@@ -411,3 +423,16 @@ def load_file(
     """Shorthand used by the data tools: load_examples on a local file."""
     spec = DatasetSpec(path=path, adapter=adapter, fields=fields or {}, image_root=image_root)
     return load_examples(spec, **kwargs)
+
+
+def _benchmark_examples(spec: DatasetSpec) -> list[Example]:
+    """A benchmark's examples from the local data directory, or from the hub when no local file exists."""
+    from phaserl.eval.registry import load_benchmark
+
+    try:
+        return load_benchmark(spec.benchmark, limit=spec.limit)
+    except DataError as local:
+        try:
+            return load_benchmark(spec.benchmark, limit=spec.limit, hub=True)
+        except Exception as e:  # noqa: BLE001 (both ways failed: say both)
+            raise DataError(f"{local}\nThe hub did not work either: {e}") from None

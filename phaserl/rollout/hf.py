@@ -9,6 +9,10 @@ Two decoders sample from the same distribution:
 Both apply temperature and top-p themselves and record log_softmax(logits / T) of each sampled token: exactly
 the quantity the trainer recomputes (logits / T, no nucleus renormalisation), so the rollout and training
 log-probs agree up to numerics.
+
+The engine runs on the device the model is on (inputs, buffers, random numbers). Under FSDP the trainer's
+parameters are shards: the engine then samples from a plain, unsharded copy of the model, refreshed from the
+gathered weights at every sync, so generation (whose length differs from rank to rank) issues no collective.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
+from phaserl.distributed import is_sharded, iter_full_params, unwrap
 from phaserl.models import is_peft
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
@@ -125,8 +130,12 @@ class HFEngine:
         self.packed: list[str] = []  # names of the copy's PackedLinear modules
         if decoder not in ("auto", "loop", "generate"):
             raise ValueError(f"decoder must be auto, loop or generate, not {decoder!r}")
+        self.sharded = is_sharded(model)
+        if self.sharded and rollout_dtype is None:  # sample from a plain copy in the trainer's own dtype
+            rollout_dtype = next(model.parameters()).dtype
         self.rollout_dtype = rollout_dtype
         self.model = self._copy(model) if rollout_dtype is not None else model
+        self.device = next(self.model.parameters()).device
         self.processor = processor
         self.tokenizer = tokenizer
         self.is_vlm = is_vlm
@@ -141,12 +150,12 @@ class HFEngine:
         self.decoder = "loop" if decoder == "loop" or (decoder == "auto" and loop_ok) else "generate"
 
     def _copy(self, model):
-        clone = copy.deepcopy(model).to(self.rollout_dtype)
+        clone = _plain_copy(model, self.rollout_dtype) if self.sharded else copy.deepcopy(model).to(self.rollout_dtype)
         clone.eval().requires_grad_(False)
         # RoPE frequencies stay float32, as in the trained model: .to(bf16) rounds them by up to 2^-9, which at
         # position 100 turns a rotation by up to 0.14 rad in SmolLM2 (a positional code the trained model does not
         # use; on the speed benchmark's samples its effect on the log-probs was below the bf16 weights' own).
-        for name, buf in model.named_buffers():
+        for name, buf in unwrap(model).named_buffers():
             if name.endswith("inv_freq"):
                 owner, _, leaf = name.rpartition(".")
                 setattr(clone.get_submodule(owner), leaf, buf.detach().clone())
@@ -166,8 +175,12 @@ class HFEngine:
 
     @torch.no_grad()
     def sync_weights(self, model) -> None:
+        """Sample from `model`'s current weights. Collective when the model is sharded: call on every rank."""
         if self.rollout_dtype is None:
             self.model = model
+            return
+        if self.sharded:
+            _load_full_params(self.model, model)
             return
         src = _sources(model)
         for name, p in self.model.named_parameters():
@@ -188,29 +201,36 @@ class HFEngine:
         return _concat(parts)
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast_bf16 else contextlib.nullcontext()
+        if not self.autocast_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _encode(self, prompts: list[Prompt]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in encode_prompts(self.processor, prompts, self.is_vlm).items()}
 
     def _decode_batch(self, prompts: list[Prompt], params: SamplingParams, seed: int | None) -> Completions:
         """Our KV-cache loop: prefill each prompt once, fan out to G rows, drop rows as they finish."""
-        enc = encode_prompts(self.processor, prompts, self.is_vlm)
+        enc = self._encode(prompts)
         G, T = params.n, params.max_new_tokens
-        rows = torch.arange(len(prompts)).repeat_interleave(G)  # [N] prompt of each row
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        tokens = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # [N, T]
-        logp = torch.zeros(len(rows), T)  # [N, T]
+        dev = self.device
+        rows = torch.arange(len(prompts), device=dev).repeat_interleave(G)  # [N] prompt of each row
+        gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+        tokens = torch.full((len(rows), T), self.pad_id, dtype=torch.long, device=dev)  # [N, T]
+        logp = torch.zeros(len(rows), T, device=dev)  # [N, T]
+        entropy = torch.zeros(len(rows), T, device=dev)  # [N, T]
         was_training = self.model.training
         self.model.eval()
         try:
             with self._autocast():
-                self._decode_loop(enc, rows, params, gen, tokens, logp)
+                self._decode_loop(enc, rows, params, gen, tokens, logp, entropy)
         finally:
             self.model.train(was_training)
         prompt_ids = enc["input_ids"][rows]
         prompt_mask = enc["attention_mask"][rows].bool()
-        return self._unpad(prompt_ids, prompt_mask, tokens, logp, T)
+        return self._unpad(prompt_ids, prompt_mask, tokens, logp, T, entropy)
 
-    def _decode_loop(self, enc, rows, params, gen, tokens, logp) -> None:
-        """Fill tokens/logp [N, T] in place; finished rows keep pad tokens after their EOS."""
+    def _decode_loop(self, enc, rows, params, gen, tokens, logp, entropy) -> None:
+        """Fill tokens/logp/entropy [N, T] in place; finished rows keep pad tokens after their EOS."""
         pos = prefix_position_ids(self.model, enc, self.is_vlm)  # [B, P] or [3, B, P]
         out = self.model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
         if self.lean is not None:
@@ -220,12 +240,13 @@ class HFEngine:
             stepper = _ModelSteps(self.model, out.past_key_values, enc["attention_mask"], pos, rows,
                                   params.max_new_tokens)
         logits = out.logits[:, -1][rows]  # [n, V], n rows still writing
-        alive = torch.arange(len(rows))  # [n] row ids still writing
-        eos = torch.tensor(sorted(self.eos_ids))
+        alive = torch.arange(len(rows), device=rows.device)  # [n] row ids still writing
+        eos = torch.tensor(sorted(self.eos_ids), device=rows.device)
         for t in range(params.max_new_tokens):
-            tok, lp = sample_next(logits, params.temperature, params.top_p, gen)  # [n], [n]
+            tok, lp, ent = sample_next(logits, params.temperature, params.top_p, gen, entropy=True)  # [n] each
             tokens[alive, t] = tok
             logp[alive, t] = lp
+            entropy[alive, t] = ent
             keep = ~torch.isin(tok, eos)
             if t + 1 == params.max_new_tokens or not keep.any():
                 return
@@ -236,7 +257,7 @@ class HFEngine:
             logits = stepper.step(tok, t)
 
     def _generate_batch(self, prompts: list[Prompt], params: SamplingParams, seed: int | None) -> Completions:
-        enc = encode_prompts(self.processor, prompts, self.is_vlm)
+        enc = self._encode(prompts)
         P = enc["input_ids"].shape[1]
         greedy = params.temperature <= 0
         warper = _RecordingWarper(params.temperature, 1.0 if greedy else params.top_p, P)
@@ -244,12 +265,13 @@ class HFEngine:
             do_sample=not greedy, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n, eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
             use_cache=True)
-        rng = torch.random.fork_rng() if seed is not None else contextlib.nullcontext()
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast_bf16 else contextlib.nullcontext()
+        devices = [self.device] if self.device.type != "cpu" else []
+        rng = torch.random.fork_rng(devices=devices, device_type=self.device.type) if seed is not None \
+            else contextlib.nullcontext()
         was_training = self.model.training
         self.model.eval()
         try:
-            with rng, autocast:
+            with rng, self._autocast():
                 if seed is not None:
                     torch.manual_seed(seed)
                 seqs = self.model.generate(**enc, generation_config=config,
@@ -262,8 +284,12 @@ class HFEngine:
         prompt_mask = enc["attention_mask"].repeat_interleave(params.n, 0).bool()
         return self._unpad(prompt_ids, prompt_mask, gen, logp, params.max_new_tokens)
 
-    def _unpad(self, prompt_ids, prompt_mask, gen, logp, max_new_tokens) -> Completions:
-        out = Completions(prompt_ids=[], completion_ids=[], texts=[], logp=[], truncated=[])
+    def _unpad(self, prompt_ids, prompt_mask, gen, logp, max_new_tokens, entropy=None) -> Completions:
+        out = Completions(prompt_ids=[], completion_ids=[], texts=[], logp=[], truncated=[],
+                          entropy=[] if entropy is not None else None)
+        gen, logp = gen.cpu(), logp.cpu()  # one transfer, not one per row
+        prompt_ids, prompt_mask = prompt_ids.cpu(), prompt_mask.cpu()
+        entropy = entropy.cpu() if entropy is not None else None
         for row in range(gen.shape[0]):
             tokens = gen[row].tolist()
             end = next((t + 1 for t, tok in enumerate(tokens) if tok in self.eos_ids), None)
@@ -272,6 +298,8 @@ class HFEngine:
             out.prompt_ids.append(prompt_ids[row][prompt_mask[row]].tolist())
             out.completion_ids.append(tokens[:end])
             out.logp.append(logp[row, :end].float().clone())
+            if entropy is not None:
+                out.entropy.append(float(entropy[row, :end].mean()) if end else 0.0)
             out.truncated.append(truncated and end >= max_new_tokens)
             out.texts.append(self.tokenizer.decode(tokens[:end], skip_special_tokens=True))
         return out
@@ -330,4 +358,35 @@ def _concat(parts: list[Completions]) -> Completions:
         texts=[x for p in parts for x in p.texts],
         logp=[x for p in parts for x in p.logp],
         truncated=[x for p in parts for x in p.truncated],
+        entropy=None if any(p.entropy is None for p in parts) else [x for p in parts for x in p.entropy],
     )
+
+
+def _plain_copy(model, dtype: torch.dtype):
+    """An unsharded module of `model`'s class on its device, in `dtype`, holding the gathered full weights
+    (a collective: every rank builds its copy at the same time). Built without random initialisation."""
+    from transformers.initialization import no_init_weights
+
+    base = unwrap(model)
+    if is_peft(base):
+        raise NotImplementedError("a LoRA policy under FSDP is not supported by the HF engine; use DDP")
+    device = next(base.parameters()).device
+    with no_init_weights(), torch.device(device):
+        clone = type(base)._from_config(base.config, dtype=dtype)
+    _load_full_params(clone, model)
+    return clone
+
+
+@torch.no_grad()
+def _load_full_params(clone, model) -> None:
+    """Copy the full (gathered) parameters and buffers of a sharded `model` into the plain `clone`."""
+    own = dict(clone.named_parameters(remove_duplicate=False))
+    own.update(dict(clone.named_buffers()))
+    seen = set()
+    for name, tensor in iter_full_params(model, include_buffers=True):
+        if name in own:
+            own[name].copy_(tensor)
+            seen.add(name)
+    missing = [n for n, _ in clone.named_parameters() if n not in seen]
+    if missing:
+        raise RuntimeError(f"the rollout copy got no weights for {missing[:5]} (of {len(missing)})")

@@ -146,9 +146,9 @@ class NcclWeightPush:
 def _shapes(model):
     """(name, global-shape tensor) without gathering (DTensor .shape is the full shape), named and filtered
     exactly like `iter_full_params` yields them (vLLM requires metadata and iteration to agree)."""
-    from phaserl.distributed import _is_peft, _peft_name, _unwrap, clean_name
+    from phaserl.distributed import _is_peft, _peft_name, clean_name, unwrap
 
-    base = _unwrap(model)
+    base = unwrap(model)
     out = []
     for n, p in base.named_parameters():
         name = clean_name(n)

@@ -48,9 +48,14 @@ BENCHMARK_FILES: dict[str, str] = {
 
 
 def default_benchmarks_dir() -> Path:
-    """$PHASERL_BENCHMARKS_DIR, else ../shared/data/benchmarks beside the checkout."""
+    """$PHASERL_BENCHMARKS_DIR, else the evaluation's data directory ($PHASERL_DATA, else
+    ../shared/data/benchmarks relative to the current directory): never a path inside the installed package."""
     env = os.environ.get("PHASERL_BENCHMARKS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data" / "benchmarks"
+    if env:
+        return Path(env)
+    from phaserl.eval.registry import resolve_data_dir
+
+    return resolve_data_dir(None)[0]
 
 
 @dataclass
