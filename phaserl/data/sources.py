@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from phaserl.data.adapters import get_adapter
+from phaserl.data.hub import hub_rows
 from phaserl.data.images import LazyImage, map_image_path, resolve_image_path
 from phaserl.data.schema import ANSWER_TYPES, DataError, DataMissing, Example
 
@@ -192,56 +193,6 @@ def _parquet_rows(path: Path) -> Iterator[tuple[Where, dict | DataError]]:
             idx += 1
 
 
-HUB_INSTALL = "pip install 'phaserl[datasets]'"
-
-
-def _hub_rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError]]:
-    """Rows of a hub split. Image columns (Image or a list of Image) come as LazyImage references into the
-    memory-mapped arrow cache, never as decoded PIL images; other columns as plain Python values."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            f"loading from the hub needs the `datasets` package ({HUB_INSTALL})", path=spec.hub
-        ) from None
-    ds = datasets.load_dataset(spec.hub, spec.subset, split=spec.split)
-    image_columns = {name: _image_feature(f) for name, f in ds.features.items()}
-    image_columns = {k: v for k, v in image_columns.items() if v is not None}
-    table = ds.with_format("arrow")
-    plain = [c for c in ds.column_names if c not in image_columns]
-    idx = 0
-    for batch in table.iter(batch_size=256):  # a pyarrow.Table per batch
-        rows = batch.select(plain).to_pylist() if plain else [{} for _ in range(batch.num_rows)]
-        for name, kind in image_columns.items():
-            present = batch.column(name).to_pylist()  # this batch's bytes only; dropped after the refs
-            for k, (row, value) in enumerate(zip(rows, present)):
-                row[name] = _lazy_refs(table, idx + k, name, kind, value)
-        for row in rows:
-            yield (f"{spec.hub}[{spec.split}][{idx}]", None), row
-            idx += 1
-
-
-def _image_feature(feature) -> str | None:
-    """"one" for an Image column, "list" for a list of Image, None otherwise."""
-    from datasets import Image
-
-    if isinstance(feature, Image):
-        return "one"
-    inner = getattr(feature, "feature", None)
-    if isinstance(inner, Image) or (isinstance(feature, list) and feature and isinstance(feature[0], Image)):
-        return "list"
-    return None
-
-
-def _lazy_refs(table, row: int, column: str, kind: str, value) -> LazyImage | list[LazyImage] | None:
-    def present(v) -> bool:
-        return isinstance(v, dict) and bool(v.get("bytes") or v.get("path"))
-
-    if kind == "one":
-        return LazyImage(table, row, column) if present(value) else None
-    return [LazyImage(table, row, column, k) for k, v in enumerate(value or []) if present(v)]
-
-
 # ---- images --------------------------------------------------------------------------------------
 
 
@@ -332,7 +283,7 @@ def _checked_bytes(data: bytes) -> bytes:
 def _rows(spec: DatasetSpec) -> Iterator[tuple[Where, dict | DataError, str | None]]:
     """(where, row, image_root) over every row the spec names; a file's rows default to its folder."""
     if spec.hub:
-        for where, row in _hub_rows(spec):
+        for where, row in hub_rows(spec):
             yield where, row, spec.image_root
         return
     for file in data_files(spec.path or ""):
