@@ -83,16 +83,15 @@ def build_critic(policy: str, *, dtype: str = "float32", head_init_std: float = 
     """A fresh critic from a policy folder (or any name `models.load_model` takes): the policy's weights with
     a new value head (zeros by default, so every value starts at 0; OpenRLHF draws it from N(0, 1/(H+1)),
     `head_init_std` allows that). With `lora`, the backbone trains LoRA adapters and the head trains fully."""
-    from phaserl.models import enable_checkpointing, load_model, vision_parameters
+    from phaserl.models import load_model
 
-    lm = load_model(policy, dtype=dtype, attn_implementation=attn_implementation, trainable_dtype="float32")
-    if freeze_vision:
-        for p in vision_parameters(lm.model):
-            p.requires_grad_(False)
+    lm = load_model(policy, dtype=dtype, attn_implementation=attn_implementation, freeze_vision=freeze_vision,
+                    gradient_checkpointing=gradient_checkpointing)
+    for p in lm.model.parameters():  # float32 master weights for what trains (bf16 compute under autocast)
+        if p.requires_grad:
+            p.data = p.data.float()
     config = lm.model.config
     backbone = _backbone(lm.model)
-    if gradient_checkpointing:
-        enable_checkpointing(lm.model)
     if lora:
         from peft import LoraConfig, get_peft_model
 
