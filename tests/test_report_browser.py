@@ -213,6 +213,17 @@ def test_eval_report_in_chromium(browser, eval_dir):
     assert browser.errors() == []
 
 
+def test_a_run_that_has_only_started_shows_what_it_has(browser, tmp_path):
+    """Before step 1 there is at most an evaluation row (at_start); the page says so and shows it."""
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(
+        {"stage": "sums", "stage_index": 0, "step": 0, "global_step": 0, "eval/text/accuracy": 0.7}) + "\n")
+    browser.open(write_report(tmp_path))
+    assert "No training step logged yet" in browser.js("document.getElementById('stages').textContent")
+    assert browser.js("document.querySelectorAll('#eval svg.chart circle').length") == 1
+    assert browser.js("document.getElementById('match-count').dataset.count") == "0"
+    assert browser.errors() == []
+
+
 def test_tiny_two_stage_training_run_report_in_chromium(browser, tmp_path):
     """A real run: the smoke recipe's first two stages (text, then image+caption), 2 steps each."""
     rec = yaml.safe_load((ROOT / "recipes/smoke_tiny.yaml").read_text())

@@ -22,9 +22,9 @@ def _first_last(rows: list[dict], key: str, k: int = 5) -> tuple[float, float] |
 
 
 def summary(out_dir: Path) -> str:
-    rows = [r for r in read_metrics(out_dir) if not r.get("final")]
+    rows = [r for r in read_metrics(out_dir) if not r.get("final") and r.get("step", 0) > 0]  # training steps
     if not rows:
-        return f"{out_dir}: no metrics yet"
+        return f"{out_dir}: no training step logged yet"
     lines = [f"{'stage':<24} {'steps':>5} {'reward first->last':>20} {'accuracy first->last':>22} {'s/step':>7}"]
     for stage in dict.fromkeys(r["stage"] for r in rows):
         rs = [r for r in rows if r["stage"] == stage]

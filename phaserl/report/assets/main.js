@@ -14,8 +14,8 @@ function main() {
     parts.push(header([["scores", "scores"], ["breakdown", "categories"], ["items", "items"]]),
       scoresSection(), breakdownSection(), browserSection("items", "Items and responses", "benchmark"));
   } else {
-    if (!P.stages.length) parts.push(header([]), el("p", {cls: "note", text: "No metrics yet: rerun once the first step is logged."}));
-    else parts.push(header([["stages", "stages"], ["curves", "curves"], ["eval", "evaluation"], ["rollouts", "rollouts"]]),
+    // a run that has only started shows what it has (an evaluation before training, the first samples)
+    parts.push(header([["stages", "stages"], ["curves", "curves"], ["eval", "evaluation"], ["rollouts", "rollouts"]]),
       stageSection(), curvesSection(), evalSection(), browserSection("rollouts", "Rollouts", "stage"));
   }
   app.replaceChildren(...parts);

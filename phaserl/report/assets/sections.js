@@ -4,6 +4,8 @@ function stageColor(i) { return COLORS[i % COLORS.length]; }
 
 function stageSection() {
   const st = P.stages || [];
+  if (!st.length) return section("stages", "Stages", el("p", {cls: "note", text: "No training step logged yet: " +
+    "rerun `phaserl report` (or use --watch) once the first step is done."}));
   const head = el("tr", {}, ["stage", "steps", "global steps", "reward first → last", "accuracy first → last",
     "length first → last", "s/step"].map(h => el("th", {text: h})));
   const pair = v => v ? `${fmt(v[0])} → ${fmt(v[1])}` : "–";
@@ -24,6 +26,7 @@ function stageMarks() {
 
 function curvesSection() {
   const S = P.series;
+  if (!P.panels.length) return section("curves", "Training curves", el("p", {cls: "note", text: "No curves yet."}));
   const grid = el("div", {cls: "charts"});
   const toggle = el("select", {id: "x-axis", onchange: () => draw()},
     el("option", {value: "global", text: "global step (whole curriculum)"}),
