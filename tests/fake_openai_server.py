@@ -24,6 +24,7 @@ class FakeOpenAI:
         self.received = 0  # every POST, failed ones included
         self.answered: Counter[str] = Counter()  # request_key -> answers sent
         self.in_flight = self.max_in_flight = 0
+        self.admitted = 0  # requests let through to an answer (hang_after counts these)
         self.release = threading.Event()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -64,7 +65,10 @@ class FakeOpenAI:
                         return self._send(404, {"error": {"message": f"no route {self.path}"}})
                     if n <= fake.fail_first:
                         return self._send(fake.fail_status, {"error": {"message": "busy"}}, retry_after="0")
-                    if fake.hang_after is not None and sum(fake.answered.values()) >= fake.hang_after:
+                    with fake.lock:  # a slot is taken before answering, so concurrent requests cannot overshoot
+                        hang = fake.hang_after is not None and fake.admitted >= fake.hang_after
+                        fake.admitted += not hang
+                    if hang:
                         fake.release.wait(60)
                         return
                     time.sleep(fake.delay)

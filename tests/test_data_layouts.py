@@ -20,11 +20,11 @@ FOREIGN = "file:///mnt/petrelfs/lmm-r1/data/mathv60k_img/"  # the prefix make_la
 
 @pytest.fixture(autouse=True)
 def _hub_cache(tmp_path, monkeypatch):
-    """`datasets` caches what it loads; keep that inside the test and never reach the network."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    """`datasets` caches what it loads: keep that inside the test (its config is read at import, so the
+    setting itself is patched, not the environment)."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
 
 
 def load(**spec):

@@ -149,8 +149,7 @@ def test_hub_loading_goes_through_datasets(tmp_path, monkeypatch):
 
     from phaserl.data.images import LazyImage, load_image
 
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # read at call time
     folder = tmp_path / "org_set"
     folder.mkdir()
     features = datasets.Features({"problem": datasets.Value("string"), "answer": datasets.Value("string"),
