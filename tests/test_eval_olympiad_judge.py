@@ -201,6 +201,12 @@ def test_expression_compares_the_part_after_the_first_equals_sign():
     assert judge("f(x) = x + 1", "g = x + 1") is False  # both equations: compared as equations only
 
 
+def test_inequalities_compare_as_parsed_relations():
+    assert judge("k \\geqslant 2", "x = k \\geqslant 2") is True  # the part after =, then equal relations
+    assert judge("k \\geqslant 2", "k \\geq 2") is True
+    assert judge("k > 2", "k \\geq 2") is False
+
+
 def test_constants_compare_within_the_tolerance():
     assert judge("\\cos ^{10}(\\frac{\\pi}{10})", "0.6054", 1e-4) is True
     assert judge("\\cos ^{10}(\\frac{\\pi}{10})", "0.6054") is False

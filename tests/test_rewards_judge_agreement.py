@@ -132,6 +132,9 @@ DELIBERATE_OLYMPIAD_ITEMS = {
     ("1965", "same"): ("the gold is prose with several $...$ spans; the official judge reads those spans from "
                        "the gold but the box from the response, so even the same text differs"),
     ("2276", "prefix_x"): "gold '8 \\%': " + PERCENT_SIGN,
+    ("1964", "prefix_x"): ("gold 'k \\geqslant 2', response 'x = k \\geqslant 2': the official judge compares the "
+                           "part after '=' and accepts; phaserl (like math-verify) reads the chained relation "
+                           "as written, which is not the inequality k >= 2"),
 }
 
 

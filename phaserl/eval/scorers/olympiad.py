@@ -20,8 +20,8 @@ constants within 1.01 x the tolerance, else a symbolic difference that vanishes;
 whose lhs - rhs are an integer multiple (either way round) of each other.
 
 Deliberate differences, all about safety or the parser: LaTeX is parsed with latex2sympy2_extended (the
-official sympy `parse_latex` needs an antlr runtime this environment cannot share), results that are not
-scalar expressions (sets, tuples, intervals, matrices) count as unparsable as they are for `parse_latex`;
+official sympy `parse_latex` needs an antlr runtime this environment cannot share), results that are neither
+scalar expressions nor relations (sets, tuples, intervals, matrices) count as unparsable, as for `parse_latex`;
 every step runs under `run_bounded` and the size guard `too_big_to_evaluate`, and `simplify` is replaced by
 evaluation at random points, so no item can hang; a tolerance list shorter than the answers is padded with
 the default instead of raising IndexError.
@@ -136,7 +136,8 @@ def expand_pm(items: list[str]) -> list[str]:
 # ---- element comparisons ------------------------------------------------------------------------------
 
 def _parse(text: str):
-    """A scalar sympy expression, or _Unparsable (sets, tuples, intervals and matrices included)."""
+    """A scalar sympy expression or an inequality (what sympy's parse_latex reads), else _Unparsable:
+    sets, tuples, intervals and matrices included."""
     import sympy
     from latex2sympy2_extended import latex2sympy
 
@@ -146,7 +147,7 @@ def _parse(text: str):
         expr = latex2sympy(text)
     except Exception as err:  # a parser error on untrusted text is "cannot read", never a crash
         raise _Unparsable(text[:40]) from err
-    if not isinstance(expr, sympy.Expr):
+    if not isinstance(expr, (sympy.Expr, sympy.core.relational.Relational)):
         raise _Unparsable(text[:40])
     return _unknown_functions_as_symbols(expr)
 
