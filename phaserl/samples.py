@@ -17,6 +17,8 @@ MAX_PROMPT_CHARS = 2000
 MAX_COMPLETION_CHARS = 8000  # a runaway completion would bloat samples/*.jsonl; the cut is marked
 THUMB_PX = 128  # longest side of a thumbnail
 THUMB_QUALITY = 70
+# The reward component that says whether the answer is right: the accuracy reward, else the demo's last-number one.
+CORRECTNESS = ("accuracy", "last_number")
 
 
 def thumbnail_uri(image, px: int = THUMB_PX) -> str | None:
@@ -61,7 +63,8 @@ def sample_rows(r, k: int) -> list[dict]:
     """Rows for the first k completions of a phaserl.collect.Rollouts (whole groups first: sample i is prompt i // G).
 
     Keys: id, source, group, view, prompt, system, caption, images (thumbnail data URIs), completion,
-    completion_tokens, extracted, answer (gold), correct (the accuracy component, None when n/a), truncated,
+    completion_tokens, extracted, answer (gold), correct (the accuracy component, or last_number; None when
+    n/a), truncated,
     reward (total), reward/<component> for each component, entropy (when the engine reports it).
     """
     entropy = getattr(r.completions, "entropy", None)
@@ -76,7 +79,7 @@ def sample_rows(r, k: int) -> list[dict]:
             thumbs[b] = [u for u in (thumbnail_uri(im) for im in prompt.images) if u]
         completion = r.completions.texts[i]
         components = {name: v[i] for name, v in r.rewards.components.items()}
-        correct = components.get("accuracy")
+        correct = next((components[k] for k in CORRECTNESS if k in components), None)
         out.append({
             "id": ex.id, "source": ex.source, "group": b, "view": view,
             "prompt": clip(text, MAX_PROMPT_CHARS), "system": system,

@@ -111,8 +111,10 @@ def test_sample_rows_carry_what_the_browser_shows():
     assert a["answer"] == ex.answer and a["correct"] is True and b["correct"] is False
     assert b["truncated"] is True and a["truncated"] is False
     assert a["reward/format"] == 1.0 and b["entropy"] == 1.25
-    text = sample_rows(scripted_rollouts([ex], "text", 1, random.Random(1)), 1)[0]
-    assert text["view"] == "text" and text["images"] == [] and text["caption"] is None
+    text = scripted_rollouts([ex], "text", 1, random.Random(1))
+    text.rewards.components = {"last_number": [1.0]}  # the demo's reward: it says whether the answer is right
+    text = sample_rows(text, 1)[0]
+    assert text["view"] == "text" and text["images"] == [] and text["caption"] is None and text["correct"] is True
 
 
 def test_zero_variance_share_and_length_quantiles():
@@ -229,7 +231,7 @@ def test_run_payload_has_curves_eval_and_every_sample(run_dir):
     assert length["band"] == ["response_length/p10", "response_length/p90"]
     assert "format" not in titles  # never logged here: absent, not an error
     assert [s["name"] for s in p["stages"]] == ["text", "image"]
-    assert p["stages"][1]["first_global_step"] == 4
+    assert p["stages"][1]["first_global_step"] == 4 and p["stages"][1]["accuracy_key"] == "reward/accuracy"
     assert p["series"]["global_step"] == [1, 2, 3, 4, 5, 6]
     assert p["eval"]["keys"] == ["eval/text/accuracy"] and [r["global_step"] for r in p["eval"]["rows"]] == [3, 6]
     s = p["samples"]

@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from phaserl.logs import read_metrics
+from phaserl.samples import CORRECTNESS
 
 SAMPLE_BUDGET_BYTES = 14_000_000  # sample rows + thumbnails; curves and page code come on top (~1 MB)
 MAX_COMPLETION_CHARS = 4000  # per completion shown; the cut is marked
@@ -78,11 +79,14 @@ def stage_table(rows: list[dict]) -> list[dict]:
         gs = [r["global_step"] for r in rs if "global_step" in r]
         entry = {"name": name, "index": rs[0].get("stage_index", 0), "steps": len(rs),
                  "first_global_step": min(gs) if gs else None, "last_global_step": max(gs) if gs else None}
-        for key in ("reward/mean", "reward/accuracy", "response_length/mean", "time/step"):
-            vals = [r[key] for r in rs if _num(r.get(key))]
+        acc = next((f"reward/{k}" for k in CORRECTNESS if any(_num(r.get(f"reward/{k}")) for r in rs)), None)
+        for key, name in (("reward/mean", "reward"), (acc, "accuracy"), ("response_length/mean", "length"),
+                          ("time/step", "time/step")):
+            vals = [r[key] for r in rs if _num(r.get(key))] if key else []
             if vals:
                 k = max(1, min(5, len(vals) // 2 or 1))
-                entry[key] = [sum(vals[:k]) / k, sum(vals[-k:]) / k]
+                entry[name] = [sum(vals[:k]) / k, sum(vals[-k:]) / k]
+        entry["accuracy_key"] = acc
         out.append(entry)
     return out
 
@@ -209,8 +213,9 @@ def browser_row(r: dict, strings: dict[str, int]) -> dict:
 
     comps = {k[7:]: v for k, v in r.items() if k.startswith("reward/") and not k.endswith("_none")}
     correct = r.get("correct")
-    if correct is None and comps.get("accuracy") is not None:  # rows logged before samples.py
-        correct = comps["accuracy"] >= 1.0
+    if "correct" not in r:  # rows logged before samples.py
+        score = next((comps[k] for k in CORRECTNESS if comps.get(k) is not None), None)
+        correct = None if score is None else score >= 1.0
     return {"group": r.get("stage"), "step": r.get("step"), "id": r.get("id"), "view": r.get("view"),
             "prompt": intern(clip(r.get("prompt"), MAX_PROMPT_CHARS)), "system": intern(r.get("system")),
             "caption": r.get("caption"), "images": r.get("images") or [],

@@ -6,14 +6,14 @@ function stageSection() {
   const st = P.stages || [];
   if (!st.length) return section("stages", "Stages", el("p", {cls: "note", text: "No training step logged yet: " +
     "rerun `phaserl report` (or use --watch) once the first step is done."}));
-  const head = el("tr", {}, ["stage", "steps", "global steps", "reward first → last", "accuracy first → last",
-    "length first → last", "s/step"].map(h => el("th", {text: h})));
+  const accKeys = Array.from(new Set(st.map(s => s.accuracy_key).filter(Boolean))).map(k => k.slice(7));
+  const head = el("tr", {}, ["stage", "steps", "global steps", "reward first → last",
+    `${accKeys.join(" / ") || "accuracy"} first → last`, "length first → last", "s/step"].map(h => el("th", {text: h})));
   const pair = v => v ? `${fmt(v[0])} → ${fmt(v[1])}` : "–";
   const rows = st.map(s => el("tr", {},
     el("td", {}, el("span", {cls: "sw", style: `background:${stageColor(s.index)}`}), s.name),
     el("td", {text: s.steps}), el("td", {text: `${fmt(s.first_global_step)}–${fmt(s.last_global_step)}`}),
-    el("td", {text: pair(s["reward/mean"])}), el("td", {text: pair(s["reward/accuracy"])}),
-    el("td", {text: pair(s["response_length/mean"])}),
+    el("td", {text: pair(s.reward)}), el("td", {text: pair(s.accuracy)}), el("td", {text: pair(s.length)}),
     el("td", {text: s["time/step"] ? fmt((s["time/step"][0] + s["time/step"][1]) / 2) : "–"})));
   return section("stages", "Stages", el("table", {cls: "data"}, el("thead", {}, head), el("tbody", {}, rows)),
     el("p", {cls: "note", text: "first / last: mean of the first / last 5 steps of each stage."}));
@@ -87,7 +87,7 @@ function evalSection() {
   if (!E || !E.rows.length) return section("eval", "Evaluation during training",
     el("p", {cls: "note", text: "No evaluation rows in metrics.jsonl (set stages.*.eval.data to evaluate)."}));
   const head = el("tr", {}, ["stage", "step", "global step", ...E.keys.map(k => k.slice(5))].map(h => el("th", {text: h})));
-  const rows = E.rows.map(r => el("tr", {}, el("td", {text: r.stage + (r.final ? " (final)" : "")}),
+  const rows = E.rows.map(r => el("tr", {}, el("td", {text: r.stage + (r.final ? " (after training)" : r.step === 0 ? " (before training)" : "")}),
     el("td", {text: r.step}), el("td", {text: r.global_step}), E.keys.map(k => el("td", {text: fmt(r[k])}))));
   const grid = el("div", {cls: "charts"});
   for (const k of E.keys.filter(k => !k.endsWith("/n"))) {
