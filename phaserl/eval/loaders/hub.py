@@ -1,4 +1,4 @@
-"""Benchmarks named on the Hugging Face hub, for users who can reach it (needs the optional `datasets`).
+"""Benchmarks named on the Hugging Face hub (`--hub`), for users who can reach it (through `datasets`).
 
 The hub copies have the same fields as the files in ../shared/data/benchmarks, so each benchmark's
 `row_to_example` converts them; decoded images (`decoded_image`, `image_1` ...) come in as PIL images.
@@ -20,7 +20,7 @@ _IMAGE_COLUMNS = ("decoded_image", "image_1", "image_2", "image_3", "image_4", "
 def hub_rows(dataset: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
     """Rows of a hub dataset split as plain dicts. Imports `datasets` only here."""
     if importlib.util.find_spec("datasets") is None:
-        raise RuntimeError(f"loading {dataset} from the hub needs the optional package: "
+        raise RuntimeError(f"loading {dataset} from the hub needs the `datasets` package: "
                            "pip install 'phaserl[datasets]' (or use the benchmark files with --data-dir)")
     import datasets
 
