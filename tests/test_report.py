@@ -361,3 +361,17 @@ def test_samples_of_a_resumed_run_count_each_step_once(tmp_path):
     assert [(r["step"], r["id"]) for r in s["rows"]] == [(1, "first-1"), (2, "first-2"), (3, "again-3"),
                                                         (4, "again-4")]
     assert s["total"] == 4
+
+
+def test_hostile_text_and_nan_survive_the_page(tmp_path):
+    """A completion may contain `</script>`; a metric may be NaN (JSON has none): the payload still parses back."""
+    log = MetricsLog(tmp_path)
+    log.log({"stage": "s", "stage_index": 0, "step": 1, "global_step": 1, "reward/mean": float("nan"),
+             "kl": 0.5}, 1)
+    evil = "</script><script>alert(1)</script> <!-- \u2028"
+    log.samples("1-s", 1, [{"id": "x", "prompt": evil, "completion": evil, "correct": False}])
+    html = write_report(tmp_path).read_text()
+    payload = json.loads(html.split('<script id="payload" type="application/json">')[1].split("</script>")[0])
+    row = payload["samples"]["rows"][0]
+    assert row["completion"] == evil and payload["samples"]["strings"][row["prompt"]] == evil
+    assert payload["series"]["values"]["reward/mean"] == [None] and payload["series"]["values"]["kl"] == [0.5]

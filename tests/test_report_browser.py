@@ -224,6 +224,21 @@ def test_a_run_that_has_only_started_shows_what_it_has(browser, tmp_path):
     assert browser.errors() == []
 
 
+def test_hostile_completion_stays_text(browser, tmp_path):
+    """A completion holding `</script>` and markup renders as text: no extra script, no extra element."""
+    from phaserl.logs import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.log({"stage": "s", "stage_index": 0, "step": 1, "global_step": 1, "reward/mean": 1.0}, 1)
+    evil = '</script><script>console.error("injected")</script><img src=x onerror="console.error(1)">'
+    log.samples("1-s", 1, [{"id": "x", "prompt": "p", "completion": evil, "correct": True}])
+    browser.open(write_report(tmp_path))
+    assert browser.js("document.scripts.length") == 2  # the payload and the page's own script
+    assert browser.js("document.querySelector('#rollouts .completion').textContent") == evil
+    assert browser.js("document.querySelectorAll('#rollouts img').length") == 0
+    assert browser.errors() == []
+
+
 def test_tiny_two_stage_training_run_report_in_chromium(browser, tmp_path):
     """A real run: the smoke recipe's first two stages (text, then image+caption), 2 steps each."""
     rec = yaml.safe_load((ROOT / "recipes/smoke_tiny.yaml").read_text())
