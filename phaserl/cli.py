@@ -68,10 +68,11 @@ def train(
 @app.command()
 def report(output: Path = typer.Argument(..., help="a training output folder (or a `phaserl eval` folder)"),
            html: Path = typer.Option(None, help="page path (default OUTPUT/report.html)"),
-           png: Path = typer.Option(None, help="also write the reward/accuracy curves as a PNG here"),
+           png: Path = typer.Option(None, help="the reward/accuracy curves as a PNG (default OUTPUT/curves.png)"),
            watch: float = typer.Option(None, help="rewrite the page every SECONDS until Ctrl-C (it reloads itself)"),
            data_dir: Path = typer.Option(None, help="benchmarks folder (an eval folder's gold answers, categories)")):
     """Summarise a run; write OUTPUT/report.html: curves per stage, evaluation, a rollout browser."""
+    from phaserl.logs import read_metrics
     from phaserl.report import plot_curves, summary, watch_report, write_report
 
     if not output.is_dir():
@@ -82,7 +83,7 @@ def report(output: Path = typer.Argument(..., help="a training output folder (or
         typer.echo(f"report: {write_eval_report(output, html=html, data_dir=data_dir)}")
         return
     typer.echo(summary(output))
-    if png is not None:
+    if read_metrics(output):
         typer.echo(f"plot: {plot_curves(output, png)}")
     if watch:
         watch_report(output, watch, echo=typer.echo, html=html)
