@@ -295,7 +295,8 @@ def test_a_thousand_step_run_with_100k_samples_stays_under_20_mb(tmp_path):
 def test_cli_report_prints_the_summary_and_the_page(run_dir, tmp_path):
     res = CliRunner().invoke(app, ["report", str(run_dir), "--html", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
-    assert "reward first->last" in res.output and f"report: {tmp_path / 'r.html'}" in res.output
+    assert "reward first->last" in res.output and (run_dir / "curves.png").exists()
+    assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'r.html'}"  # what `make demo` ends with
     assert (tmp_path / "r.html").stat().st_size > 10_000
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no such folder" in res.output
