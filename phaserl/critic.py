@@ -79,10 +79,22 @@ def _hidden_size(config) -> int:
 
 def build_critic(policy: str, *, dtype: str = "float32", head_init_std: float = 0.0, lora: dict | None = None,
                  freeze_vision: bool = False, gradient_checkpointing: bool = False,
-                 attn_implementation: str | None = "sdpa") -> Critic:
+                 attn_implementation: str | None = "sdpa", seed: int = 0) -> Critic:
     """A fresh critic from a policy folder (or any name `models.load_model` takes): the policy's weights with
     a new value head (zeros by default, so every value starts at 0; OpenRLHF draws it from N(0, 1/(H+1)),
-    `head_init_std` allows that). With `lora`, the backbone trains LoRA adapters and the head trains fully."""
+    `head_init_std` allows that). With `lora`, the backbone trains LoRA adapters and the head trains fully.
+
+    Random initialisation (the head, LoRA's A matrices) draws from torch's global generator seeded with
+    `seed` inside a forked RNG state: the same critic for the same seed whatever ran before, and the caller's
+    random streams untouched (a resumed run and an uninterrupted one build the same critic)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing,
+                             attn_implementation)
+
+
+def _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing,
+                  attn_implementation) -> Critic:
     from phaserl.models import load_model
 
     lm = load_model(policy, dtype=dtype, attn_implementation=attn_implementation, freeze_vision=freeze_vision,

@@ -56,6 +56,19 @@ def test_values_of_a_padded_mixed_batch_equal_each_row_alone(name):
     assert all(torch.allclose(v, values[j, :len(v)].detach(), atol=1e-5) for j, v in enumerate(listed))
 
 
+def test_random_head_init_is_seeded_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = build_critic("tiny:llama", head_init_std=0.1, seed=5)
+    after = torch.rand(3)
+    b = build_critic("tiny:llama", head_init_std=0.1, seed=5)
+    c = build_critic("tiny:llama", head_init_std=0.1, seed=6)
+    assert torch.equal(before, after)  # the caller's stream is where it would be without the build
+    assert torch.equal(a.value_head.weight, b.value_head.weight)
+    assert not torch.equal(a.value_head.weight, c.value_head.weight)
+
+
 def test_zero_head_starts_every_value_at_zero(llama):
     critic = build_critic("tiny:llama")
     values, _ = critic_values(critic, llama.processor, [TXT] * 4, COMPS, llama.tokenizer.pad_token_id, False, "cpu")
@@ -86,8 +99,7 @@ def test_update_fits_the_returns(llama):
 def test_micro_batching_is_exact_and_skipped_rows_are_out(llama):
     grads = []
     for mbs in (1, 4):
-        torch.manual_seed(0)  # the same random head both times
-        critic = build_critic("tiny:llama", head_init_std=0.1)
+        critic = build_critic("tiny:llama", head_init_std=0.1)  # seed 0: the same random head both times
         cfg = CriticConfig(lr=1e-3, micro_batch_size=mbs, max_grad_norm=None)
         returns = [torch.linspace(-1, 1, len(c)) for c in COMPS]
         opt = torch.optim.SGD([p for p in critic.parameters() if p.requires_grad], lr=0.0)
