@@ -116,7 +116,7 @@ def item_rows(name: str, records: list[dict], examples: dict, fields, strings: d
             if thumbs[ref]:
                 images.append(ref)
         new_text = text not in strings
-        row = {"group": name, "step": None, "id": rec.get("id"), "view": rec.get("view"),
+        row = {"group": name, "step": None, "pg": rec.get("id"), "id": rec.get("id"), "view": rec.get("view"),
                "prompt": strings.setdefault(text, len(strings)),
                "system": None if system is None else strings.setdefault(system, len(strings)),
                "caption": ex.caption if ex is not None and rec.get("view") == "image+caption" else None,

@@ -216,7 +216,8 @@ def browser_row(r: dict, strings: dict[str, int]) -> dict:
     if "correct" not in r:  # rows logged before samples.py
         score = next((comps[k] for k in CORRECTNESS if comps.get(k) is not None), None)
         correct = None if score is None else score >= 1.0
-    return {"group": r.get("stage"), "step": r.get("step"), "id": r.get("id"), "view": r.get("view"),
+    return {"group": r.get("stage"), "step": r.get("step"), "pg": r.get("group"), "id": r.get("id"),
+            "view": r.get("view"),
             "prompt": intern(clip(r.get("prompt"), MAX_PROMPT_CHARS)), "system": intern(r.get("system")),
             "caption": r.get("caption"), "images": r.get("images") or [],
             "completion": clip(r.get("completion") or "", MAX_COMPLETION_CHARS),

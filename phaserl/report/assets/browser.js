@@ -95,9 +95,15 @@ function browserSection(id, title, groupLabel) {
     }
     return true;
   }
-  function rowView(r) {
+  function samePrompt(r, prev) {
+    // another sample of the prompt in the row above (the G samples of a group, the K samples of an item)
+    return prev && r.pg !== null && r.pg !== undefined && prev.pg === r.pg && prev.group === r.group &&
+      prev.step === r.step && prev.prompt === r.prompt;
+  }
+  function rowView(r, i, page) {
+    const same = samePrompt(r, page[i - 1]);
     const comps = Object.entries(r.components || {});
-    return el("tr", {cls: "rollout", "data-correct": r.correct === true ? "1" : r.correct === false ? "0" : "na",
+    return el("tr", {cls: same ? "rollout cont" : "rollout", "data-correct": r.correct === true ? "1" : r.correct === false ? "0" : "na",
                      "data-truncated": r.truncated ? "1" : "0", "data-group": r.group},
       el("td", {cls: "meta"}, el("div", {cls: "grp", text: r.group}),
         r.step !== null && r.step !== undefined ? el("div", {text: "step " + r.step}) : null,
@@ -105,7 +111,7 @@ function browserSection(id, title, groupLabel) {
         r.tokens !== null && r.tokens !== undefined ? el("div", {text: r.tokens + " tokens"}) : null,
         r.truncated ? el("span", {cls: "badge warn", text: "truncated"}) : null,
         (r.tags || []).length ? el("div", {cls: "tags"}, r.tags.map(t => el("span", {cls: "chip", text: t}))) : null),
-      el("td", {cls: "pcell"}, promptView(r, S)),
+      el("td", {cls: "pcell"}, same ? el("div", {cls: "same", text: "↑ same prompt as above"}) : promptView(r, S)),
       el("td", {cls: "ccell"}, completionView(r.completion || "")),
       el("td", {cls: "acell"}, verdict(r.correct),
         el("div", {}, el("span", {cls: "k", text: "extracted "}), el("code", {text: r.extracted === null || r.extracted === undefined ? "(none)" : r.extracted})),
@@ -119,7 +125,7 @@ function browserSection(id, title, groupLabel) {
     const hit = rows.filter(keep);
     const pages = Math.max(1, Math.ceil(hit.length / PAGE_SIZE));
     state.page = Math.min(Math.max(0, state.page), pages - 1);
-    tbody.replaceChildren(...hit.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE).map(rowView));
+    tbody.replaceChildren(...hit.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE).map((r, i, page) => rowView(r, i, page)));
     count.textContent = `${hit.length} of ${rows.length} match`;
     count.setAttribute("data-count", hit.length);
     pager.replaceChildren(
