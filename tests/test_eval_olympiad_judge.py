@@ -214,6 +214,13 @@ def test_constants_compare_within_the_tolerance():
     assert judge("7.8\\times 10^2", "780") is True
 
 
+def test_symbols_are_case_sensitive_and_physics_symbols_parse():
+    assert judge("0.64N", "0.64n") is False  # sympy's parse_latex keeps case
+    assert judge("\\frac{G M_{\\odot}}{R_{\\odot}^{2}}", "G M_{\\odot} R_{\\odot}^{-2}") is True  # \odot: a symbol
+    assert judge("n(\\nu)=A \\nu^{2} e^{\\frac{-h \\nu}{k_{\\mathrm{B}} T}}",
+                 "n(\\nu) = \\nu^2 A e^{-h \\nu / (k_B T)}") is True  # exp of a symbolic quotient is evaluated
+
+
 def test_a_symbol_on_one_side_only_is_unequal():
     assert judge("0.64N", "0.64") is False
     assert judge("0.64N", "\\frac{16}{25} N") is True  # units are symbols: they must be on both sides
@@ -227,6 +234,8 @@ def test_symbolic_expressions_are_equal_when_their_difference_vanishes():
 
 def test_huge_powers_are_not_evaluated():
     assert judge("10^{10^{10^{10}}}", "10^{10}", 1e-4) is False
+    assert judge("x + 9^{9^{9^{9}}}", "x + 9^{9^{9^{9}}} + 1") is False  # an exact tower beside a symbol
+    assert judge("x^{10^{10^{10}}}", "x^{10^{10^{10}}+1}") is False
     assert judge("2^{1009}", "2^{1009}") is True
 
 

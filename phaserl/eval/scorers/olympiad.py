@@ -50,6 +50,8 @@ _DOLLAR_RE = re.compile(r"\$(.*?)\$")
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]+")
 _FINAL_ANSWER_RE = re.compile(r"So the final answer is (.*)")
 _BOX_OPEN = "\\boxed{"
+# Commands sympy's parse_latex reads as plain symbols but latex2sympy2_extended rejects (R_\odot, M_\oplus).
+_SYMBOL_COMMAND_RE = re.compile(r"\\(odot|oplus|otimes|star|ast|bullet|dagger|ddagger|diamond|natural|flat|sharp)(?![A-Za-z])")
 
 
 class UnclosedBox(ValueError):
@@ -139,14 +141,19 @@ def _parse(text: str):
     """A scalar sympy expression or an inequality (what sympy's parse_latex reads), else _Unparsable:
     sets, tuples, intervals and matrices included."""
     import sympy
-    from latex2sympy2_extended import latex2sympy
 
     if not text.strip() or len(text) > MAX_CHARS:
         raise _Unparsable(text[:40])
     try:
-        expr = latex2sympy(text)
-    except Exception as err:  # a parser error on untrusted text is "cannot read", never a crash
-        raise _Unparsable(text[:40]) from err
+        expr = _latex_to_sympy(text)
+    except Exception:
+        named = _SYMBOL_COMMAND_RE.sub(r"\\text{\1}", text)
+        if named == text:
+            raise _Unparsable(text[:40]) from None
+        try:
+            expr = _latex_to_sympy(named)
+        except Exception as err:  # a parser error on untrusted text is "cannot read", never a crash
+            raise _Unparsable(text[:40]) from err
     if not isinstance(expr, (sympy.Expr, sympy.core.relational.Relational)):
         raise _Unparsable(text[:40])
     return _unknown_functions_as_symbols(expr)
@@ -160,6 +167,14 @@ def _unknown_functions_as_symbols(expr):
 
     applied = expr.atoms(AppliedUndef)
     return expr.xreplace({a: Symbol(f"_{a}") for a in applied}) if applied else expr
+
+
+def _latex_to_sympy(text: str):
+    """latex2sympy2_extended, case-sensitive like sympy's parse_latex (N is not n)."""
+    from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    return latex2sympy(text, conversion_config=ConversionConfig(lowercase_symbols=False))
 
 
 def numeric_equal(gold: str, pred: str, tolerance: float) -> bool:
@@ -194,9 +209,19 @@ def _random_point(symbols: list, rng: random.Random) -> dict:
     return {s: Float(rng.uniform(0.5, 2.5)) for s in symbols}
 
 
+def _too_big_constant_part(expr) -> bool:
+    """The size guard on the parts without symbols, the only ones evaluated exactly: at random points a
+    symbolic exp(-h nu / (k T)) is a float computation, but x + 9^{9^{9^{9}}} still holds an exact tower."""
+    import sympy
+
+    kinds = (sympy.Pow, sympy.exp, sympy.factorial, sympy.gamma)
+    return any(isinstance(node, kinds) and not node.free_symbols and too_big_to_evaluate(node)
+               for node in sympy.preorder_traversal(expr))
+
+
 def _vanishes(diff, points: int = 5, seed: int = 0) -> bool:
     """A symbolic difference that is zero: below SYMBOLIC_ZERO at random points (stands for simplify)."""
-    if too_big_to_evaluate(diff):
+    if _too_big_constant_part(diff):
         return False
     symbols = sorted(diff.free_symbols, key=str)
     rng = random.Random(seed)
@@ -262,7 +287,7 @@ def equation_equal(gold: str, pred: str, points: int = 5, seed: int = 0) -> bool
         f, g = _side_difference(gold), _side_difference(pred)
         if f != 0 and (f == g or f == -g):
             return True  # the quotient is 1 or -1 without evaluating anything
-        if too_big_to_evaluate(f) or too_big_to_evaluate(g):
+        if _too_big_constant_part(f) or _too_big_constant_part(g):
             return False
         symbols = sorted(f.free_symbols | g.free_symbols, key=str)
         rng = random.Random(seed)
