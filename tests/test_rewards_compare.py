@@ -173,6 +173,15 @@ def test_lists_match_as_a_multiset(gold, pred, tolerance, equal):
     assert decide(gold, pred, tolerance=tolerance) is equal
 
 
+def test_long_lists_are_left_to_the_set_comparison():
+    from phaserl.rewards.compare import list_equal
+
+    many = ", ".join(str(i) for i in range(20))
+    assert list_equal(many, many) is None
+    assert list_equal("1, 2", "2, 1") is True and list_equal("1, 2", "1, 2, 3") is False
+    assert decide(many, ", ".join(str(i) for i in reversed(range(20)))) is True
+
+
 def test_tolerance_has_the_official_slack_and_reaches_constant_expressions():
     assert decide("7 \\times 10^{35}", "7.1 \\cdot 10^{35}", tolerance=1e34) is True  # 1.01 x 1e34
     assert decide("7 \\times 10^{35}", "7.1 \\cdot 10^{35}", tolerance=1e33) is False

@@ -32,6 +32,7 @@ _TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|operatorname)\s*\{[^{
 _SPACE_RE = re.compile(r"\s+")
 _SPACE_NEAR_SIGN_RE = re.compile(r"\s*([^\w\s])\s*")
 _THOUSANDS_RE = re.compile(r"\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*")
+_MAX_LIST = 16  # answers in a list matched element by element
 TOLERANCE_SLACK = 1.01  # OlympiadBench's judge accepts |gold - pred| <= 1.01 x tolerance (absorbs 1e34's rounding)
 
 
@@ -246,6 +247,8 @@ def list_equal(gold: str, pred: str, tolerance: float | None = None,
     gold_items, pred_items = split_answers(gold), split_answers(pred)
     if len(gold_items) < 2 or len(pred_items) < 2 or not all(gold_items) or not all(pred_items):
         return None
+    if max(len(gold_items), len(pred_items)) > _MAX_LIST:
+        return None  # up to n^2 element checks: a long list is left to math-verify's set comparison
     if len(gold_items) != len(pred_items):
         return False
     cursor = -1
