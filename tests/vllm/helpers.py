@@ -1,4 +1,14 @@
-"""Shared checks for the vLLM tests."""
+"""Shared checks for the vLLM tests, and a `vllm serve` child process on loopback."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import torch
 
@@ -44,3 +54,48 @@ def teacher_forced_logp(model, prompt_ids: list[int], completion_ids: list[int],
     P = len(prompt_ids)
     logits = logits[P - 1:P - 1 + len(completion_ids)] / temperature
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(completion_ids)[:, None]).squeeze(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vllm serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(2)
+    raise TimeoutError(f"vllm serve did not come up within {timeout}s")
+
+
+@contextlib.contextmanager
+def vllm_server(model_path: str, log: Path, extra: list[str] | None = None):
+    """`http://127.0.0.1:PORT` of a vLLM OpenAI-compatible server for model_path (float32, eager), stopped
+    (its whole process group) on exit; its output goes to `log`."""
+    from phaserl.rollout.vllm_server import serve_command
+
+    port = free_port()
+    argv, env = serve_command(model_path, "127.0.0.1", port, dtype="float32", max_model_len=2048,
+                              python=sys.executable, extra=["--enforce-eager", *(extra or [])])
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and its engine child, started above
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,65 +1,20 @@
 """Server mode on loopback: a `vllm serve` child process, generation over HTTP, weights pushed over HTTP."""
 
 import copy
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 import torch
-from helpers import assert_same_as_hf, hf_greedy, text_prompts
+from helpers import assert_same_as_hf, hf_greedy, text_prompts, vllm_server
 
 from phaserl.rollout.base import SamplingParams
 
 pytestmark = pytest.mark.vllm
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"vllm serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(2)
-    raise TimeoutError(f"vllm serve did not come up within {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def server(smollm2_path, tmp_path_factory):
-    from phaserl.rollout.vllm_server import serve_command
-
-    port = _free_port()
-    argv, env = serve_command(smollm2_path, "127.0.0.1", port, dtype="float32", max_model_len=2048,
-                              python=sys.executable, extra=["--enforce-eager"])
-    log = tmp_path_factory.mktemp("server") / "vllm_serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with vllm_server(smollm2_path, tmp_path_factory.mktemp("server") / "vllm_serve.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server and its engine child, started above
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_server_generation_and_weight_push_match_hf(server, smollm2_path, smollm2_hf):
