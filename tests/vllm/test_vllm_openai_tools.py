@@ -141,3 +141,21 @@ def test_score_mathverse_with_an_llm_judge_on_vllm_killed_and_rerun(judge_server
                               llm_model=smollm2_path, llm_cache=cache, echo=lambda m: None)
         assert sum(proxy.answered.values()) == total  # the rerun costs nothing
         assert again["llm"]["requests"] == 0 and again["correct"] == result["correct"]
+
+
+def test_caption_vllm_backend_in_process(tiny_vl_path, tmp_path):
+    """`--backend vllm`: phaserl's in-process VLLMEngine, one batch per chunk of rows, resumable by id."""
+    from phaserl.data.tools.caption import caption_command
+
+    for k in range(3):
+        Image.new("RGB", (56, 56), (80 * k, 40, 200)).save(tmp_path / f"{k}.png")
+    data, out = tmp_path / "d.jsonl", tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps({"id": f"v{k}", "question": "Colour?", "answer": str(k), "image": f"{k}.png"})
+                            + "\n" for k in range(3)) + json.dumps({"id": "t", "question": "1+1?", "answer": "2"}) + "\n")
+    summary = caption_command(tiny_vl_path, str(data), str(out), backend="vllm", batch_size=2, max_new_tokens=6,
+                              temperature=1.0, seed=1, log=lambda m: None)  # sampled: a random model writes words
+    assert summary["requests"] == 3 and summary["captioned"] + summary["empty"] == 3 and summary["text_only"] == 1
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["v0", "v1", "v2", "t"]  # batches of 2 rows, each appended in order
+    again = caption_command(tiny_vl_path, str(data), str(out), backend="vllm", log=lambda m: None)
+    assert again["resumed"] == 4 and again["requests"] == 0  # nothing to do: no engine is even started

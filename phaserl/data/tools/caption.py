@@ -215,14 +215,18 @@ def _run_openai(todo: list[Example], need: set[str], client, output: str, templa
         parts_file.unlink()
 
 
-def make_caption_engine(backend: str, model: str, *, batch_size: int, dtype: str, seed: int):
-    """The rollout engine of the hf or vllm back end (the model on the GPU when there is one)."""
+def make_caption_engine(backend: str, model: str, *, batch_size: int, dtype: str, seed: int,
+                        max_new_tokens: int):
+    """The rollout engine of the hf or vllm back end (the model on the GPU when there is one). vLLM has the
+    GPU to itself here (no trainer beside it) and sees one image per prompt; its context is capped, as a
+    caption prompt is one image and an instruction, not the model's whole window."""
     if backend == "hf":
         return make_engine(model, batch_size=batch_size, dtype=dtype)
     from phaserl.models import resolve_model_path
     from phaserl.rollout.vllm import VLLMEngine
 
-    return VLLMEngine(resolve_model_path(model), dtype=dtype, seed=seed)
+    return VLLMEngine(resolve_model_path(model), dtype=dtype, seed=seed, gpu_memory_utilization=0.85,
+                      limit_images=1, max_model_len=min(4096, 2048 + max_new_tokens))
 
 
 def caption_command(
@@ -277,12 +281,18 @@ def caption_command(
         counts["request_errors"] = 0
         _run_openai(todo, need, client, output, prompt_template, model, concurrency, counts, bar, log)
     else:
-        if need and engine is None:
-            engine = make_caption_engine(backend, model, batch_size=batch_size, dtype=dtype, seed=seed)
+        owned = need and engine is None
+        if owned:
+            engine = make_caption_engine(backend, model, batch_size=batch_size, dtype=dtype, seed=seed,
+                                         max_new_tokens=max_new_tokens)
         if need and not getattr(engine, "is_vlm", True):
             raise ValueError(f"captioning needs a vision-language model; {model!r} is text-only")
         params = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-        _run_engine(todo, need, engine, output, prompt_template, params, model, batch_size, counts, bar)
+        try:
+            _run_engine(todo, need, engine, output, prompt_template, params, model, batch_size, counts, bar)
+        finally:
+            if owned and hasattr(engine, "close"):
+                engine.close()
     bar.close()
     summary = {"output": str(output), "backend": backend, "total": len(examples),
                "resumed": len(examples) - len(todo), **counts, "kept_existing": len(todo) - len(need) - text_only,
