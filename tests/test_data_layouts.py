@@ -128,3 +128,20 @@ def test_dry_run_fails_on_an_unresolvable_image_naming_file_line_and_field():
                                   f"image_path_map: {{'{FOREIGN}': mathv60k_img/}}}}]"])
     assert ok.exit_code == 0, ok.output
     assert "mathv60k_message (2 ex" in ok.output
+
+
+def test_unreachable_hub_dataset_is_missing_data(monkeypatch):
+    """Offline: a hub dataset is data that is not here (a dry run still prints its plan), not a bad row."""
+    import datasets
+
+    from phaserl.data.schema import DataMissing
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'org/set' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataMissing, match="org/set: cannot load from the hub"):
+        load(hub="org/set")
+    r = CliRunner().invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set",
+                                 "stages.0.data=[{hub: org/set}]"])
+    assert r.exit_code == 0 and "[missing: org/set: cannot load from the hub" in r.output

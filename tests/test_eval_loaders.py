@@ -144,3 +144,16 @@ def test_every_registered_benchmark_has_a_fixture():
     missing = [n for n in BENCHMARKS if n != "mathvision:test"
                and not (FIX / BENCHMARKS[n].path).is_file()]
     assert missing == []
+
+
+def test_hub_unreachable_is_a_clear_error(monkeypatch):
+    import datasets
+
+    from phaserl.data.schema import DataError
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'AI4Math/MathVista' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"cannot load AI4Math/MathVista \[testmini\].*--data-dir"):
+        load_benchmark("mathvista:testmini", hub=True)

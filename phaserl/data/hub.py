@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from phaserl.data.images import LazyImage
-from phaserl.data.schema import DataError
+from phaserl.data.schema import DataError, DataMissing
 
 Where = tuple[str, "int | None"]  # (label, None): hub rows have no line numbers
 
@@ -26,7 +26,10 @@ def hub_rows(spec) -> Iterator[tuple[Where, dict | DataError]]:
         raise DataError(
             f"loading from the hub needs the `datasets` package ({HUB_INSTALL})", path=spec.hub
         ) from None
-    ds = datasets.load_dataset(spec.hub, spec.subset, split=spec.split)
+    try:
+        ds = datasets.load_dataset(spec.hub, spec.subset, split=spec.split)
+    except (ConnectionError, FileNotFoundError) as e:  # offline, or no such dataset/split: not here
+        raise DataMissing(f"cannot load from the hub: {e}", path=spec.hub) from None
     image_columns = {name: _image_feature(f) for name, f in ds.features.items()}
     image_columns = {k: v for k, v in image_columns.items() if v is not None}
     table = ds.with_format("arrow")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from phaserl.data.schema import Example
+from phaserl.data.schema import DataError, Example
 
 # Hub columns that hold an already-decoded image, in the order a question refers to them.
 _IMAGE_COLUMNS = ("decoded_image", "image_1", "image_2", "image_3", "image_4", "image_5")
@@ -24,7 +24,11 @@ def hub_rows(dataset: str, split: str, config: str | None = None) -> list[dict[s
                            "pip install 'phaserl[datasets]' (or use the benchmark files with --data-dir)")
     import datasets
 
-    data = datasets.load_dataset(dataset, config, split=split)
+    try:
+        data = datasets.load_dataset(dataset, config, split=split)
+    except (ConnectionError, FileNotFoundError) as e:  # offline, or no such dataset/split
+        raise DataError(f"cannot load {dataset} [{split}] from the hub: {e} "
+                        "(use the benchmark files with --data-dir)") from None
     return [dict(row) for row in data]
 
 
