@@ -236,6 +236,9 @@ def data_caption(
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(res, indent=1, default=str))
+    if res.get("request_errors"):
+        _fail(f"{res['request_errors']} image(s) not captioned after retries (server errors above); "
+              "rerun the same command to ask for them again", code=1)
 
 
 @data_app.command("filter")

@@ -246,6 +246,14 @@ def test_openai_client_error_is_not_retried(tmp_path):
         assert server.received == 4  # one 401 per image, no retries
     # 3 rows, 4 images: no row is written, so a rerun with the right key asks for them again
     assert summary["failed"] == 3 and summary["request_errors"] == 4 and not out.read_text().strip()
+    from typer.testing import CliRunner
+
+    from phaserl.cli import app
+
+    with FakeOpenAI(describe, api_key="right") as server:
+        r = CliRunner().invoke(app, ["data", "caption", "--backend", "openai", "--model", "m", "--input", str(data),
+                                     "--output", str(out), "--base-url", server.url, "--retries", "0"])
+    assert r.exit_code == 1 and "4 image(s) not captioned" in r.output
 
 
 def test_openai_killed_run_continues_without_asking_twice(tmp_path):
