@@ -72,6 +72,16 @@ def test_clean_keeps_what_follows_in_and_maps_special_symbols():
     assert clean(" 5") == " 5"  # spaces are not stripped
 
 
+def test_degrees_only_without_braces():
+    assert judge("30", "30^\\circ") is True  # ^\circ is dropped by the cleaning
+    assert judge("30", "30^{\\circ}") is False  # official quirk: kept, and \circ parses as a symbol
+    assert judge("30^{\\circ}", "30^{\\circ}") is True  # identical strings
+
+
+def test_fbox_is_not_a_box_and_does_not_parse():
+    assert judge("5", "\\fbox{5}") is False
+
+
 def test_percent_sign_is_dropped_but_its_backslash_stays():
     assert judge("60", "60%") is True
     assert judge("60", "60\\%") is False  # official quirk: "60\" is no number and no LaTeX

@@ -107,6 +107,7 @@ OLYMPIAD_CASES = {
     "equation_different": ("$x^2+y^2=1$", "x^2-y^2=1", None),
     "unit_symbol": ("$0.64N$", "\\frac{16}{25}N", None),
     "unit_missing": ("$0.64N$", "0.64", None),
+    "degrees_braced": ("$30^{\\circ}$", "30", None),
     "tuple_shorter": ("$(1,2,3)$", "(1,2)", None),
     "repeated_answer": ("$1$, $2$", "1, 2, 2", None),
     "wrong": ("$2^{1009}$", "2^{1008}", None),
@@ -118,6 +119,8 @@ DELIBERATE_OLYMPIAD = {
     "equation_factor_3_2": INTEGER_FACTOR,
     "tuple_shorter": ZIP_TUPLES,
     "repeated_answer": SET_NOT_MULTISET,
+    "degrees_braced": ("OlympiadBench's judge drops ^\\circ but keeps ^{\\circ}, which then parses as a power "
+                       "of a symbol; phaserl drops degrees in either spelling"),
     "unit_missing": ("phaserl reads a number with a unit as the number (12 cm is 12, 0.64 N is 0.64); the "
                      "official judge parses N as a symbol that must then be on both sides"),
 }

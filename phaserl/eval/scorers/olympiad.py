@@ -50,6 +50,7 @@ _DOLLAR_RE = re.compile(r"\$(.*?)\$")
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]+")
 _FINAL_ANSWER_RE = re.compile(r"So the final answer is (.*)")
 _BOX_OPEN = "\\boxed{"
+_CIRC_RE = re.compile(r"\\circ(?![A-Za-z])")
 # Commands sympy's parse_latex reads as plain symbols but latex2sympy2_extended rejects (R_\odot, M_\oplus).
 _SYMBOL_COMMAND_RE = re.compile(r"\\(odot|oplus|otimes|star|ast|bullet|dagger|ddagger|diamond|natural|flat|sharp)(?![A-Za-z])")
 
@@ -170,11 +171,15 @@ def _unknown_functions_as_symbols(expr):
 
 
 def _latex_to_sympy(text: str):
-    """latex2sympy2_extended, case-sensitive like sympy's parse_latex (N is not n)."""
+    """latex2sympy2_extended set to read like sympy's parse_latex: case-sensitive (N is not n), no box
+    unwrapping, and `\\circ` a plain symbol (30^{\\circ} is 30 to the power circ there, not 30 degrees)."""
     from latex2sympy2_extended import latex2sympy
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+    from latex2sympy2_extended.math_normalization import NormalizationConfig
 
-    return latex2sympy(text, conversion_config=ConversionConfig(lowercase_symbols=False))
+    return latex2sympy(_CIRC_RE.sub(r"\\text{circ}", text),
+                       normalization_config=NormalizationConfig(boxed="none"),
+                       conversion_config=ConversionConfig(lowercase_symbols=False))
 
 
 def numeric_equal(gold: str, pred: str, tolerance: float) -> bool:
