@@ -114,26 +114,35 @@ def _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_ch
     return critic
 
 
+ForwardContext = Callable[[list[Prompt]], contextlib.AbstractContextManager]
+
+
 def critic_values(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
-                  autocast: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Values [m, T] (with gradient when grad is enabled) and the completion mask [m, T]."""
+                  autocast: bool, device, context: ForwardContext | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values [m, T] (with gradient when grad is enabled) and the completion mask [m, T].
+
+    context(prompts) wraps the forward: a multi-process VLM run passes the trainer's dummy-vision context, so
+    a text-only micro-batch still runs the vision tower (the sharded collectives stay in step)."""
     inputs, targets, mask = build_sequences(processor, prompts, completion_ids, critic.is_vlm, pad_id)
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    with autocast_context(autocast, device):
+    ctx = context(prompts) if context is not None else contextlib.nullcontext()
+    with ctx, autocast_context(autocast, device):
         values = critic(targets.shape[1], **inputs)  # [m, T]
     return values.float(), mask.to(values.device)
 
 
 @torch.no_grad()
 def values_no_grad(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
-                   micro_batch_size: int, autocast: bool, device) -> list[torch.Tensor]:
+                   micro_batch_size: int, autocast: bool, device,
+                   context: ForwardContext | None = None) -> list[torch.Tensor]:
     """Rollout-time values, [N][T_i] on the CPU (the old values of the value clip and GAE's V)."""
     was_training = critic.training
     critic.eval()
     out: list[torch.Tensor] = []
     for s in range(0, len(completion_ids), micro_batch_size):
         rows = slice(s, s + micro_batch_size)
-        values, _ = critic_values(critic, processor, prompts[rows], completion_ids[rows], pad_id, autocast, device)
+        values, _ = critic_values(critic, processor, prompts[rows], completion_ids[rows], pad_id, autocast, device,
+                                  context)
         out += [values[j, :len(c)].cpu() for j, c in enumerate(completion_ids[rows])]
     critic.train(was_training)
     return out
@@ -163,7 +172,8 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
                   mini_batches: int = 1, epochs: int = 1, seed: int = 0, skipped: list[bool] | None = None,
                   backward: Callable[[torch.Tensor], None] | None = None,
                   no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
-                  clip_grad_norm: Callable[[float], torch.Tensor] | None = None) -> dict:
+                  clip_grad_norm: Callable[[float], torch.Tensor] | None = None,
+                  context: ForwardContext | None = None) -> dict:
     """Fit the values to the GAE returns: `epochs` passes, each split into `mini_batches` optimizer steps,
     each accumulating micro-batches of cfg.micro_batch_size rows; loss = token-mean of the clipped value loss
     (cfg.value_clip around old_values), exact across micro-batches (each micro-batch weighs its share of the
@@ -171,6 +181,7 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
 
     old_values / returns: [N][T_i] lists or [N, T] tensors. skipped rows ([N] bool) are left out of the loss.
     backward / no_sync / clip_grad_norm: the accelerator's (DDP/FSDP) versions; plain torch by default.
+    context: wraps each forward (see critic_values).
     Returns mean value_loss, value_clip_frac and grad_norm over optimizer steps.
     """
     N = len(completion_ids)
@@ -196,7 +207,8 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
                 ctx = no_sync() if k < len(micro) - 1 else contextlib.nullcontext()
                 with ctx:
                     values, mask = critic_values(critic, processor, [prompts[i] for i in rows],
-                                                 [completion_ids[i] for i in rows], pad_id, autocast, device)
+                                                 [completion_ids[i] for i in rows], pad_id, autocast, device,
+                                                 context)
                     T = values.shape[1]
                     old = _rows_tensor(old_values, rows, T).to(values)
                     ret = _rows_tensor(returns, rows, T).to(values)
@@ -215,21 +227,25 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
 
 # ---- save / load ----------------------------------------------------------------------------------------
 
-def save_critic(critic: Critic, folder: str | Path, optimizer: torch.optim.Optimizer | None = None) -> Path:
+def save_critic(critic: Critic, folder: str | Path, optimizer: torch.optim.Optimizer | None = None,
+                state: dict | None = None, optimizer_state: dict | None = None) -> Path:
     """Write the critic (weights as safetensors, architecture config, critic.json) and, when given, its
-    optimizer state; loading the folder gives bit-identical weights and optimizer moments."""
+    optimizer state; loading the folder gives bit-identical weights and optimizer moments.
+
+    state / optimizer_state: full (gathered) state dicts to write instead of critic.state_dict() /
+    optimizer.state_dict(), for a sharded critic (FSDP2), whose own state dicts hold shards."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in critic.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in (state or critic.state_dict()).items()}
     save_file(state, str(folder / CRITIC_FILE))
     critic.lm_config.save_pretrained(folder)
     meta = {"is_vlm": critic.is_vlm, "hidden_size": critic.value_head.in_features, "lora": critic.lora,
             "dtypes": sorted({str(v.dtype) for v in state.values()})}
     (folder / CRITIC_META).write_text(json.dumps(meta, indent=2) + "\n")
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
+    if optimizer_state is not None or optimizer is not None:
+        torch.save(optimizer_state if optimizer_state is not None else optimizer.state_dict(), folder / OPTIMIZER_FILE)
     return folder
 
 

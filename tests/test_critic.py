@@ -164,3 +164,26 @@ def test_lora_critic_trains_adapters_and_head_only(llama, tmp_path):
     a, _ = critic_values(critic, llama.processor, [TXT] * 4, COMPS, pad, False, "cpu")
     b, _ = critic_values(again, llama.processor, [TXT] * 4, COMPS, pad, False, "cpu")
     assert torch.equal(a, b)
+
+
+def test_forward_context_wraps_every_critic_forward(llama):
+    critic = build_critic("tiny:llama")
+    seen = []
+
+    class Ctx:
+        def __init__(self, prompts):
+            self.n = len(prompts)
+
+        def __enter__(self):
+            seen.append(self.n)
+
+        def __exit__(self, *exc):
+            return False
+
+    pad = llama.tokenizer.pad_token_id
+    values_no_grad(critic, llama.processor, [TXT] * 4, COMPS, pad, 3, False, "cpu", context=Ctx)
+    assert seen == [3, 1]
+    cfg = CriticConfig(micro_batch_size=2)
+    critic_update(critic, critic_optimizer(critic, cfg), llama.processor, [TXT] * 4, COMPS,
+                  [torch.zeros(len(c)) for c in COMPS], [torch.ones(len(c)) for c in COMPS], cfg, pad, context=Ctx)
+    assert seen == [3, 1, 2, 2]
