@@ -161,7 +161,7 @@ def eval_payload(output: Path, data_dir=None, image_dir=None, budget: int = EVAL
     config = json.loads((folders[0] / "config.json").read_text()) if folders and (folders[0] / "config.json").exists() \
         else {}
     note = ", ".join(f"{k}={config[k]}" for k in ("model", "template", "view", "max_new_tokens", "temperature",
-                                                  "samples") if k in config)
+                                                  "samples") if config.get(k) is not None)
     shown = "all" if len(rows) == total else f"{len(rows)} of"
     return {"kind": "eval", "title": f"phaserl eval: {output.resolve().name}", "source": str(output.resolve()),
             "config": note and f"settings: {note}", "benchmarks": benches,

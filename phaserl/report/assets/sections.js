@@ -103,10 +103,10 @@ function evalSection() {
 
 // ---- evaluation page: scores, breakdowns ---------------------------------------------------------
 function scoresSection() {
-  const head = el("tr", {}, ["benchmark", "scorer", "items", "samples", "accuracy", "correct / total", "pass@k",
+  const head = el("tr", {}, ["benchmark", "scorer (hover: version)", "items", "samples", "accuracy", "correct / total", "pass@k",
     "format", "truncated", "extraction"].map(h => el("th", {text: h})));
   const rows = P.benchmarks.map(b => el("tr", {},
-    el("td", {}, el("a", {href: "#bench-" + b.slug, text: b.name})), el("td", {text: `${b.scorer} (${b.scorer_version || "?"})`}),
+    el("td", {}, el("a", {href: "#bench-" + b.slug, text: b.name})), el("td", {text: b.scorer, title: b.scorer_version || ""}),
     el("td", {text: b.items}), el("td", {text: b.samples_per_item || 1}),
     el("td", {cls: "num big", text: pct(b.accuracy)}), el("td", {text: `${b.correct} / ${b.total}`}),
     el("td", {text: b.pass_k || "–"}), el("td", {text: pct(b.format_rate)}), el("td", {text: pct(b.truncated_rate)}),
