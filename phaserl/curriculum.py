@@ -37,7 +37,6 @@ def _write_recipe(recipe: Recipe, out_dir: Path) -> None:
 
 def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> list[Path]:
     """Train every stage; returns the final/ folders. Raises trainer.Interrupted after a signal."""
-    from accelerate import Accelerator
     from transformers.utils import logging as hf_logging
 
     from phaserl.runtime import tune_allocator
@@ -47,7 +46,7 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
     hf_logging.disable_progress_bar()  # per-file load/save bars drown the training progress
     out_dir = Path(out_dir)
     stages = resolve(recipe)
-    accelerator = Accelerator(cpu=not _has_accelerator())
+    accelerator = make_accelerator()
     if fresh and accelerator.is_main_process and out_dir.exists():
         shutil.rmtree(out_dir)
     accelerator.wait_for_everyone()
@@ -70,7 +69,10 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
             else:
                 if accelerator.is_main_process:
                     print(f"[{stage.dirname}] view={stage.view} init={stage_init(recipe, stages, k, out_dir)}")
-                run_stage(ctx, stage, stage_init(recipe, stages, k, out_dir))
+                try:
+                    run_stage(ctx, stage, stage_init(recipe, stages, k, out_dir))
+                finally:
+                    accelerator.free_memory()  # drop its references to this stage's model and optimizer
             finals.append(final)
     finally:
         stop.restore()
@@ -82,6 +84,34 @@ def _has_accelerator() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def make_accelerator():
+    """The run's Accelerator: on the GPU when there is one. `accelerate launch` with an FSDP config on a machine
+    without GPUs gets FSDP2 on the CPU processes (gloo) too, where accelerate itself would fall back to plain
+    data parallelism: the sharded path then runs, and is tested, wherever phaserl runs."""
+    import os
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not _has_accelerator())
+    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if fsdp_asked and accelerator.num_processes > 1 and str(accelerator.distributed_type) != "FSDP":
+        from accelerate import FullyShardedDataParallelPlugin
+        from accelerate.utils import DistributedType
+
+        plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* settings `accelerate launch` exported
+        if plugin.fsdp_version != 2:
+            raise ValueError("FSDP on CPU processes needs fsdp_version: 2 (configs/accelerate/fsdp2.yaml)")
+        from accelerate.state import PartialState
+
+        PartialState().distributed_type = DistributedType.FSDP  # AcceleratorState re-reads it from here
+        state = accelerator.state
+        state.distributed_type = DistributedType.FSDP
+        state.fsdp_plugin = plugin
+        if accelerator.mixed_precision != "no":
+            plugin.set_mixed_precision(accelerator.mixed_precision)
+    return accelerator
 
 
 def plan(recipe: Recipe, out_dir: Path | None = None) -> str:

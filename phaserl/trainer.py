@@ -255,7 +255,7 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         ctx.global_step += 1
         row = step_metrics(stage, step, r, ins.adv, upd, t_lp, time.perf_counter() - t0, run.scheduler, acc)
         row["global_step"] = ctx.global_step
-        row.update(_vision_balance(acc, run.vision_calls))
+        row.update(_vision_balance(acc, run.vision_calls, r))
         if stage.eval.every and step % stage.eval.every == 0:
             row.update(_evaluate(engine, stage, recipe))
         if acc.is_main_process:
@@ -324,12 +324,16 @@ def _any_rank(acc):
     return lambda flag: bool(acc.gather(torch.tensor([int(bool(flag))], device=acc.device)).max())
 
 
-def _vision_balance(acc, counter) -> dict:
-    """Vision-tower forwards this step, min and max over ranks: equal, or a sharded run would hang."""
+def _vision_balance(acc, counter, r) -> dict:
+    """Vision-tower forwards and image prompts this step, min and max over ranks. The forwards must be equal (or
+    a sharded run hangs) whatever the images: a rank with none runs the dummy pass."""
     if counter is None:
         return {}
-    calls = acc.gather(torch.tensor([counter.reset()], device=acc.device))
-    return {"dist/vision_forwards_min": int(calls.min()), "dist/vision_forwards_max": int(calls.max())}
+    images = sum(1 for p in r.prompts if p.images)
+    both = acc.gather(torch.tensor([[counter.reset(), images]], device=acc.device))  # [world, 2]
+    lo, hi = both.min(0).values.tolist(), both.max(0).values.tolist()
+    return {"dist/vision_forwards_min": lo[0], "dist/vision_forwards_max": hi[0],
+            "dist/image_prompts_min": lo[1], "dist/image_prompts_max": hi[1]}
 
 
 def _finish(ctx: RunContext, run: StageRun) -> Path:

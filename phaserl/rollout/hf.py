@@ -25,7 +25,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
-from phaserl.distributed import is_sharded, iter_full_params, unwrap
+from phaserl.distributed import clean_name, is_sharded, iter_full_params, unwrap
 from phaserl.models import is_peft
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
@@ -170,7 +170,8 @@ class HFEngine:
                     from phaserl.rollout.cpu_kernels import decode_attention
 
                     kernel = decode_attention()
-                self.lean = LeanDecoder(clone, _sources(model), attention_kernel=kernel)
+                src = _full_sources(model) if self.sharded else _sources(model)
+                self.lean = LeanDecoder(clone, src, attention_kernel=kernel)
         return clone
 
     @torch.no_grad()
@@ -179,10 +180,10 @@ class HFEngine:
         if self.rollout_dtype is None:
             self.model = model
             return
-        if self.sharded:
-            _load_full_params(self.model, model)
+        if self.sharded and not (self.packed or self.lean):
+            _load_full_params(self.model, model)  # one gathered tensor at a time
             return
-        src = _sources(model)
+        src = _full_sources(model) if self.sharded else _sources(model)
         for name, p in self.model.named_parameters():
             p.copy_(src[name])
         if self.packed:
@@ -373,8 +374,23 @@ def _plain_copy(model, dtype: torch.dtype):
     device = next(base.parameters()).device
     with no_init_weights(), torch.device(device):
         clone = type(base)._from_config(base.config, dtype=dtype)
+    if hasattr(clone, "tie_weights"):  # a tied lm_head is the embedding, as in the trained model
+        clone.tie_weights()
     _load_full_params(clone, model)
     return clone
+
+
+@torch.no_grad()
+def _full_sources(model) -> dict[str, torch.Tensor]:
+    """_sources of a sharded model: every parameter gathered to its full tensor (a collective, in the same order
+    on every rank), tied names included."""
+    full: dict[int, torch.Tensor] = {}
+    out = {}
+    for name, p in unwrap(model).named_parameters(remove_duplicate=False):
+        if id(p) not in full:
+            full[id(p)] = p.detach().full_tensor() if hasattr(p, "full_tensor") else p.detach()
+        out[clean_name(name)] = full[id(p)]
+    return out
 
 
 @torch.no_grad()
