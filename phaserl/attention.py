@@ -5,8 +5,8 @@
 - "phaserl_sdpa" (`small_cpu_attention`): the training model's default (`model.attn_implementation`). It is
   transformers' sdpa, except for causal attention on the CPU whose score tensor is small (a GRPO completion of
   64 tokens against its prompt: [8 rows, 9 heads, 64, ~100]): there it is `gqa_attention`, because PyTorch's
-  CPU flash kernel spends ~10 ms on the backward of such a call where the two matmuls' autograd take well under
-  one (SmolLM2-135M, the speed benchmark's text work: update 9.14 -> 7.65 s). GPUs and long sequences get sdpa
+  CPU flash kernel's backward has a large fixed cost on such a call, where the two matmuls' autograd is cheap
+  (docs/performance.md). GPUs and long sequences get sdpa
   unchanged.
 """
 

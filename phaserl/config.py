@@ -33,7 +33,7 @@ class ModelConfig(_Strict):
     gradient_checkpointing: bool = Field(False, description="recompute activations (saves memory, costs time)")
     attn_implementation: str | None = Field(
         "phaserl_sdpa", description="attention kernel: phaserl_sdpa (sdpa; on the CPU, small causal attention as "
-        "two float32 matmuls, whose backward is ~10x faster than the CPU flash kernel's), sdpa, eager, "
+        "two float32 matmuls, whose backward is much cheaper than the CPU flash kernel's), sdpa, eager, "
         "flash_attention_2")
 
 
@@ -44,11 +44,11 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(64, ge=1, description="prompts per generate call")
-    bf16: bool = Field(True, description="generate with a bf16 copy of the weights (CPU: ~4x faster matmuls)")
+    bf16: bool = Field(True, description="generate with a bf16 copy of the weights (faster matmuls, no per-step casts)")
     lean_decode: bool = Field(True, description="CPU bf16 copy of a Llama/Qwen2(-VL) model: decode with "
                               "phaserl's lean step (rollout/lean.py), the same samples with fewer ops")
     cpu_kernels: bool = Field(True, description="lean step on a CPU with AVX-512: its attention as one compiled call "
-                              "per layer (rollout/decode_attention.cpp, built once, ~40 s, cached)")
+                              "per layer (rollout/decode_attention.cpp, built on first use, cached)")
     vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
 
 

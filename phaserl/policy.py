@@ -67,7 +67,7 @@ def build_sequences(processor, prompts: list[Prompt], completion_ids: list[list[
 
 
 CHUNK_ELEMENTS = 1 << 22  # logits per chunk of the fused log-prob (16 MB in float32): cache-sized temporaries
-# exp() of anything below this is a float32 denormal (< 1.2e-38), which the CPU computes 10-20x slower; such
+# exp() of anything below this is a float32 denormal (< 1.2e-38), which CPUs compute many times slower; such
 # terms are 1e-38 of a sum that is >= 1, so computing them as exp(-87) changes nothing representable.
 EXP_FLOOR = -87.0
 
@@ -175,7 +175,7 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
     that token then leads each row's completion: [last, c_0 .. c_{T-2}] predicts [c_0 .. c_{T-1}], so every
     log-prob comes from one lm_head product. (Taking c_0's logits from the prompt pass instead made a second
     lm_head product per micro-batch, and in the backward a second full-vocabulary weight gradient, [V, d], to
-    add to the first: ~10% of a SmolLM2 update.)"""
+    add to the first.)"""
     uniq, row_of = unique_prompts(prompts)
     enc = {k: v.to(device) for k, v in encode_prompts(processor, uniq, is_vlm).items()}
     pos = prefix_position_ids(model, enc, is_vlm)  # [B, P] or [3, B, P]

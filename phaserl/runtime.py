@@ -2,13 +2,11 @@
 
 A step allocates and frees the same large blocks over and over ([rows, tokens, vocab] logits and their
 gradients, about 100 MB each at SmolLM2's 49k vocabulary; weight-sized gradient buffers). When a freed block
-goes back to the system, the next step page-faults it in again (a million faults in each of the first updates
-of the speed benchmark's text case), which costs more than the arithmetic on it. Two settings keep them:
+goes back to the system, the next step page-faults it in again, page by page, which can cost more than the
+arithmetic on it. Two settings keep them:
 - `import phaserl` before torch sets THP_MEM_ALLOC_ENABLE=1 (phaserl/__init__.py): torch then allocates blocks of
-  2 MB and more 2 MB-aligned, in transparent huge pages where the kernel allows them. Measured on this 2-core
-  machine: a freed 200 MB tensor is reused with 0 faults (49k faults per allocation without it); the benchmark's
-  update, alternating with generation, ran 9.0, 7.5, 6.5, 6.5, 6.4, 6.3 s against 11.9, 8.8, 7.6, 7.1, 6.5, 6.8 s,
-  with 0.2 GB less peak RSS.
+  2 MB and more 2 MB-aligned, in transparent huge pages where the kernel allows them, so a freed large tensor is
+  reused without page faults (tests/test_runtime.py; its effect on the update is in docs/performance.md).
 - `tune_allocator` raises glibc's mmap and trim thresholds, so blocks from plain malloc stay in the heap. It does
   not help torch's 64-byte-aligned large blocks (posix_memalign), which is why the setting above exists.
 Peak memory is not raised: the same blocks are live at the peak; memory is returned when the process ends.

@@ -136,9 +136,8 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     forward/backward of the largest micro-batch (min(micro_batch_size, samples of an optimizer step) rows of
     max_new_tokens tokens after `prompt`), the optimizer state, then a second forward/backward into the live
     gradients when an optimizer step (samples_per_step / algo.mini_batches samples) has more than one
-    micro-batch. On the speed benchmark's text work (two micro-batches) the first update took 14.0 s with no probe,
-    6.6 s after a one-pass probe (3.2 s of it in the kernel, page-faulting the second micro-batch's memory) and
-    5.4 s after this one (0.9 s in the kernel); the probe takes 8-12 s instead of 7-8.
+    micro-batch. The second pass matters: after a one-pass probe the first real update still page-faults the
+    second micro-batch's memory in (docs/performance.md).
 
     The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
     0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would

@@ -11,8 +11,8 @@ CLI wiring wanted (lead, phaserl/cli.py):
       (option defaults = the function's defaults; --max-minutes 0 could mean "no cap" -> None)
       prints the alignment progress and a final line with perception accuracy; exit code 0.
 
-Measured on the shared 2-core CPU (load average 7-10): 742 s for the default build, the 12-minute cap
-cutting the 500 steps to 345; perception accuracy 97.7% on held-out grids, 97.9% on test problem images.
+On a slow or shared CPU the wall-clock cap (max_minutes) can end the alignment before its 500 steps; the last
+line printed is the perception accuracy reached (docs/curriculum_mini.md reports a build).
 
 The architecture is transformers' LlavaForConditionalGeneration: a small SigLIP vision tower (random init,
 2 layers x 128), the usual two-layer GELU projector, and SmolLM2 as the language model (its weights,

@@ -50,7 +50,7 @@ def _key(request: dict) -> bytes:
 class Verifier:
     """Killable worker-process pool with a hard wall-clock bound per check, a memory bound and an LRU cache.
 
-    workers: processes (each ~1 s to start); timeout: seconds per check, from the moment a worker
+    workers: worker processes (each takes a while to start, so they live across checks); timeout: seconds per check, from the moment a worker
     receives it; max_memory_mb: address-space limit per worker; cache_size: remembered pairs (0 = off);
     max_chars: longer gold/pred strings are undecidable without being sent (no answer is that long).
     """

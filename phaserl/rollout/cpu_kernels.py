@@ -1,14 +1,15 @@
 """phaserl's compiled CPU kernels, built on first use with torch's C++ extension loader and cached.
 
 `decode_attention()` returns the lean decoder's fused attention (decode_attention.cpp), or None where it cannot
-run: no AVX-512 (F, BW, VL, DQ) on this CPU, no C++ compiler or ninja, or PHASERL_CPU_KERNELS=0. The first build takes
-about 40 s and is cached (`build_directory()`: per torch version, under TORCH_EXTENSIONS_DIR or
-~/.cache/torch_extensions), so later runs load it in about a second; `make` builds it during setup. A failed build is reported once and the
+run: no AVX-512 (F, BW, VL, DQ) on this CPU, no C++ compiler or ninja, or PHASERL_CPU_KERNELS=0. The first build
+compiles the C++ source and is cached (`build_directory()`: per torch version, under TORCH_EXTENSIONS_DIR or
+~/.cache/torch_extensions), so later runs only load it; `make` builds it during setup. A failed build is reported once and the
 torch ops run instead: the kernels are a speed-up, never a requirement.
 
 Why a kernel: at 32 rows the attention of a SmolLM2 decoding step is 96 products of 3 x 64 by 64 x L per layer
-(one per row and KV head); torch.bmm spends ~1.5 us of overhead on each, and with the float32 softmax between
-them the attention took 260-420 us a layer, against 110-220 us for this single call.
+(one per row and KV head); torch.bmm's fixed per-call overhead outweighs the arithmetic of products this small,
+and the float32 softmax and small ops between them add more calls. One call per layer does all of it
+(docs/performance.md has the measurements).
 """
 
 from __future__ import annotations

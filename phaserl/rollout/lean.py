@@ -2,8 +2,7 @@
 
 A decoding step of the transformers model spends as long around its matmuls as in them on the CPU: per layer about
 60 small ops (casts, views, mask and cache bookkeeping), and an attention whose K and V are views into a reserved
-buffer, which the bf16 batched matmul copies to contiguous memory before every product (about half a millisecond
-per layer at 32 rows). This module runs the same arithmetic with none of that:
+buffer, which the bf16 batched matmul copies to contiguous memory before every product. This module runs the same arithmetic with none of that:
 - q, k and v come out of one packed matmul (their weights concatenated, packed once per weight sync);
 - K is kept transposed, [n, kv, d, L_max], and V as [n, kv, L_max, d], so the filled part of either is a plain
   strided matrix per (row, KV head) that the batched matmul reads in place;
@@ -12,8 +11,8 @@ per layer at 32 rows). This module runs the same arithmetic with none of that:
 - the rest (RMSNorm, RoPE, SiLU-gated MLP, the packed linears) is the transformers arithmetic, op for op;
 - on a CPU with AVX-512, RoPE, the cache write and the attention (q.K, scaling, mask, softmax, p.V) are one
   compiled call per layer (decode_attention.cpp via cpu_kernels.py) with the same bits as the torch ops (`rope`,
-  `decode_attention` below): their 2 x 96 tiny bf16 products and ~20 small ops a layer cost ~1.5 us of overhead
-  each at 32 rows.
+  `decode_attention` below): at 32 rows that is 2 x 96 tiny bf16 products and ~20 small ops a layer, each
+  costing more in call overhead than in arithmetic.
 The prompt is still prefilled by the transformers model (images, M-RoPE positions); its KV cache is copied into
 the buffers once. After the prompt, text positions advance by one in every M-RoPE section alike, so M-RoPE models
 decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks samples and log-probs against

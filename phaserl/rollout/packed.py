@@ -4,8 +4,8 @@ A bf16 `F.linear` on the CPU hands oneDNN a plain row-major weight, which it re-
 on every call: for the few-row products of a decoding step (32 rows x 576 x 576 in SmolLM2) that reordering
 costs more than the product. Packing each weight once per weight sync (`torch.ops.mkldnn._reorder_linear_weight`,
 the layout torch.compile's CPU backend also packs to) and calling `_linear_pointwise` gives bit-identical
-outputs 1.4-2.8x faster at 32 rows (tests/test_speed_packed.py; the sampling copy's matmuls were about half of
-a decoding step). Inference only: packed weights have no autograd and cannot be deep-copied or saved, so only
+outputs faster for few-row products (tests/test_speed_packed.py checks the bits; the sampling copy's matmuls are a
+large share of a decoding step). Inference only: packed weights have no autograd and cannot be deep-copied or saved, so only
 the rollout copy (never the trained model) is packed, and `repack` refreshes it from the trained weights.
 """
 
@@ -27,7 +27,7 @@ def packing_available(dtype: torch.dtype, device) -> bool:
 class PackedLinear(torch.nn.Module):
     """y = x W^T + b with W held in oneDNN's blocked layout (bf16); the bias stays a parameter."""
 
-    ROWS_HINT = 32  # the layout's batch-size hint; measured the same speed for 4-256 rows
+    ROWS_HINT = 32  # the layout's batch-size hint; any row count is computed correctly
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()

@@ -85,8 +85,8 @@ class NgramIndex:
 
 
 def hash_image(ref, where: str = "") -> int | None:
-    """pHash of an image reference (path, bytes, PIL). JPEGs decode at reduced size (draft mode): ~10x
-    faster, and both sides of a comparison are hashed the same way."""
+    """pHash of an image reference (path, bytes, PIL). JPEGs decode at reduced size (draft mode):
+    much faster, and both sides of a comparison are hashed the same way."""
     from PIL import Image
 
     from phaserl.data.images import load_image
