@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-slow test-learning test-vllm test-oracle lint bench setup clean smoke
+.PHONY: demo test test-slow test-learning test-vllm test-gpu test-oracle lint bench setup clean smoke
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,9 +31,14 @@ test: $(STAMP)
 	$(BIN)/ruff check phaserl tests benchmarks
 	$(PYTEST) -q
 
-## Slow checks (official verdict agreement over whole benchmarks, FSDP2 runs).
+## Slow checks (official verdict agreement over whole benchmarks, FSDP2/DDP kill-and-resume runs).
 test-slow: $(STAMP)
 	$(PYTEST) -q -m slow
+
+## GPU checks (engines, trainer, eval, tools on CUDA with tiny models); skipped without a CUDA device.
+## On a GPU machine without this venv: bash scripts/gpu_check.sh
+test-gpu: $(STAMP)
+	$(PYTEST) -q -m gpu tests/gpu
 
 ## Learning checks: GRPO on SmolLM2 must reach the issue's bar; the mini curriculum --quick.
 test-learning: $(STAMP)

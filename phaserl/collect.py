@@ -75,7 +75,8 @@ def _select(r: Rollouts, keep: list[bool]) -> Rollouts:
         completions=Completions(prompt_ids=[c.prompt_ids[i] for i in rows],
                                 completion_ids=[c.completion_ids[i] for i in rows],
                                 texts=[c.texts[i] for i in rows], logp=[c.logp[i] for i in rows],
-                                truncated=[c.truncated[i] for i in rows]),
+                                truncated=[c.truncated[i] for i in rows],
+                                entropy=None if c.entropy is None else [c.entropy[i] for i in rows]),
         rewards=RewardOutput(total=[r.rewards.total[i] for i in rows],
                              components={k: [v[i] for i in rows] for k, v in r.rewards.components.items()}),
         G=r.G, times=r.times, dropped_groups=r.dropped_groups, dropped_band=r.dropped_band,
@@ -90,7 +91,8 @@ def _merge(a: Rollouts | None, b: Rollouts | None) -> Rollouts | None:
     return Rollouts(
         examples=a.examples + b.examples, prompts=a.prompts + b.prompts,
         completions=Completions(ca.prompt_ids + cb.prompt_ids, ca.completion_ids + cb.completion_ids,
-                                ca.texts + cb.texts, ca.logp + cb.logp, ca.truncated + cb.truncated),
+                                ca.texts + cb.texts, ca.logp + cb.logp, ca.truncated + cb.truncated,
+                                entropy=None if ca.entropy is None or cb.entropy is None else ca.entropy + cb.entropy),
         rewards=RewardOutput(total=a.rewards.total + b.rewards.total,
                              components={k: a.rewards.components[k] + b.rewards.components[k]
                                          for k in a.rewards.components}),

@@ -130,3 +130,27 @@ def test_trainer_refuses_deepspeed_and_lora_under_fsdp():
     with pytest.raises(ValueError, match="LoRA under FSDP"):
         _check_backend(SimpleNamespace(distributed_type="FSDP"), lora)
     _check_backend(SimpleNamespace(distributed_type="MULTI_GPU"), lora)  # DDP + LoRA is fine
+
+
+def test_ranks_drawing_different_counts_keep_one_cursor():
+    """Under dynamic sampling ranks refill different numbers of prompts; every rank must still advance the data
+    cursor by the global count (only rank 0's cursor is saved) and take disjoint examples."""
+    from types import SimpleNamespace
+
+    from phaserl.data.mixture import Mixture
+    from phaserl.data.schema import Example
+    from phaserl.trainer import _drawer
+
+    examples = [Example(id=str(i), question=f"q{i}", answer="1") for i in range(50)]
+
+    def rank(r: int, wants: list[int]):
+        acc = SimpleNamespace(num_processes=2, process_index=r, device="cpu",
+                              gather=lambda t: torch.tensor(wants))  # both ranks' k, as the all-gather returns
+        mixture = Mixture([("d", examples, 1.0)], seed=3, stage=0)
+        return mixture, _drawer(acc, mixture)
+
+    (m0, d0), (m1, d1) = rank(0, [3, 1]), rank(1, [3, 1])
+    got0, got1 = d0(3), d1(1)
+    reference = Mixture([("d", examples, 1.0)], seed=3, stage=0).next_batch(4)
+    assert [e.id for e in got0 + got1] == [e.id for e in reference]
+    assert m0.state_dict() == m1.state_dict()

@@ -158,6 +158,10 @@ def _load_engine(model: str, engine: str, batch_size: int, dtype: str, seed: int
     from phaserl.rollout.hf import HFEngine
 
     loaded = load_model(model, dtype=dtype)
+    import torch
+
+    if torch.cuda.is_available():  # the engine generates on its model's device
+        loaded.model.to("cuda")
     return (HFEngine(loaded.model, loaded.processor, loaded.tokenizer, is_vlm=loaded.is_vlm, batch_size=batch_size),
             loaded.is_vlm)
 

@@ -366,7 +366,10 @@ def _concat(parts: list[Completions]) -> Completions:
 def _plain_copy(model, dtype: torch.dtype):
     """An unsharded module of `model`'s class on its device, in `dtype`, holding the gathered full weights
     (a collective: every rank builds its copy at the same time). Built without random initialisation."""
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers < 5.2x
+        from transformers.modeling_utils import no_init_weights
 
     base = unwrap(model)
     if is_peft(base):

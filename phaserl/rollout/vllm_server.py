@@ -185,8 +185,12 @@ class VLLMServerEngine:
         return engine
 
     def sync_weights(self, model) -> None:
+        """Push `model`'s weights (every rank gathers, rank 0 sends); no rank returns before the push is done, so
+        none samples from the old weights."""
         if self.weight_push is not None:
             self.weight_push.push(model)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
 
     def _request(self, prompt: Prompt, text: str, params: SamplingParams, seed: int | None) -> dict:
         greedy = params.temperature <= 0
