@@ -115,8 +115,8 @@ class HFEngine:
         fp32 weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
         copy_attn_implementation: attention kernel of that copy. "phaserl_gqa" (gqa_attention): for one query
-        token against a short cache, two small matmuls beat the CPU flash-attention kernel (about 30% of a
-        SmolLM2 decoding step), and broadcasting KV heads beats eager's copies (another 10%).
+        token against a short cache, two small matmuls beat the CPU flash-attention kernel, and
+        broadcasting KV heads beats eager's copies (docs/performance.md).
         pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py).
         lean_decode: the loop's decoding steps on a packed copy of a Llama-family model run rollout/lean.py's
         step instead of the transformers forward (the prompt is still prefilled by transformers).
