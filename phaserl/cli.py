@@ -142,7 +142,7 @@ def eval_(
     output: Path = typer.Option(Path("runs/eval"), "--output", "-o", help="results folder (rerun resumes)"),
     limit: int = typer.Option(None, help="first N items of each benchmark"),
     samples: int = typer.Option(1, help="K samples per item (pass@k and mean@k when K > 1)"),
-    engine: str = typer.Option("hf", help="hf or vllm"),
+    engine: str = typer.Option("auto", help="auto (cpu on a CPU, else hf), hf, cpu or vllm"),
     data_dir: Path = typer.Option(None, help="benchmarks folder"),
     hub: bool = typer.Option(False, "--hub", help="read the benchmarks from the Hugging Face hub"),
     image_dir: Path = typer.Option(None, help="images for benchmarks whose images are not in the data folder"),

@@ -38,17 +38,19 @@ class ModelConfig(_Strict):
 
 
 class RolloutConfig(_Strict):
-    engine: Literal["hf", "vllm"] = Field("hf", description="generation back end")
+    engine: Literal["auto", "hf", "cpu", "vllm"] = Field(
+        "auto", description="generation back end: hf (the reference, any device), cpu (the CPU fast engine, same "
+        "samples), vllm, or auto (cpu when the policy is on the CPU, else hf)")
     group_size: int = Field(8, ge=1, description="G: samples per prompt")
     max_new_tokens: int = Field(256, ge=1, description="longest completion")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(64, ge=1, description="prompts per generate call")
     bf16: bool = Field(True, description="generate with a bf16 copy of the weights (faster matmuls, no per-step casts)")
-    lean_decode: bool = Field(True, description="CPU bf16 copy of a Llama/Qwen2(-VL) model: decode with "
-                              "phaserl's lean step (rollout/lean.py), the same samples with fewer ops")
-    cpu_kernels: bool = Field(True, description="lean step on a CPU with AVX-512: its attention as one compiled call "
-                              "per layer (rollout/decode_attention.cpp, built on first use, cached)")
+    lean_decode: bool = Field(True, description="cpu engine, bf16 copy of a Llama/Qwen2(-VL) model: decode with "
+                              "phaserl's lean step (rollout/cpu/lean.py), the same samples with fewer ops")
+    cpu_kernels: bool = Field(True, description="cpu engine's lean step on a CPU with AVX-512: its attention as one "
+                              "compiled call per layer (rollout/cpu/decode_attention.cpp, built on first use, cached)")
     vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
 
 

@@ -39,13 +39,16 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
     """Train every stage; returns the final/ folders. Raises trainer.Interrupted after a signal."""
     from transformers.utils import logging as hf_logging
 
-    from phaserl.runtime import tune_allocator
+    from phaserl.rollout.choice import resolve_engine
+    from phaserl.runtime import prepare_cpu_engine
     from phaserl.trainer import RunContext, StopFlag, run_stage
 
-    tune_allocator()  # reuse freed logits buffers instead of page-faulting them in every step
     hf_logging.disable_progress_bar()  # per-file load/save bars drown the training progress
     out_dir = Path(out_dir)
     stages = resolve(recipe)
+    policy_device = "cuda" if _has_accelerator() else "cpu"  # where make_accelerator puts the policy
+    if any(resolve_engine(s.rollout.engine, policy_device) == "cpu" for s in stages):
+        prepare_cpu_engine()  # before the first tensor: reuse freed logits buffers instead of page-faulting them
     accelerator = make_accelerator()
     if fresh and accelerator.is_main_process and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -201,6 +204,6 @@ def _memory_line(recipe: Recipe) -> str | None:
         return memory_plan(recipe.model.name, micro_batch=st.algo.micro_batch_size,
                            seq_len=1024 + st.rollout.max_new_tokens,  # prompt length: our assumption
                            rollout_seqs=st.prompts_per_step * st.rollout.group_size, kl=st.algo.kl_coef > 0,
-                           engine=st.rollout.engine)
+                           engine="hf" if st.rollout.engine in ("auto", "cpu") else st.rollout.engine)
     except Exception as e:
         return f"memory estimate unavailable: {e}"

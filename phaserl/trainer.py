@@ -126,11 +126,11 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
 
         engine = VLLMEngine.from_model(model, lm, **r.vllm)
         return engine
-    from phaserl.rollout.hf import HFEngine
+    from phaserl.rollout.choice import local_engine  # hf or cpu (auto: cpu when the policy is on the CPU)
 
-    return HFEngine(model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, batch_size=r.batch_size,
-                    autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None,
-                    lean_decode=r.lean_decode, cpu_kernels=r.cpu_kernels)
+    return local_engine(r.engine, model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, batch_size=r.batch_size,
+                        autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None,
+                        lean_decode=r.lean_decode, cpu_kernels=r.cpu_kernels)
 
 
 @torch.no_grad()

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from phaserl.algo import aggregate, kl_estimator, overlong_mask, ppo_clip, sequence_ratio, token_ratio
-from phaserl.policy import autocast_context, rows_logp
+from phaserl.policy import rows_logp
+from phaserl.update_speed import memory_probe, rows_with_gradient, weight_cast_cache, zero_grads
+
+__all__ = ["UpdateInputs", "memory_probe", "micro_loss", "update_policy"]  # memory_probe: the trainer's import
 
 
 @dataclass
@@ -95,12 +98,12 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
             mb = order[start:start + mb_size]
             # Counts for exact aggregation across micro-batches (token-mean: tokens; seq-mean: sequences).
             mb_mask_counts = _minibatch_count(inp, mb, algo)
-            live = _rows_with_gradient(inp, mb, algo, accelerator.num_processes)
+            live = rows_with_gradient(inp, mb, algo, accelerator.num_processes)  # speed: skips adv-0 rows
             micro = [live[i:i + algo.micro_batch_size] for i in range(0, len(live), algo.micro_batch_size)]
             optimizer.zero_grad(set_to_none=True)
             if not micro:  # every row has advantage 0: AdamW still steps (momentum), on zero gradients
-                _zero_grads(model)
-            with _weight_cast_cache(accelerator, optim.bf16_autocast):
+                zero_grads(model)
+            with weight_cast_cache(accelerator, optim.bf16_autocast):  # speed: one bf16 cast per step
                 for k, rows in enumerate(micro):
                     sync = k == len(micro) - 1
                     ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
@@ -123,93 +126,6 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
     out = {k: v / n_stats for k, v in sums.items()}
     out["time/update"] = time.perf_counter() - t0
     return out
-
-
-def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, prompt, algo, optim,
-                 max_new_tokens: int, temperature: float, samples_per_step: int) -> tuple[int, int]:
-    """Before a stage's first step: reach the update's peak memory once, with gradients discarded. An
-    out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
-    is page-faulted in here once instead of during the first updates.
-
-    The peak of an update is in the second micro-batch of an optimizer step: the optimizer state, the gradients
-    accumulated so far and one micro-batch's activations are all live. The probe gets there in order: one
-    forward/backward of the largest micro-batch (min(micro_batch_size, samples of an optimizer step) rows of
-    max_new_tokens tokens after `prompt`), the optimizer state, then a second forward/backward into the live
-    gradients when an optimizer step (samples_per_step / algo.mini_batches samples) has more than one
-    micro-batch. The second pass matters: after a one-pass probe the first real update still page-faults the
-    second micro-batch's memory in (docs/performance.md).
-
-    The state comes from one AdamW step at lr 0 on zero gradients, its step counters then reset: the moments are
-    0 as a fresh state's, the weights unchanged (a step of 0 x 0 / eps), so the run learns exactly what it would
-    without the probe (tests/test_speed_update.py). A resumed optimizer (state already loaded) is not stepped.
-    Returns (rows of a micro-batch, forward/backward passes run)."""
-    per_update = samples_per_step // algo.mini_batches  # samples of one optimizer step
-    m = min(algo.micro_batch_size, per_update)
-    rows = [prompt] * m
-    completions = [[pad_id] * max_new_tokens for _ in rows]
-
-    def forward_backward():
-        logp, mask = rows_logp(model, processor, rows, completions, is_vlm, pad_id, temperature,
-                               optim.bf16_autocast, accelerator.device)
-        accelerator.backward((logp * mask).sum())
-
-    with torch.random.fork_rng(), _weight_cast_cache(accelerator, optim.bf16_autocast):
-        forward_backward()
-        model.zero_grad(set_to_none=False)  # the probe's gradients, zeroed in place
-        if not optimizer.state:
-            _zero_grads(model)  # and zeros for any parameter the probe did not reach
-            lrs = [group["lr"] for group in optimizer.param_groups]
-            for group in optimizer.param_groups:
-                group["lr"] = 0.0
-            optimizer.step()  # lr 0 leaves the weights as they were, so the region's bf16 casts stay valid
-            for group, lr in zip(optimizer.param_groups, lrs):
-                group["lr"] = lr
-            for state in optimizer.state.values():
-                if torch.is_tensor(state.get("step")):
-                    state["step"].zero_()
-                elif "step" in state:
-                    state["step"] = 0
-        passes = 2 if per_update > m else 1
-        if passes == 2:
-            forward_backward()
-    optimizer.zero_grad(set_to_none=True)
-    model.zero_grad(set_to_none=True)
-    return m, passes
-
-
-def _weight_cast_cache(accelerator, bf16_autocast: bool):
-    """One autocast region around a mini-batch's micro-batches, so each weight is cast to bf16 once per
-    optimizer step instead of once per micro-batch: autocast caches casts of leaf parameters until its
-    outermost region exits (here, before optimizer.step, so no stale cast survives an update). Gradients are
-    bit-identical (tests/test_speed_update.py). Not under FSDP, whose parameters are gathered per forward and
-    freed after it: a cache would hold a bf16 copy of the whole model on every rank."""
-    sharded = getattr(accelerator, "distributed_type", None) in _SHARDED
-    if not bf16_autocast or sharded:
-        return contextlib.nullcontext()
-    return autocast_context(True, accelerator.device)
-
-
-_SHARDED = {"FSDP"}  # accelerate's DistributedType is a str enum: this compares equal
-
-SKIP_ZERO_ADV = True  # benchmarks switch it off to measure what it saves
-
-
-def _rows_with_gradient(inp: UpdateInputs, rows: list[int], algo, world: int) -> list[int]:
-    """The rows whose loss can have a gradient. A row with advantage exactly 0 has policy loss -0 * ratio
-    (clipped or not) = 0, so its forward/backward adds exactly nothing unless a KL term is in the loss: skip it.
-    Aggregation stays exact because the denominators (_minibatch_count) still count every row. GRPO groups
-    whose rewards are all equal (all wrong, all right) are such rows. Single process only: data-parallel
-    ranks must run the same number of backward passes."""
-    kl_in_loss = algo.kl_coef > 0 and algo.kl_in == "loss" and inp.ref_logp is not None
-    if not SKIP_ZERO_ADV or kl_in_loss or world > 1:
-        return rows
-    return [i for i in rows if float(inp.adv[i]) != 0.0]
-
-
-def _zero_grads(model) -> None:
-    for p in model.parameters():
-        if p.requires_grad and p.grad is None:
-            p.grad = torch.zeros_like(p)
 
 
 def _minibatch_count(inp: UpdateInputs, rows: list[int], algo) -> float:

@@ -1,7 +1,8 @@
-"""The allocator settings applied when a run starts."""
+"""The CPU engine's allocator settings: applied when a run uses it, never by importing phaserl."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +17,19 @@ def test_tune_allocator(env, expected):
     assert out == [expected, expected]  # the second call answers the same without re-applying
 
 
+def test_import_phaserl_changes_no_allocator_setting():
+    """Importing phaserl (and its CLI) leaves the allocator alone: only the CPU engine's runs change it."""
+    code = "import phaserl, phaserl.cli, os; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out == ["None"]
+
+
 _REUSE = """
 import resource, sys
-import phaserl  # before torch, as the CLI does
 import torch
-print(__import__("os").environ.get("THP_MEM_ALLOC_ENABLE"))
+from phaserl.runtime import prepare_cpu_engine
+print(prepare_cpu_engine())  # before the first tensor, as phaserl train/eval do when the CPU engine is chosen
 faults = []
 for _ in range(3):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -34,12 +43,37 @@ print(faults[-1])
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-fault counts from getrusage")
 @pytest.mark.parametrize("env", [{}, {"PHASERL_THP": "0"}])
-def test_import_before_torch_makes_large_blocks_reusable(env):
-    """With phaserl imported first, a freed 200 MB tensor is reused (about 0 page faults); opted out, torch
-    page-faults it in again on every allocation (about 49k faults of 4 kB)."""
+def test_cpu_engine_settings_make_large_blocks_reusable(env):
+    """With the CPU engine's settings applied before the first tensor, a freed 200 MB tensor is reused (about 0
+    page faults); opted out, torch page-faults it in again on every allocation (about 49k faults of 4 kB)."""
     out = subprocess.run([sys.executable, "-c", _REUSE], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", **env}).stdout.split()
     if env:
-        assert out[0] == "None" and int(out[1]) > 10_000
+        assert out[0] == "False" and int(out[1]) > 10_000
     else:
-        assert out[0] == "1" and int(out[1]) < 2_000
+        assert out[0] == "True" and int(out[1]) < 2_000
+
+
+def test_the_trainer_applies_them_only_for_the_cpu_engine(monkeypatch):
+    """run_curriculum applies prepare_cpu_engine when a stage's engine resolves to cpu (auto on a CPU), not for hf."""
+    import phaserl.curriculum as curriculum
+    import phaserl.runtime as runtime
+    from phaserl.config import load_recipe
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def no_accelerator():
+        raise Stop
+
+    monkeypatch.setattr(runtime, "prepare_cpu_engine", lambda: calls.append(1))
+    monkeypatch.setattr(curriculum, "make_accelerator", no_accelerator)
+    monkeypatch.setattr(curriculum, "_has_accelerator", lambda: False)
+    for engine, expected in (("auto", 1), ("hf", 0), ("cpu", 1)):
+        calls.clear()
+        recipe = load_recipe(Path(__file__).parents[1] / "recipes/smoke_tiny.yaml", [f"rollout.engine={engine}"])
+        with pytest.raises(Stop):
+            curriculum.run_curriculum(recipe, "unused")
+        assert len(calls) == expected, engine

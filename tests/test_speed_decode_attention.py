@@ -1,10 +1,10 @@
-"""The compiled decoding attention (rollout/decode_attention.cpp) computes lean.py's torch attention bit for bit."""
+"""The compiled decoding attention (rollout/cpu/decode_attention.cpp) computes lean.py's torch attention bit for bit."""
 
 import pytest
 import torch
 
-from phaserl.rollout import cpu_kernels
-from phaserl.rollout.lean import decode_attention, rope
+from phaserl.rollout.cpu import kernels as cpu_kernels
+from phaserl.rollout.cpu.lean import decode_attention, rope
 
 kernel = cpu_kernels.decode_attention()
 needs_kernel = pytest.mark.skipif(kernel is None, reason=f"no CPU kernel here: {cpu_kernels.unavailable_reason()}")

@@ -7,8 +7,8 @@ from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
 from phaserl.policy import build_sequences, completion_logp
 from phaserl.rollout.base import SamplingParams
-from phaserl.rollout.hf import HFEngine
-from phaserl.rollout.sampling import sample_categorical
+from phaserl.rollout.cpu import CPUEngine
+from phaserl.rollout.cpu.sampling import sample_categorical
 from phaserl.testing.tiny import load_varied_tiny
 
 
@@ -26,7 +26,7 @@ def _prompts(lm):
 
 
 def _engine(lm, **kw):
-    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, **kw)
+    return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, **kw)
 
 
 def _training_logp(lm, prompts, c, G):

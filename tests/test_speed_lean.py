@@ -1,4 +1,4 @@
-"""The lean decoding step (phaserl/rollout/lean.py) samples what the transformers decoding step samples."""
+"""The lean decoding step (phaserl/rollout/cpu/lean.py) samples what the transformers decoding step samples."""
 
 import copy
 
@@ -7,11 +7,11 @@ import torch
 
 from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
-from phaserl.rollout import cpu_kernels
 from phaserl.rollout.base import SamplingParams
-from phaserl.rollout.hf import HFEngine
-from phaserl.rollout.lean import LeanDecoder, unsupported_reason
-from phaserl.rollout.packed import packing_available
+from phaserl.rollout.cpu import CPUEngine
+from phaserl.rollout.cpu import kernels as cpu_kernels
+from phaserl.rollout.cpu.lean import LeanDecoder, unsupported_reason
+from phaserl.rollout.cpu.packed import packing_available
 from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
@@ -32,7 +32,7 @@ def _prompts(lm):
 
 
 def _engine(lm, lean, kernel=True):
-    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
+    return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
                     lean_decode=lean, cpu_kernels=kernel)
 
 
@@ -46,7 +46,7 @@ def _close(a, b):
 def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel):
     lean, ref = _engine(lm, True, kernel), _engine(lm, False)
     assert lean.lean is not None and ref.lean is None
-    # the compiled attention (rollout/decode_attention.cpp) is in use wherever it could be built
+    # the compiled attention (rollout/cpu/decode_attention.cpp) is in use wherever it could be built
     assert (lean.lean.kernel is not None) == (kernel and cpu_kernels.decode_attention() is not None)
     for params in (SamplingParams(n=1, max_new_tokens=12, temperature=0),
                    SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
@@ -99,11 +99,11 @@ def test_copy_keeps_float32_rope_frequencies(lm):
 def test_unsupported_models_keep_the_transformers_step():
     lm = load_varied_tiny("tiny:llama")
     assert _engine(lm, True).lean is not None
-    plain = HFEngine(lm.model, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16, pack_weights=False)
+    plain = CPUEngine(lm.model, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16, pack_weights=False)
     assert plain.lean is None and "not packed" in unsupported_reason(plain.model)
     gelu = copy.deepcopy(lm.model)
     gelu.config.hidden_act = "gelu"
-    engine = HFEngine(gelu, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16)
+    engine = CPUEngine(gelu, lm.processor, lm.tokenizer, rollout_dtype=torch.bfloat16)
     assert engine.lean is None and "hidden_act" in unsupported_reason(engine.model)
     with pytest.raises(ValueError, match="hidden_act"):
         LeanDecoder(engine.model, dict(gelu.named_parameters()))

@@ -6,8 +6,8 @@ import torch
 from phaserl.data.generators import arithmetic, arithmetic_vl
 from phaserl.data.render import render
 from phaserl.rollout.base import SamplingParams
-from phaserl.rollout.hf import HFEngine
-from phaserl.rollout.packed import PackedLinear, pack_linears, packing_available
+from phaserl.rollout.cpu import CPUEngine
+from phaserl.rollout.cpu.packed import PackedLinear, pack_linears, packing_available
 from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
@@ -48,7 +48,7 @@ def _prompts(lm):
 
 
 def _engine(lm, pack):  # the transformers decoding step on both (tests/test_speed_lean.py: the lean step)
-    return HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
+    return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
                     pack_weights=pack, lean_decode=False)
 
 

@@ -8,6 +8,7 @@ import torch
 from accelerate import Accelerator
 
 import phaserl.update as update
+import phaserl.update_speed as update_speed
 from phaserl.config import AlgoConfig, OptimConfig
 from phaserl.data.generators import arithmetic
 from phaserl.data.render import render
@@ -31,7 +32,7 @@ def _inputs(adv: list[float]) -> UpdateInputs:
 
 
 def _train(lm, advs: list[list[float]], skip: bool, aggregation: str, monkeypatch) -> tuple:
-    monkeypatch.setattr(update, "SKIP_ZERO_ADV", skip)
+    monkeypatch.setattr(update_speed, "SKIP_ZERO_ADV", skip)
     model = copy.deepcopy(lm.model).train()
     # eps 1e-3: Adam divides by sqrt(v), which turns float rounding left where gradients cancel (~1e-10, and
     # different micro-batch layouts round differently) into visible steps; eps keeps the comparison on the math
@@ -67,11 +68,11 @@ def test_skipping_zero_advantage_rows_gives_the_same_update(lm, aggregation, mon
 
 def test_rows_with_gradient_keeps_everything_when_kl_is_in_the_loss():
     inp = _inputs([0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0])
-    assert update._rows_with_gradient(inp, list(range(8)), AlgoConfig(), world=1) == [1, 3]
+    assert update_speed.rows_with_gradient(inp, list(range(8)), AlgoConfig(), world=1) == [1, 3]
     inp.ref_logp = [torch.zeros(len(c)) for c in inp.completion_ids]
-    assert update._rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(range(8))
-    assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [1]
-    assert update._rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [0, 1]  # ranks stay in lockstep
+    assert update_speed.rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(range(8))
+    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [1]
+    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [0, 1]  # ranks stay in lockstep
 
 
 def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
@@ -80,7 +81,7 @@ def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
     optimizer step would use stale weights and show here."""
     def train(cache: bool):
         if not cache:
-            monkeypatch.setattr(update, "_weight_cast_cache", lambda *a: contextlib.nullcontext())
+            monkeypatch.setattr(update, "weight_cast_cache", lambda *a: contextlib.nullcontext())
         model = copy.deepcopy(lm.model).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-3)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
@@ -105,10 +106,10 @@ def test_no_weight_cast_cache_when_parameters_are_sharded():
         device = torch.device("cpu")
         distributed_type = "FSDP"
 
-    assert isinstance(update._weight_cast_cache(Acc(), True), contextlib.nullcontext)
+    assert isinstance(update_speed.weight_cast_cache(Acc(), True), contextlib.nullcontext)
     Acc.distributed_type = "NO"
-    assert isinstance(update._weight_cast_cache(Acc(), True), torch.autocast)
-    assert isinstance(update._weight_cast_cache(Acc(), False), contextlib.nullcontext)
+    assert isinstance(update_speed.weight_cast_cache(Acc(), True), torch.autocast)
+    assert isinstance(update_speed.weight_cast_cache(Acc(), False), contextlib.nullcontext)
 
 
 def test_memory_probe_changes_nothing_that_is_learned(lm):
@@ -125,7 +126,7 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         acc = Accelerator(cpu=True)
         if probe:
             before = [p.detach().clone() for p in model.parameters()]
-            update.memory_probe(acc, model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt, algo,
+            update_speed.memory_probe(acc, model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt, algo,
                                 optim, max_new_tokens=7, temperature=1.0, samples_per_step=8)
             assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
             assert all(p.grad is None for p in model.parameters())
@@ -151,16 +152,16 @@ def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, sampl
     model = copy.deepcopy(lm.model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
     seen = []
-    real = update.rows_logp
+    real = update_speed.rows_logp
 
     def spy(*args, **kwargs):
         seen.append((len(opt.state), sum(p.grad is not None for p in model.parameters())))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(update, "rows_logp", spy)
+    monkeypatch.setattr(update_speed, "rows_logp", spy)
     prompt = _inputs([0.0] * 8).prompts[0]
     algo = AlgoConfig(micro_batch_size=3, mini_batches=mini_batches)
-    ran = update.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id,
+    ran = update_speed.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id,
                               prompt, algo, OptimConfig(bf16_autocast=True), max_new_tokens=5, temperature=1.0,
                               samples_per_step=samples)
     assert ran == (min(3, samples // mini_batches), passes)

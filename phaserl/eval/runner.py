@@ -152,18 +152,17 @@ def _load_engine(model: str, engine: str, batch_size: int, dtype: str, seed: int
 
         path = resolve_model_path(model)
         return VLLMEngine(path, seed=seed), hasattr(AutoConfig.from_pretrained(path), "vision_config")
-    if engine != "hf":
-        raise ValueError(f"unknown engine {engine!r}; choose hf or vllm")
     from phaserl.models import load_model
-    from phaserl.rollout.hf import HFEngine
+    from phaserl.rollout.choice import default_device, local_engine, resolve_engine
+    from phaserl.runtime import prepare_cpu_engine
 
+    device = default_device()  # the engine generates on its model's device
+    if resolve_engine(engine, device) == "cpu":
+        prepare_cpu_engine()  # before the model's tensors: allocator settings (phaserl/runtime.py)
     loaded = load_model(model, dtype=dtype)
-    import torch
-
-    if torch.cuda.is_available():  # the engine generates on its model's device
-        loaded.model.to("cuda")
-    return (HFEngine(loaded.model, loaded.processor, loaded.tokenizer, is_vlm=loaded.is_vlm, batch_size=batch_size),
-            loaded.is_vlm)
+    loaded.model.to(device)
+    return (local_engine(engine, loaded.model, loaded.processor, loaded.tokenizer, is_vlm=loaded.is_vlm,
+                         batch_size=batch_size), loaded.is_vlm)
 
 
 def run_benchmark(engine, name: str, examples: list[Example], folder: Path, config: dict[str, Any], scoring,
@@ -209,7 +208,7 @@ def run_benchmark(engine, name: str, examples: list[Example], folder: Path, conf
 
 
 def eval_command(model: str, benchmarks: str, output: Path, limit: int | None = None, samples: int = 1,
-                 engine: str = "hf", data_dir: Path | None = None, *, image_dir: Path | None = None,
+                 engine: str = "auto", data_dir: Path | None = None, *, image_dir: Path | None = None,
                  missing_images: str = "error", hub: bool = False, view: str | None = None,
                  template: str = "boxed", max_new_tokens: int = 1024, temperature: float | None = None,
                  top_p: float = 1.0, batch_size: int = 8, seed: int = 0, dtype: str = "float32",
@@ -217,9 +216,6 @@ def eval_command(model: str, benchmarks: str, output: Path, limit: int | None = 
                  llm_api_key: str | None = None, rollout_engine=None, progress: bool = True,
                  echo=print) -> dict[str, Any]:
     """Evaluate `model` on comma-separated `benchmarks`; returns {benchmark: result}. Rerun to resume."""
-    from phaserl.runtime import tune_allocator
-
-    tune_allocator()
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     for name in names:
         get_benchmark(name)  # fail on a typo before loading a model

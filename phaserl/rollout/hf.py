@@ -1,4 +1,8 @@
-"""The reference rollout engine on transformers models, batched, with the sampling log-probs recorded.
+"""The reference rollout engine: transformers models on any device, batched, with the sampling log-probs recorded.
+
+Every other engine is tested against this one (the CPU engine, rollout/cpu/; vLLM, rollout/vllm.py), so it stays
+plain: the model's own forward, plain torch sampling (rollout/sampling.py), nothing tuned for one device. It is what
+a GPU samples with when vLLM is not chosen.
 
 Two decoders sample from the same distribution:
 - "loop" (default where the architecture allows: causal LMs and M-RoPE VLMs): our own KV-cache loop. Each
@@ -24,7 +28,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
-import phaserl.attention  # noqa: F401  (registers the copy's "phaserl_gqa" kernel)
+import phaserl.attention  # noqa: F401  (registers phaserl's attention kernels a copy may be set to)
 from phaserl.distributed import clean_name, is_sharded, iter_full_params, unwrap
 from phaserl.models import is_peft
 from phaserl.rollout.base import SamplingParams
@@ -35,8 +39,6 @@ from phaserl.rollout.encode import (
     select_cache,
     supports_shared_prefix,
 )
-from phaserl.rollout.lean import LeanCache, LeanDecoder, unsupported_reason
-from phaserl.rollout.packed import pack_linears, packing_available, repack
 from phaserl.rollout.sampling import sample_next, top_p_filter
 from phaserl.types import Completions, Prompt
 
@@ -105,29 +107,20 @@ class _RecordingWarper(LogitsProcessor):
 
 
 class HFEngine:
-    """Rollouts with `model.generate` on the trainer's own model (weights are shared: sync is a no-op)."""
+    """Rollouts on the trainer's own model (weights shared: sync is a no-op) or on a copy of it in
+    `rollout_dtype` (sync refreshes the copy)."""
 
     def __init__(self, model, processor, tokenizer, *, is_vlm: bool = False, batch_size: int = 64,
                  autocast_bf16: bool = False, rollout_dtype: torch.dtype | None = None, decoder: str = "auto",
-                 copy_attn_implementation: str | None = "phaserl_gqa", pack_weights: bool = True,
-                 lean_decode: bool = True, cpu_kernels: bool = True):
-        """rollout_dtype: sample from a copy of the weights in this dtype (bf16 on CPU: no per-step casts of
-        fp32 weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
+                 copy_attn_implementation: str | None = "phaserl_gqa"):
+        """rollout_dtype: sample from a copy of the weights in this dtype (bf16: no per-step casts of fp32
+        weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
-        copy_attn_implementation: attention kernel of that copy. "phaserl_gqa" (gqa_attention): for one query
-        token against a short cache, two small matmuls beat the CPU flash-attention kernel, and
-        broadcasting KV heads beats eager's copies (docs/performance.md).
-        pack_weights: a bf16 copy on the CPU keeps its linear weights pre-packed for oneDNN (rollout/packed.py).
-        lean_decode: the loop's decoding steps on a packed copy of a Llama-family model run rollout/lean.py's
-        step instead of the transformers forward (the prompt is still prefilled by transformers).
-        cpu_kernels: that step's attention runs as one compiled call per layer where the CPU allows
-        (rollout/cpu_kernels.py)."""
+        copy_attn_implementation: attention kernel of that copy (None: the model's own). "phaserl_gqa"
+        (phaserl/attention.py's gqa_attention): two plain torch matmuls on any device, query heads sharing their
+        KV head by broadcasting; the CPU engine's copy and its lean step compute the same, so the two engines'
+        greedy tokens agree exactly."""
         self.copy_attn_implementation = copy_attn_implementation
-        self.pack_weights = pack_weights
-        self.lean_decode = lean_decode
-        self.cpu_kernels = cpu_kernels
-        self.lean: LeanDecoder | None = None
-        self.packed: list[str] = []  # names of the copy's PackedLinear modules
         if decoder not in ("auto", "loop", "generate"):
             raise ValueError(f"decoder must be auto, loop or generate, not {decoder!r}")
         self.sharded = is_sharded(model)
@@ -161,17 +154,6 @@ class HFEngine:
                 setattr(clone.get_submodule(owner), leaf, buf.detach().clone())
         if self.copy_attn_implementation and hasattr(clone, "set_attn_implementation"):
             clone.set_attn_implementation(self.copy_attn_implementation)
-        device = next(clone.parameters()).device
-        if self.pack_weights and packing_available(self.rollout_dtype, device) and not is_peft(clone):
-            self.packed = pack_linears(clone)
-            if self.lean_decode and unsupported_reason(clone) is None:
-                kernel = None
-                if self.cpu_kernels:
-                    from phaserl.rollout.cpu_kernels import decode_attention
-
-                    kernel = decode_attention()
-                src = _full_sources(model) if self.sharded else _sources(model)
-                self.lean = LeanDecoder(clone, src, attention_kernel=kernel)
         return clone
 
     @torch.no_grad()
@@ -180,16 +162,12 @@ class HFEngine:
         if self.rollout_dtype is None:
             self.model = model
             return
-        if self.sharded and not (self.packed or self.lean):
+        if self.sharded:
             _load_full_params(self.model, model)  # one gathered tensor at a time
             return
-        src = _full_sources(model) if self.sharded else _sources(model)
+        src = _sources(model)
         for name, p in self.model.named_parameters():
             p.copy_(src[name])
-        if self.packed:
-            repack(self.model, src)
-        if self.lean is not None:
-            self.lean.refresh(src)
 
     @torch.no_grad()
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> Completions:
@@ -234,17 +212,12 @@ class HFEngine:
         """Fill tokens/logp/entropy [N, T] in place; finished rows keep pad tokens after their EOS."""
         pos = prefix_position_ids(self.model, enc, self.is_vlm)  # [B, P] or [3, B, P]
         out = self.model(**enc, position_ids=pos, use_cache=True, logits_to_keep=1)
-        if self.lean is not None:
-            stepper = _LeanSteps(self.lean, out.past_key_values, enc["attention_mask"], pos, rows,
-                                 params.max_new_tokens)
-        else:
-            stepper = _ModelSteps(self.model, out.past_key_values, enc["attention_mask"], pos, rows,
-                                  params.max_new_tokens)
+        stepper = self._steps(out.past_key_values, enc["attention_mask"], pos, rows, params.max_new_tokens)
         logits = out.logits[:, -1][rows]  # [n, V], n rows still writing
         alive = torch.arange(len(rows), device=rows.device)  # [n] row ids still writing
         eos = torch.tensor(sorted(self.eos_ids), device=rows.device)
         for t in range(params.max_new_tokens):
-            tok, lp, ent = sample_next(logits, params.temperature, params.top_p, gen, entropy=True)  # [n] each
+            tok, lp, ent = self._sample(logits, params, gen)  # [n] each
             tokens[alive, t] = tok
             logp[alive, t] = lp
             entropy[alive, t] = ent
@@ -256,6 +229,14 @@ class HFEngine:
                 alive, tok = alive[idx], tok[idx]
                 stepper.select(idx)
             logits = stepper.step(tok, t)
+
+    def _steps(self, cache, prompt_mask, pos, rows, extra: int):
+        """The decoding steps after the prefill: .step(tok, t) -> logits [n, V], .select(idx) drops rows."""
+        return _ModelSteps(self.model, cache, prompt_mask, pos, rows, extra)
+
+    def _sample(self, logits, params: SamplingParams, gen):
+        """(tokens, log-probs, entropies) [n] each from logits [n, V]."""
+        return sample_next(logits, params.temperature, params.top_p, gen)
 
     def _generate_batch(self, prompts: list[Prompt], params: SamplingParams, seed: int | None) -> Completions:
         enc = self._encode(prompts)
@@ -328,23 +309,6 @@ class _ModelSteps:
         return out.logits[:, -1]
 
 
-class _LeanSteps:
-    """Decoding steps on rollout/lean.py's LeanDecoder (the prompts' KV copied into its buffers once)."""
-
-    def __init__(self, lean: LeanDecoder, cache, prompt_mask, pos, rows, extra: int):
-        self.lean = lean
-        self.state = LeanCache.from_prefill(cache, rows, prompt_mask, extra)
-        nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
-        self.nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
-
-    def select(self, idx: torch.Tensor) -> None:
-        self.nxt = self.nxt[idx]
-        self.state.select(idx)
-
-    def step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
-        return self.lean.step(tok, self.nxt + t, self.state)
-
-
 def _sources(model) -> dict[str, torch.Tensor]:
     """Parameters of `model` by name, a tied lm_head under its own name too."""
     return dict(model.named_parameters(remove_duplicate=False))
@@ -373,7 +337,7 @@ def _plain_copy(model, dtype: torch.dtype):
 
     base = unwrap(model)
     if is_peft(base):
-        raise NotImplementedError("a LoRA policy under FSDP is not supported by the HF engine; use DDP")
+        raise NotImplementedError("a LoRA policy under FSDP is not supported by the rollout engines; use DDP")
     device = next(base.parameters()).device
     with no_init_weights(), torch.device(device):
         clone = type(base)._from_config(base.config, dtype=dtype)

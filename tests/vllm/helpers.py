@@ -23,8 +23,8 @@ def text_prompts(questions=QUESTIONS) -> list[Prompt]:
 
 
 def hf_greedy(model, lm, prompts, max_new_tokens: int, is_vlm: bool = False):
-    """The reference: HFEngine greedy in float32 (no bf16 autocast), one sample per prompt (transformers 5.19
-    refuses num_return_sequences > 1 without sampling)."""
+    """The reference: the plain engine (rollout/hf.py's HFEngine, not the CPU engine) greedy in float32 (no bf16
+    autocast), one sample per prompt (transformers 5.19 refuses num_return_sequences > 1 without sampling)."""
     from phaserl.rollout.hf import HFEngine
 
     hf = HFEngine(model, lm.processor, lm.tokenizer, is_vlm=is_vlm, autocast_bf16=False)

@@ -97,17 +97,19 @@ def make_engine(
     autocast_bf16: bool = True,
     trust_remote_code: bool = False,
 ):
-    """Load a model by name (folder, hub id, builtin:/tiny: names) and wrap it in the HF rollout engine, on
-    the GPU when torch sees one (the engine generates on its model's device)."""
-    import torch
-
+    """Load a model by name (folder, hub id, builtin:/tiny: names) and wrap it in a local rollout engine, on
+    the GPU when torch sees one (the engine generates on its model's device; auto: the CPU engine on the CPU)."""
     from phaserl.models import load_model
-    from phaserl.rollout.hf import HFEngine
+    from phaserl.rollout.choice import default_device, local_engine, resolve_engine
+    from phaserl.runtime import prepare_cpu_engine
 
+    device = default_device()
+    if resolve_engine("auto", device) == "cpu":
+        prepare_cpu_engine()  # before the model's tensors: allocator settings (phaserl/runtime.py)
     loaded = load_model(model, dtype=dtype, trust_remote_code=trust_remote_code)
-    if torch.cuda.is_available():
-        loaded.model.to("cuda")
-    return HFEngine(
+    loaded.model.to(device)
+    return local_engine(
+        "auto",
         loaded.model,
         loaded.processor,
         loaded.tokenizer,

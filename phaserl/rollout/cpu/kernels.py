@@ -95,6 +95,6 @@ def _build():
         return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
 
 
-if __name__ == "__main__":  # `python -m phaserl.rollout.cpu_kernels`: build now (make's setup does), never fail
+if __name__ == "__main__":  # `python -m phaserl.rollout.cpu.kernels`: build now (make's setup does), never fail
     status = "ready" if decode_attention() is not None else f"unavailable ({unavailable_reason()}); torch ops run"
     print(f"phaserl CPU decode-attention kernel: {status}")

@@ -1,4 +1,4 @@
-// One decoding step's attention for the lean CPU decoder (phaserl/rollout/lean.py), in one call per layer.
+// One decoding step's attention for the lean CPU decoder (phaserl/rollout/cpu/lean.py), in one call per layer.
 //
 // decode_attention: for each row i and KV head j (in parallel over the n * KV pairs), its g = H / KV query heads:
 //   s = round_bf16(q . k)                 float32 sums over d
@@ -18,7 +18,7 @@
 // write and the scores (the rotated query heads go straight to a float32 buffer), a second the weighted values:
 // at 32 rows and 30 layers a step took 11-14 ms as three passes with a scalar RoPE, and the engine's generation
 // 3.78 s against 3.94-4.16 s (medians of 8 alternating runs, identical samples).
-// Needs AVX-512 F/BW/VL/DQ (phaserl/rollout/cpu_kernels.py builds it only there).
+// Needs AVX-512 F/BW/VL/DQ (phaserl/rollout/cpu/kernels.py builds it only there).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>

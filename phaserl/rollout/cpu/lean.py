@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from phaserl.rollout.packed import PackedLinear
+from phaserl.rollout.cpu.packed import PackedLinear
 
 # Decoder layers whose arithmetic this module reproduces (pre-norm RMSNorm, RoPE attention with optional q/k/v bias,
 # SiLU-gated MLP); anything else decodes through transformers.
@@ -86,7 +86,7 @@ class LeanDecoder:
         self._qkv_names = [[names[id(x)] for x in (la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj)]
                            for la in self.layers]
         self.inv_freq = text.rotary_emb.inv_freq.float()  # float32 in the copy too (HFEngine._copy)
-        # rollout/cpu_kernels.py's compiled attention (or None: torch ops), for head sizes it handles
+        # rollout/cpu/kernels.py's compiled attention (or None: torch ops), for head sizes it handles
         self.kernel = attention_kernel if self.D % 16 == 0 and self.H // self.KV <= 8 else None
         self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.refresh(source)
@@ -147,7 +147,7 @@ def decode_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, bias: t
     """One decoding step's attention over the first L cache positions, in torch ops: [n, H * D] bf16.
 
     q [n, H, D] bf16, kt [n, KV, D, L_max], v [n, KV, L_max, D], bias [n, L_max] float32 (additive). Query head
-    h reads KV head h // (H / KV). rollout/decode_attention.cpp computes the same bits in one call."""
+    h reads KV head h // (H / KV). rollout/cpu/decode_attention.cpp computes the same bits in one call."""
     n, H, D = q.shape
     KV = kt.shape[1]
     g = H // KV
