@@ -63,6 +63,18 @@ def test_plain_and_cpu_engines_take_the_same_greedy_tokens(lm, dtype):
     assert len({tuple(c) for c in out.completion_ids}) > 1  # prompts lead to different tokens: the test can tell
 
 
+def test_plain_loop_takes_generates_greedy_tokens(lm):
+    """The reference's own two decoders agree: its KV-cache loop (prefill once, fan out, compaction) and
+    transformers `generate` with its logits processor."""
+    loop = HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm)
+    ref = HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, decoder="generate")
+    assert (loop.decoder, ref.decoder) == ("loop", "generate")
+    a, b = loop.generate(_prompts(lm), GREEDY), ref.generate(_prompts(lm), GREEDY)
+    assert a.completion_ids == b.completion_ids and a.texts == b.texts and a.truncated == b.truncated
+    for x, y in zip(a.logp, b.logp):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
 def test_plain_engine_records_the_trainers_logp_and_entropy(lm):
     """Sampled rows (multinomial, seeded): log-probs are the training forward's, entropies those of softmax(z/T)."""
     prompts = _prompts(lm)

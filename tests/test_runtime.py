@@ -77,3 +77,49 @@ def test_the_trainer_applies_them_only_for_the_cpu_engine(monkeypatch):
         with pytest.raises(Stop):
             curriculum.run_curriculum(recipe, "unused")
         assert len(calls) == expected, engine
+
+
+_TRAIN_START = """
+import resource, sys
+import phaserl.curriculum as curriculum
+from phaserl.config import load_recipe
+
+
+class Stop(Exception):
+    pass
+
+
+def stop():
+    raise Stop
+
+
+curriculum.make_accelerator = stop  # everything run_curriculum does before its first tensor, then stop
+try:
+    curriculum.run_curriculum(load_recipe(sys.argv[1], ["rollout.engine=" + sys.argv[2]]), "unused")
+except Stop:
+    pass
+import os, torch
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.empty(50_000_000)  # 200 MB
+    x.fill_(1.0)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del x
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), faults[-1])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-fault counts from getrusage")
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="auto picks the plain engine on a GPU")
+@pytest.mark.parametrize("engine", ["auto", "hf"])
+def test_a_cpu_engine_run_gets_them_before_its_first_tensor(engine):
+    """`phaserl train` with the CPU engine (auto on a CPU) applies the settings early enough for torch to use them;
+    with the plain engine nothing is set."""
+    recipe = str(Path(__file__).parents[1] / "recipes/smoke_tiny.yaml")
+    out = subprocess.run([sys.executable, "-c", _TRAIN_START, recipe, engine], capture_output=True, text=True,
+                         check=True, env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    if engine == "auto":
+        assert out[0] == "1" and int(out[1]) < 2_000
+    else:
+        assert out[0] == "None" and int(out[1]) > 10_000
