@@ -1,7 +1,7 @@
 """The reference rollout engine: transformers models on any device, batched, with the sampling log-probs recorded.
 
 Every other engine is tested against this one (the CPU engine, rollout/cpu/; vLLM, rollout/vllm.py), so it stays
-plain: the model's own forward, plain torch sampling (rollout/sampling.py), nothing tuned for one device. It is what
+plain: the transformers forward, plain torch sampling (rollout/sampling.py), nothing tuned for one device. It is what
 a GPU samples with when vLLM is not chosen.
 
 Two decoders sample from the same distribution:
