@@ -119,15 +119,18 @@ def save_model(folder: Path, model, processor, *, merge_adapters: bool = True, s
 
 
 def save_checkpoint(folder: Path, *, model, processor, scheduler, state: dict, optimizer=None,
-                    optimizer_state: dict | None = None, state_dict: dict | None = None) -> Path:
+                    optimizer_state: dict | None = None, state_dict: dict | None = None, extra=None) -> Path:
     """Weights (state_dict when gathered from shards), optimizer state (optimizer_state, else optimizer's own),
-    scheduler and run state, published atomically."""
+    scheduler and run state, published atomically. extra(tmp_folder) writes more into the same folder (the
+    critic)."""
     optim = optimizer_state if optimizer_state is not None else optimizer.state_dict()
 
     def write(tmp: Path) -> None:
         save_model(tmp, model, processor, merge_adapters=False, state_dict=state_dict)
         torch.save({"optimizer": optim, "scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        if extra is not None:
+            extra(tmp)
 
     return save_folder(folder, write)
 

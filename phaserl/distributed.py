@@ -77,6 +77,7 @@ def dummy_vision(model, vision_inputs: dict[str, torch.Tensor]):
     are exactly 0 on this rank, and the backward walks the same units in the same reverse order. Under DDP it
     also keeps every vision parameter in the graph (no unused-parameter error)."""
     base = unwrap(model)
+    base = getattr(base, "backbone", base)  # a critic (phaserl/critic.py): the VLM under its value head
     lang = _text_model(base)
 
     fired = False

@@ -31,7 +31,7 @@ from phaserl.checkpoint import (
     save_folder,
     save_model,
 )
-from phaserl.collect import advantages, collect, prompt_token_counter
+from phaserl.collect import collect, prompt_token_counter, step_advantages
 from phaserl.config import Recipe, Stage
 from phaserl.data.mixture import Mixture, derive_seed
 from phaserl.data.render import render
@@ -40,6 +40,7 @@ from phaserl.distributed import is_sharded
 from phaserl.logs import MetricsLog
 from phaserl.models import LoadedModel, load_model
 from phaserl.rewards.verify import get_verifier
+from phaserl.stage_critic import StageCritic, setup_critic
 from phaserl.stats import step_metrics
 from phaserl.update import UpdateInputs, memory_probe, update_policy
 
@@ -170,6 +171,7 @@ class StageRun:
     stage_dir: Path
     dummy_vision: dict | None
     vision_calls: object | None  # distributed.CallCounter on the vision tower (multi-process VLM runs)
+    critic: StageCritic | None = None  # PPO's value model (algo.advantage: gae)
 
 
 def setup_stage(ctx: RunContext, stage: Stage, init_weights: str) -> StageRun:
@@ -212,7 +214,8 @@ def setup_stage(ctx: RunContext, stage: Stage, init_weights: str) -> StageRun:
 
         dummy = dummy_vision_inputs(lm.processor)
         calls = CallCounter(vision_tower(model))
-    return StageRun(lm=lm, model=model, optimizer=optimizer, scheduler=scheduler, engine=engine, ref=ref,
+    critic = setup_critic(acc, stage, recipe, init_weights, resume, derive_seed(recipe.seed, stage.index, 0), dummy)
+    return StageRun(lm=lm, model=model, optimizer=optimizer, scheduler=scheduler, engine=engine, ref=ref, critic=critic,
                     mixture=mixture, stage=_per_rank(stage, world), steps=steps, start=start, stage_dir=stage_dir,
                     dummy_vision=dummy, vision_calls=calls)
 
@@ -241,14 +244,18 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         # 1-2. draw prompts, generate G samples each, score them
         r = collect(engine, _drawer(acc, run.mixture), stage, seed, recipe.unparseable_gold,
                     any_rank=_any_rank(acc), prompt_tokens=prompt_token_counter(lm.processor, lm.is_vlm))
-        # 3. advantages (KL-in-reward first, LMM-R1/OpenRLHF style)
-        ins, t_lp = _logps(run, r, acc.device)
-        ins.adv = advantages(r, stage.algo.advantage)
-        # 4. policy update, then the rollout engine samples from the new weights
+        # 3. old-policy / reference log-probs and values, then advantages (KL in the reward, GAE: collect.py)
+        ins, values, t_lp = _logps(run, r, acc.device)
+        ins.adv, returns = step_advantages(r, stage.algo, stage.critic, ins.old_logp or r.completions.logp,
+                                           ins.ref_logp, values)
+        # 4. policy update (and the critic's), then the rollout engine samples from the new weights
         constant = float(stage.rollout.max_new_tokens) if stage.algo.aggregation == "constant" else None
         upd = update_policy(acc, model, run.optimizer, run.scheduler, lm.processor, lm.is_vlm,
                             lm.tokenizer.pad_token_id, ins, stage.algo, stage.optim, stage.rollout.temperature,
                             constant, seed)
+        if run.critic is not None:
+            upd.update(run.critic.update(acc, lm.processor, ins.prompts, ins.completion_ids, values, returns,
+                                         lm.tokenizer.pad_token_id, stage.algo, stage.optim, seed, r.skipped_rows()))
         engine.sync_weights(model if is_sharded(model) else acc.unwrap_model(model))
         acc.wait_for_everyone()  # no rank samples before every rank's weights (or rank 0's push) are in
         # 5. log, evaluate, checkpoint
@@ -275,9 +282,9 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
     return _finish(ctx, run)
 
 
-def _logps(run: StageRun, r, device) -> tuple[UpdateInputs, float]:
-    """The update's inputs with the old-policy and reference log-probs it needs, and their time; a KL penalty
-    in the reward (kl_in: reward) is applied to r's rewards here."""
+def _logps(run: StageRun, r, device) -> tuple[UpdateInputs, list | None, float]:
+    """The update's inputs with the old-policy and reference log-probs it needs, the critic's values (PPO with
+    GAE) and the time they took."""
     stage, lm = run.stage, run.lm
     ins = UpdateInputs(prompts=r.row_prompts, completion_ids=r.completions.completion_ids, adv=None,
                        truncated=r.completions.truncated, dummy_vision=run.dummy_vision)
@@ -288,17 +295,11 @@ def _logps(run: StageRun, r, device) -> tuple[UpdateInputs, float]:
         ins.old_logp = logp_no_grad(run.model, *args, dummy_vision=run.dummy_vision)
     if run.ref is not None:
         ins.ref_logp = logp_no_grad(run.ref, *args)  # the reference is a plain module: no collectives
-        if stage.algo.kl_in == "reward":
-            from phaserl.algo import kl_penalty_reward
-            from phaserl.update import _pad
-
-            T = max(len(c) for c in ins.completion_ids) or 1
-            old = ins.old_logp or r.completions.logp
-            mask = _pad([torch.ones(len(c)) for c in ins.completion_ids], T)
-            rewards = kl_penalty_reward(r.reward_tensor(), _pad(old, T), _pad(ins.ref_logp, T), mask,
-                                        stage.algo.kl_coef, stage.algo.kl_estimator)
-            r.rewards.total = rewards.tolist()
-    return ins, time.perf_counter() - t0
+    values = None
+    if run.critic is not None:
+        values = run.critic.values(lm.processor, ins.prompts, ins.completion_ids, lm.tokenizer.pad_token_id,
+                                   stage.optim.bf16_autocast, device)
+    return ins, values, time.perf_counter() - t0
 
 
 def _drawer(acc, mixture: Mixture):
@@ -349,7 +350,12 @@ def _finish(ctx: RunContext, run: StageRun) -> Path:
     weights, _ = gather_states(run.model, None)  # collective under FSDP
     if acc.is_main_process:
         base = acc.unwrap_model(run.model)
-        save_folder(final, lambda tmp: save_model(tmp, base, run.lm.processor, state_dict=weights))
+        def write(tmp: Path) -> None:
+            save_model(tmp, base, run.lm.processor, state_dict=weights)
+            if run.critic is not None:  # the next stage's critic starts from it
+                run.critic.save(tmp)
+
+        save_folder(final, write)
     acc.wait_for_everyone()
     if not same:
         raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name} (final/ holds rank 0's "
@@ -444,7 +450,8 @@ def _save(ctx, folder: Path, run: StageRun, step: int) -> None:
                  "data": run.mixture.state_dict(), "seed": ctx.recipe.seed, "global_step": ctx.global_step,
                  "world_size": acc.num_processes}
         save_checkpoint(folder, model=acc.unwrap_model(run.model), processor=run.lm.processor,
-                        optimizer_state=optim_state, scheduler=run.scheduler, state=state, state_dict=weights)
+                        optimizer_state=optim_state, scheduler=run.scheduler, state=state, state_dict=weights,
+                        extra=run.critic.save if run.critic is not None else None)
         prune_checkpoints(run.stage_dir, ctx.recipe.checkpoint.keep_last)
     acc.wait_for_everyone()
 

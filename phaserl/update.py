@@ -24,7 +24,7 @@ __all__ = ["UpdateInputs", "memory_probe", "micro_loss", "update_policy"]  # mem
 class UpdateInputs:
     prompts: list  # [N] Prompt per row
     completion_ids: list[list[int]]  # [N]
-    adv: torch.Tensor  # [N]
+    adv: torch.Tensor  # [N], or [N, T] per-token advantages (GAE, REINFORCE++-baseline)
     truncated: list[bool]  # [N]
     old_logp: list[torch.Tensor] | None = None  # [N][T_i], None: on-policy single update (old = logp.detach())
     ref_logp: list[torch.Tensor] | None = None  # [N][T_i], when KL is in the loss
@@ -60,7 +60,9 @@ def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[i
     T = logp.shape[1]
     old = _pad([inp.old_logp[i] for i in rows], T).to(logp) if inp.old_logp is not None else logp.detach()
     ratio = sequence_ratio(logp, old, mask) if algo.ratio == "sequence" else token_ratio(logp, old)
-    adv = inp.adv[rows].to(logp)
+    adv = inp.adv[rows].to(logp)  # [m] or, per token (GAE, REINFORCE++), [m, T_max]
+    if adv.dim() == 2:
+        adv = adv[:, :T]
     loss_tok, clipped = ppo_clip(ratio, adv, algo.eps_low, algo.eps_high)  # [m, T]
     stats = {"clip_frac": float((clipped.float() * mask).sum() / mask.sum().clamp(min=1))}
     if inp.ref_logp is not None and algo.kl_coef > 0 and algo.kl_in == "loss":

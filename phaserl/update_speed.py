@@ -98,7 +98,7 @@ def rows_with_gradient(inp: UpdateInputs, rows: list[int], algo, world: int) -> 
     kl_in_loss = algo.kl_coef > 0 and algo.kl_in == "loss" and inp.ref_logp is not None
     if not SKIP_ZERO_ADV or kl_in_loss or world > 1:
         return rows
-    return [i for i in rows if float(inp.adv[i]) != 0.0]
+    return [i for i in rows if bool(inp.adv[i].ne(0).any())]
 
 
 def zero_grads(model) -> None:
