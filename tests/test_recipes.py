@@ -18,18 +18,22 @@ FIX = ROOT / "tests/fixtures/data"
 SMALL = ["model.name=tiny:qwen2_5_vl", "prompts_per_step=2", "rollout.group_size=8", "rollout.max_new_tokens=6",
          "stages.*.steps=2", "stages.*.epochs=null", "stages.*.rollout={}", "eval.limit=4",
          "logging.tensorboard=false", "logging.progress=false", "checkpoint.every=1"]
-TEXT = f"[{{path: {FIX}/deepscaler.jsonl, adapter: deepscaler}}]"
-CAPTIONED = "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56, 56]}}]"
+LAYOUTS = FIX / "layouts"  # rows in the published datasets' own layouts (tests/fixtures/data/layouts)
+CAPTIONED = "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56, 56]}}]"  # `data caption` output
 
 
-@pytest.mark.parametrize("recipe,data", [
-    ("infi_mmr_qwen2_5_vl_3b.yaml", [TEXT, CAPTIONED, f"[{{path: {FIX}/virl39k.jsonl, adapter: virl39k}}]"]),
-    ("lmm_r1_qwen2_5_vl_3b.yaml", [TEXT, f"[{{path: {FIX}/vermulti.jsonl, adapter: mathv360k}}]"]),
+@pytest.mark.parametrize("recipe,swap", [
+    # only where each dataset lives changes: the recipe's adapter, image_path_map and weights stay
+    ("infi_mmr_qwen2_5_vl_3b.yaml", [f"stages.0.data.0.hub={LAYOUTS}/deepscaler", f"stages.1.data={CAPTIONED}",
+                                     f"stages.2.data.0.hub={LAYOUTS}/virl39k_hub"]),
+    ("lmm_r1_qwen2_5_vl_3b.yaml", [f"stages.0.data.0.hub={LAYOUTS}/deepscaler",
+                                   f"stages.1.data.0.path={LAYOUTS}/vermulti/mathv60k_message.jsonl"]),
 ])
-def test_paper_recipe_runs_in_miniature(tmp_path, monkeypatch, recipe, data):
+def test_paper_recipe_runs_in_miniature(tmp_path, monkeypatch, recipe, swap):
     monkeypatch.setenv("PHASERL_DATA", str(ROOT / "tests/fixtures/eval"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     full = load_recipe(ROOT / "recipes" / recipe)
-    sets = SMALL + [f"stages.{k}.data={d}" for k, d in enumerate(data)]
+    sets = SMALL + swap
     rec = load_recipe(ROOT / "recipes" / recipe, sets)
     # the paper settings survive the scaling-down everywhere we did not touch them
     assert rec.model.dtype == full.model.dtype == "bfloat16" and rec.model.gradient_checkpointing

@@ -62,6 +62,9 @@ def generate_and_score(engine, examples: list[Example], scorer, params: Sampling
     completions = engine.generate(prompts, params)
     n = params.n
     items = [ex for ex in examples for _ in range(n)]
+    from phaserl.eval.score import prefetch_llm
+
+    prefetch_llm(scorer, extractor, items, completions.texts, [None] * len(items))  # LLM requests concurrently
     verdicts: list[Verdict] = score_many(scorer, items, completions.texts, extractor=extractor)
     records = []
     for row, (ex, verdict) in enumerate(zip(items, verdicts)):
