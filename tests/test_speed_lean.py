@@ -72,14 +72,16 @@ def test_rows_that_finish_leave_the_batch():
 
 
 def test_sync_weights_refreshes_the_fused_qkv(lm):
-    """After an update, the lean copy samples what a fresh engine on the new weights samples."""
+    """After an update, the lean copy samples what a fresh lean engine on the new weights samples (the same
+    path on both sides: the compiled attention can differ from the torch ops by one bf16 unit on some inputs,
+    which the comparisons of the two paths above do not hit)."""
     engine = _engine(lm, True)
     params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
     before = engine.generate(_prompts(lm), params)
     with perturbed_weights(lm.model, 0.3, _q_and_k):
         engine.sync_weights(lm.model)
         after = engine.generate(_prompts(lm), params)
-        _close(after, _engine(lm, False).generate(_prompts(lm), params))
+        _close(after, _engine(lm, True).generate(_prompts(lm), params))
         assert after.completion_ids != before.completion_ids
 
 
