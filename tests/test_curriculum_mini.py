@@ -205,6 +205,7 @@ def test_last_number_without_gold():
 # ---------------------------------------------------------------- the real thing
 
 @pytest.mark.learning
+@pytest.mark.timeout(2700)  # a default mini-VLM build (capped at 12 minutes) plus the three arms
 def test_quick_run_end_to_end(cm, tmp_path):
     """`--quick` with the real mini VLM (PHASERL_MINI_VLM, else the cached default build): every arm trains
     and is evaluated, the report is written, and a rerun finds everything done."""
