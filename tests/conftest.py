@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ os.environ.setdefault("PHASERL_CACHE", str(Path.home() / ".cache" / "phaserl"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# Test helpers that live in tests/ (math_is_equiv, judge_pairs, fake_openai_server), importable from the subfolders.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 No package on PyPI ships it on its own: lm-eval carries a copy inside its task files, but installing it
 pulls datasets, transformers and more into the environment, so this file re-implements the same steps from
 reading the original (none of its code is copied). Quirks are kept: the comparison is of normalised strings,
-and any error during normalisation falls back to comparing the raw strings. tests/test_rewards_math_is_equiv.py
+and any error during normalisation falls back to comparing the raw strings. tests/rewards/test_rewards_math_is_equiv.py
 checks it on hand-written cases.
 
 Normalisation, in the original's order: drop newlines and `\\!`; `\\\\` becomes `\\`; tfrac/dfrac become frac;

@@ -1,6 +1,6 @@
 """OlympiadBench's rule-based judge (OpenBMB/OlympiadBench `eval/auto_scoring_judge.py`), rule for rule.
 
-Re-implemented from reading the official code (none of it is copied); tests/test_eval_olympiad_judge.py has
+Re-implemented from reading the official code (none of it is copied); tests/eval/test_eval_olympiad_judge.py has
 one test per rule with hand-written cases, and docs/scorers.md lists the rules and every difference.
 
 Extraction (`extract`): the official pipeline first keeps what follows the last "So the final answer is"

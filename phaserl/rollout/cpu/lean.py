@@ -15,7 +15,7 @@ buffer, which the bf16 batched matmul copies to contiguous memory before every p
   costing more in call overhead than in arithmetic.
 The prompt is still prefilled by the transformers model (images, M-RoPE positions); its KV cache is copied into
 the buffers once. After the prompt, text positions advance by one in every M-RoPE section alike, so M-RoPE models
-decode with plain 1-D RoPE at the row's next position. tests/test_speed_lean.py checks samples and log-probs against
+decode with plain 1-D RoPE at the row's next position. tests/rollout/test_speed_lean.py checks samples and log-probs against
 the transformers path on tiny Llama, Qwen2.5-VL and LLaVA models.
 """
 

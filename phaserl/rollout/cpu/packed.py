@@ -4,7 +4,7 @@ A bf16 `F.linear` on the CPU hands oneDNN a plain row-major weight, which it re-
 on every call: for the few-row products of a decoding step (32 rows x 576 x 576 in SmolLM2) that reordering
 costs more than the product. Packing each weight once per weight sync (`torch.ops.mkldnn._reorder_linear_weight`,
 the layout torch.compile's CPU backend also packs to) and calling `_linear_pointwise` gives bit-identical
-outputs faster for few-row products (tests/test_speed_packed.py checks the bits; the sampling copy's matmuls are a
+outputs faster for few-row products (tests/rollout/test_speed_packed.py checks the bits; the sampling copy's matmuls are a
 large share of a decoding step). Inference only: packed weights have no autograd and cannot be deep-copied or saved, so only
 the rollout copy (never the trained model) is packed, and `repack` refreshes it from the trained weights.
 """

@@ -12,7 +12,7 @@ from phaserl.data.sources import DatasetSpec, load_examples
 from phaserl.data.tools.caption import CAPTION_PROMPTS, caption_command, join_captions
 from phaserl.types import Completions
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "data"
 
 
 class DescribingEngine:

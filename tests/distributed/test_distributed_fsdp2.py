@@ -2,7 +2,7 @@
 image rows, rank 1 text-only rows. With `phaserl.distributed.dummy_vision` the step completes (no hang) and the
 updated weights, gathered with `iter_full_params`, match a single-process step on the same global batch.
 
-This file is also the worker: `torchrun --nproc_per_node 2 tests/test_distributed_fsdp2.py OUT_DIR`.
+This file is also the worker: `torchrun --nproc_per_node 2 tests/distributed/test_distributed_fsdp2.py OUT_DIR`.
 """
 
 import contextlib

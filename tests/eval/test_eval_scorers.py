@@ -22,8 +22,8 @@ from phaserl.eval.scorers.numeric import latex_value
 from phaserl.eval.scorers.olympiad import OlympiadScorer, judge_answers, split_top_level
 from phaserl.eval.scorers.verifier import VerifierScorer
 
-FIX = Path(__file__).parent / "fixtures" / "eval"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "eval"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 # ---- MathVision -------------------------------------------------------------------------------------

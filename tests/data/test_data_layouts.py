@@ -13,7 +13,7 @@ from phaserl.data.render import render
 from phaserl.data.schema import DataError
 from phaserl.data.sources import DatasetSpec, load_examples
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 L = ROOT / "tests/fixtures/data/layouts"
 FOREIGN = "file:///mnt/petrelfs/lmm-r1/data/mathv60k_img/"  # the prefix make_layouts.py wrote into the rows
 

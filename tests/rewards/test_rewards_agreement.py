@@ -15,7 +15,7 @@ from phaserl.rewards.choice import letter_of
 from phaserl.rewards.extract import extract_answer
 from phaserl.rewards.verify import Verifier
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "data" / "verifier_tests" / "math_verify_cases.jsonl"
+CASES = Path(__file__).resolve().parents[3] / "shared" / "data" / "verifier_tests" / "math_verify_cases.jsonl"
 pytestmark = pytest.mark.skipif(not CASES.exists(), reason="../shared/data is not present")
 
 # Two cases build their strings with Python f-strings; these are their values (nothing is evaluated).

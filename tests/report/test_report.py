@@ -1,6 +1,6 @@
 """The run report (OUTPUT/report.html) and the eval page, without a browser: sample rows, step metrics,
 tensorboard's and wandb's sample tables, the page's data, its size budget, the CLI. The pages themselves are
-checked in headless Chromium by tests/test_report_browser.py, on this module's scripted runs.
+checked in headless Chromium by tests/report/test_report_browser.py, on this module's scripted runs.
 
 The scripted runs drive the real logging code (MetricsLog, sample_rows) with scripted rollouts of a 2-stage
 run, and the real eval runner with a scripted engine."""
@@ -30,7 +30,7 @@ from phaserl.samples import sample_rows
 from phaserl.stats import length_quantiles, step_metrics, zero_var_share
 from phaserl.types import Completions, RewardOutput
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIX_EVAL = ROOT / "tests" / "fixtures" / "eval"
 
 

@@ -14,7 +14,7 @@ from phaserl.data.render import render
 from phaserl.data.schema import DataError
 from phaserl.data.sources import DatasetSpec, load_examples, resolve_image
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "data"
 
 
 def png_bytes(colour=(10, 200, 10), size=(8, 8)) -> bytes:
@@ -41,7 +41,7 @@ def test_spec_needs_exactly_one_source():
 
 
 def test_benchmark_source_reads_the_local_data_directory(monkeypatch):
-    monkeypatch.setenv("PHASERL_DATA", str(Path(__file__).parent / "fixtures" / "eval"))
+    monkeypatch.setenv("PHASERL_DATA", str(Path(__file__).parents[1] / "fixtures" / "eval"))
     spec = DatasetSpec(benchmark="mathvision:testmini", limit=3)
     examples = load_examples(spec, log=lambda *_: None)
     assert spec.name == "mathvision:testmini" and len(examples) == 3

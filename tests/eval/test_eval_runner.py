@@ -16,7 +16,7 @@ from phaserl.eval.runner import eval_command, evaluate_examples
 from phaserl.eval.scorers.mathvision import MathVisionScorer, extract
 from phaserl.types import Completions
 
-FIX = Path(__file__).parent / "fixtures" / "eval"
+FIX = Path(__file__).parents[1] / "fixtures" / "eval"
 
 
 class ScriptedEngine:

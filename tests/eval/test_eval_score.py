@@ -13,8 +13,8 @@ from phaserl.data.schema import DataError
 from phaserl.eval.metrics import breakdown, pass_at_k, summarize
 from phaserl.eval.score import score_command
 
-FIX = Path(__file__).parent / "fixtures" / "eval"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "eval"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

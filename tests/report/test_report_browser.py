@@ -2,7 +2,7 @@
 DevTools protocol: no console errors, curves and the rollout table present, filters that keep only what they
 say. Screenshots go to tests/artifacts/ (gitignored); each test prints its path.
 
-The pages come from tests/test_report.py's scripted 2-stage run and scripted eval, and from a real tiny
+The pages come from tests/report/test_report.py's scripted 2-stage run and scripted eval, and from a real tiny
 2-stage training run (the smoke recipe's first two stages, 2 steps each)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from test_report import FIX_EVAL, scripted_eval, scripted_run
 
 from phaserl.report import write_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 

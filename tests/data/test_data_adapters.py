@@ -13,7 +13,7 @@ from phaserl.data.render import render
 from phaserl.data.schema import DataError, Example
 from phaserl.data.sources import DatasetSpec, load_examples
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "data"
 
 
 def load(name: str, adapter: str, **kw) -> list[Example]:
@@ -113,7 +113,7 @@ def test_mathvision_options():
 
 def test_mathvision_reads_the_shared_benchmark():
     path = (
-        Path(__file__).resolve().parents[2]
+        Path(__file__).resolve().parents[3]
         / "shared"
         / "data"
         / "benchmarks"

@@ -67,7 +67,7 @@ def test_lmm_r1_ppo_recipes_carry_the_papers_settings():
 
     from phaserl.config import load_recipe
 
-    root = Path(__file__).resolve().parents[1] / "recipes"
+    root = Path(__file__).resolve().parents[2] / "recipes"
     fre, geo = resolve(load_recipe(root / "lmm_r1_ppo_qwen2_5_vl_3b.yaml"))
     assert (fre.name, fre.view, geo.name, geo.view) == ("fre-text", "text", "mgt-geo", "image")
     for st in (fre, geo):

@@ -13,8 +13,8 @@ from phaserl.eval.loaders.gsm8k import gold_number
 from phaserl.eval.loaders.olympiadbench import load_olympiadbench
 from phaserl.eval.registry import BENCHMARKS, get_benchmark, load_benchmark, resolve_data_dir
 
-FIX = Path(__file__).parent / "fixtures" / "eval"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+FIX = Path(__file__).parents[1] / "fixtures" / "eval"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks"
 
 
 def test_mathvision_fixture_has_images_choices_and_meta():

@@ -57,7 +57,7 @@ def _prompts(lm):
     return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
 
 
-def _engine(lm, pack):  # the transformers decoding step on both (tests/test_speed_lean.py: the lean step)
+def _engine(lm, pack):  # the transformers decoding step on both (tests/rollout/test_speed_lean.py: the lean step)
     return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
                     pack_weights=pack, lean_decode=False)
 

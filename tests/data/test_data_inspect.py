@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from phaserl.data.schema import Example
 from phaserl.data.tools.inspect import detected_type, format_report, inspect_command
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = Path(__file__).parents[1] / "fixtures" / "data"
 
 
 def test_counts_on_generic_fixture():

@@ -14,7 +14,7 @@ import pytest
 from phaserl.rewards.extract import extract_answer
 from phaserl.rewards.verify import Verifier
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 MODELS = ["Gemini-Pro-CoT", "InternLM-XComposer2-VL-CoT"]
 AGREEMENT_FLOOR = 0.97
 

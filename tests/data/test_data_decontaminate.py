@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from phaserl.data.tools.decontaminate import decontaminate_command, read_benchmark, resolve_against
 from phaserl.data.tools.overlap import HashIndex, NgramIndex, hash_image, words
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks"
 
 BENCH_TEXT = (
     "A farmer has a rectangular field whose length is three times its width. If the perimeter "

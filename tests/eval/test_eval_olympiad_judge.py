@@ -318,7 +318,7 @@ FOLLOWED = [
     ("x=1", "So the final answer is \\boxed{1}", 1e-8, True),  # the part after =
     ("(2,1),(3,1)", "So the final answer is \\boxed{(3,1),(2,1)}", 1e-8, True),
 ]
-# where the verifier differs on purpose (docs/scorers.md; tests/test_rewards_judge_agreement.py has the reasons)
+# where the verifier differs on purpose (docs/scorers.md; tests/rewards/test_rewards_judge_agreement.py has the reasons)
 DIFFERS = [
     ("0.6", "So the final answer is \\boxed{60}", 1e-8, True),  # no bare x 100 without a % sign
     ("2x+2y=3", "So the final answer is \\boxed{3x+3y=4.5}", 1e-8, False),  # any nonzero factor

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETS = ["stages.0.steps=2", "stages.1.steps=3", "stages.2.steps=2", "rollout.max_new_tokens=6",
         "logging.progress=false", "model.gradient_checkpointing=true",
         # stage 2: half the prompts text-only, so a step often gives one rank images and the other none
