@@ -52,7 +52,7 @@ class StageCritic:
 
 
 def setup_critic(acc, stage, recipe, init_weights: str, resume: Path | None, seed: int,
-                 dummy_vision: dict | None) -> StageCritic | None:
+                 dummy_vision: dict | None, steps: int | None = None) -> StageCritic | None:
     """The stage's critic, or None when its estimator needs none. Resumed from `resume/critic` when the
     checkpoint has one; else `critic.init_from`, the previous stage's final/critic, or fresh on the policy's
     starting weights with a new value head (seeded: a resumed and an uninterrupted run build the same one)."""

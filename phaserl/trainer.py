@@ -40,6 +40,7 @@ from phaserl.distributed import is_sharded
 from phaserl.logs import MetricsLog
 from phaserl.models import LoadedModel, load_model
 from phaserl.rewards.verify import get_verifier
+from phaserl.schedule import make_scheduler
 from phaserl.stage_critic import StageCritic, setup_critic
 from phaserl.stats import step_metrics
 from phaserl.update import UpdateInputs, memory_probe, update_policy
@@ -102,22 +103,6 @@ def stage_steps(stage: Stage, n_examples: int) -> int:
     if stage.steps is not None:
         return stage.steps
     return max(1, math.ceil(stage.epochs * n_examples / stage.prompts_per_step))
-
-
-def make_scheduler(optimizer, optim, steps: int):
-    warmup = int(optim.warmup_ratio * steps)
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        if optim.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        if optim.schedule == "linear":
-            return max(0.0, 1 - progress)
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def make_engine(stage: Stage, lm: LoadedModel, model):
@@ -214,7 +199,8 @@ def setup_stage(ctx: RunContext, stage: Stage, init_weights: str) -> StageRun:
 
         dummy = dummy_vision_inputs(lm.processor)
         calls = CallCounter(vision_tower(model))
-    critic = setup_critic(acc, stage, recipe, init_weights, resume, derive_seed(recipe.seed, stage.index, 0), dummy)
+    critic = setup_critic(acc, stage, recipe, init_weights, resume, derive_seed(recipe.seed, stage.index, 0), dummy,
+                          steps)
     return StageRun(lm=lm, model=model, optimizer=optimizer, scheduler=scheduler, engine=engine, ref=ref, critic=critic,
                     mixture=mixture, stage=_per_rank(stage, world), steps=steps, start=start, stage_dir=stage_dir,
                     dummy_vision=dummy, vision_calls=calls)
