@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from phaserl.names import tied_aliases
+
 MARKER = "COMPLETE"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -79,24 +81,12 @@ def gather_states(model, optimizer) -> tuple[dict | None, dict | None]:
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = get_model_state_dict(model, options=opts)
-    for name in _tied_aliases(model):  # a tied lm_head is saved once, as save_pretrained does for a plain model
+    for name in tied_aliases(model):  # a tied lm_head is saved once, as save_pretrained does for a plain model
         weights.pop(name, None)
     optim = None
     if optimizer is not None:  # the torch optimizer under accelerate's wrapper
         optim = get_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer), options=opts)
     return weights, optim
-
-
-def _tied_aliases(model) -> list[str]:
-    """Parameter names that repeat an earlier name's tensor (tied weights)."""
-    from phaserl.distributed import clean_name, unwrap
-
-    seen, aliases = set(), []
-    for name, p in unwrap(model).named_parameters(remove_duplicate=False):
-        if id(p) in seen:
-            aliases.append(clean_name(name))
-        seen.add(id(p))
-    return aliases
 
 
 def save_model(folder: Path, model, processor, *, merge_adapters: bool = True, state_dict: dict | None = None

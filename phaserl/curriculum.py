@@ -196,8 +196,8 @@ def _check_eval_sources(stages: list[Stage]) -> None:
 
 
 def _memory_line(recipe: Recipe) -> str | None:
-    """Per-GPU memory estimates from phaserl.distributed's formula (never stops a dry run)."""
-    from phaserl.distributed import memory_plan
+    """Per-GPU memory estimates from phaserl.memory's formula (never stops a dry run)."""
+    from phaserl.memory import memory_plan
 
     st = resolve(recipe)[0]
     try:

@@ -173,6 +173,7 @@ def enable_checkpointing(model) -> None:
 
 
 def is_peft(model) -> bool:
+    """True for a PEFT model: its weights are the base model's only once the adapters are merged."""
     return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
 
 

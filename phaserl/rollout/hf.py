@@ -29,8 +29,9 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
 import phaserl.attention  # noqa: F401  (registers phaserl's attention kernels a copy may be set to)
-from phaserl.distributed import clean_name, is_sharded, iter_full_params, unwrap
+from phaserl.distributed import is_sharded, iter_full_params
 from phaserl.models import is_peft
+from phaserl.names import clean_name, unwrap
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import (
     continuation_positions,

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from phaserl.names import named_weights
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.encode import prompt_texts
 from phaserl.rollout.vllm import WORKER_EXTENSION, load_processor, model_folder, row_seeds, weight_chunks
@@ -127,7 +128,7 @@ class NcclWeightPush:
 
         class _Source(WeightSource):  # full tensors in HF names, gathered as iterated (collective)
             def metadata(self):
-                return [ParamMeta(n, p.dtype, tuple(p.shape)) for n, p in _shapes(model)]
+                return [ParamMeta(n, p.dtype, tuple(p.shape)) for n, p in named_weights(model)]
 
             def __iter__(self):
                 return iter_full_params(model)
@@ -141,22 +142,6 @@ class NcclWeightPush:
         self.engine.send_weights()
         if self.engine.is_sender:
             _post(f"{self.url}/reset_prefix_cache", None, 60)
-
-
-def _shapes(model):
-    """(name, global-shape tensor) without gathering (DTensor .shape is the full shape), named and filtered
-    exactly like `iter_full_params` yields them (vLLM requires metadata and iteration to agree)."""
-    from phaserl.distributed import _is_peft, _peft_name, clean_name, unwrap
-
-    base = unwrap(model)
-    out = []
-    for n, p in base.named_parameters():
-        name = clean_name(n)
-        if _is_peft(base):
-            name = _peft_name(name)
-        if name is not None:
-            out.append((name, p))
-    return out
 
 
 class VLLMServerEngine:
