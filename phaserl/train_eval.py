@@ -1,9 +1,12 @@
-"""Evaluation during training: greedy accuracy and reward components on a fixed held-out subset."""
+"""Evaluation during training: greedy accuracy and reward components on a fixed held-out subset.
+
+Generation is `phaserl.eval.runner.generate_held_out`, the step `phaserl eval` uses; what differs is the
+scoring: here the stage's own rewards (plus accuracy), averaged per view under `eval/<view>/...`."""
 
 from __future__ import annotations
 
-from phaserl.data.render import render
 from phaserl.data.sources import load_examples
+from phaserl.eval.runner import generate_held_out
 from phaserl.rewards.combine import RewardSpec, compute_rewards
 from phaserl.rollout.base import SamplingParams
 
@@ -11,6 +14,7 @@ _CACHE: dict = {}
 
 
 def eval_examples(stage) -> list:
+    """The stage's held-out examples (eval.data, first eval.limit), loaded once per process."""
     key = tuple(s.model_dump_json() for s in stage.eval.data)
     if key not in _CACHE:
         examples = [ex for spec in stage.eval.data for ex in load_examples(spec, log=lambda *_: None)]
@@ -40,9 +44,9 @@ def evaluate_greedy(engine, stage, recipe) -> dict:
             usable = [ex for ex in usable if ex.caption]
         if not usable:
             continue
-        prompts = [render(ex, view, stage.template) for ex in usable]
         for prefix, p in modes:
-            completions = engine.generate(prompts, p)
+            _, _, completions = generate_held_out(engine, usable, p, view=view, template=stage.template,
+                                                  is_vlm=True)  # every usable example in `view`
             rewards = compute_rewards(completions.texts, usable, specs, unparseable_gold=recipe.unparseable_gold)
             for name, values in rewards.components.items():
                 vals = [v for v in values if v is not None]

@@ -16,7 +16,8 @@ response, extraction, verdict; appended and flushed batch by batch, so a rerun s
 config.json (a rerun with other settings is refused rather than mixed in), result.json, categories.png.
 OUTPUT/results.md tabulates every benchmark with the scorer that produced its number.
 
-`evaluate_examples` is the same generate-and-score step without files, for evaluation during training.
+`evaluate_examples` is the same generate-and-score step without files. `generate_held_out` is the generation
+step of every evaluation, the in-training one (phaserl/train_eval.py) included.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from phaserl.eval.scorers.base import Verdict, score_many
 from phaserl.rewards.extract import extract_answer
 from phaserl.rewards.format import boxed_format, think_answer_format
 from phaserl.rollout.base import SamplingParams
+from phaserl.types import Completions
 
 # The format each template asks for; templates without one count a response as well-formed when it
 # commits to an answer at all.
@@ -54,12 +56,22 @@ def choose_view(example: Example, view: str | None, is_vlm: bool) -> str:
     return view or "image"
 
 
+def generate_held_out(engine, examples: list[Example], params: SamplingParams, *, view: str | None,
+                      template: str, is_vlm: bool) -> tuple[list[str], list, Completions]:
+    """(view, prompt) of each example and params.n completions each (samples of one item contiguous).
+
+    The one generation step of every evaluation: `phaserl eval` and `evaluate_examples` score its texts with a
+    benchmark's scorer, the in-training evaluation (phaserl/train_eval.py) with the stage's rewards."""
+    views = [choose_view(ex, view, is_vlm) for ex in examples]
+    prompts = [render(ex, v, template) for ex, v in zip(examples, views)]
+    return views, prompts, engine.generate(prompts, params)
+
+
 def generate_and_score(engine, examples: list[Example], scorer, params: SamplingParams, *, view: str | None,
                        template: str, is_vlm: bool, extractor=None) -> list[dict[str, Any]]:
     """Records for len(examples) * params.n samples (samples of one item contiguous)."""
-    views = [choose_view(ex, view, is_vlm) for ex in examples]
-    prompts = [render(ex, v, template) for ex, v in zip(examples, views)]
-    completions = engine.generate(prompts, params)
+    views, prompts, completions = generate_held_out(engine, examples, params, view=view, template=template,
+                                                    is_vlm=is_vlm)
     n = params.n
     items = [ex for ex in examples for _ in range(n)]
     from phaserl.eval.score import prefetch_llm
@@ -83,7 +95,7 @@ def evaluate_examples(engine, examples: list[Example], scorer, *, view: str | No
                       template: str = "boxed", max_new_tokens: int = 512, temperature: float = 0.0,
                       top_p: float = 1.0, samples: int = 1, seed: int = 0, is_vlm: bool | None = None,
                       extractor=None) -> dict[str, Any]:
-    """Accuracy and format rate of `engine` on a fixed list of examples (for evaluation every N steps).
+    """Accuracy and format rate of `engine` on a fixed list of examples, by a benchmark's scorer.
 
     Returns {"accuracy", "format_rate", "truncated_rate", "n", "samples", "scorer"}; no files written.
     """
