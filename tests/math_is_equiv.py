@@ -4,7 +4,8 @@ No package on PyPI ships it on its own: lm-eval carries a copy inside its task f
 pulls datasets, transformers and more into the environment, so this file re-implements the same steps from
 reading the original (none of its code is copied). Quirks are kept: the comparison is of normalised strings,
 and any error during normalisation falls back to comparing the raw strings. tests/rewards/test_rewards_math_is_equiv.py
-checks it on hand-written cases.
+checks it on hand-written cases. The one step MATH-V's variant keeps unchanged, `a/b` to a fraction, is
+phaserl's own `math_strip.fix_a_slash_b` rather than a second copy.
 
 Normalisation, in the original's order: drop newlines and `\\!`; `\\\\` becomes `\\`; tfrac/dfrac become frac;
 drop `\\left`, `\\right`, degrees, `\\$`; cut a unit written `\\text{ ...}` (exactly one allowed, else an error);
@@ -14,6 +15,8 @@ go; `\\frac12` becomes `\\frac{1}{2}`; the string 0.5 becomes `\\frac{1}{2}`; `a
 """
 
 from __future__ import annotations
+
+from phaserl.eval.scorers.math_strip import fix_a_slash_b
 
 
 class Malformed(Exception):
@@ -38,18 +41,6 @@ def _brace_fractions(s: str) -> str:
         else:
             out.append("\\frac{" + first + "}{" + second + "}" + rest)
     return "".join(out)
-
-
-def _slash_to_frac(s: str) -> str:
-    """"3/4" -> \\frac{3}{4} when both sides are plain integers written canonically."""
-    parts = s.split("/")
-    if len(parts) != 2:
-        return s
-    try:
-        a, b = int(parts[0]), int(parts[1])
-    except ValueError:
-        return s
-    return f"\\frac{{{a}}}{{{b}}}" if s == f"{a}/{b}" else s
 
 
 def _drop_unit(s: str) -> str:
@@ -93,7 +84,7 @@ def strip_string(s: str) -> str:
     s = _brace_fractions(s)
     if s == "0.5":
         s = "\\frac{1}{2}"
-    return _slash_to_frac(s)
+    return fix_a_slash_b(s)  # the same rule in MATH and MATH-V: "3/4" -> \\frac{3}{4}, integers only
 
 
 def is_equiv(a: str | None, b: str | None) -> bool:
