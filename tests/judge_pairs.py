@@ -126,7 +126,8 @@ def math_reference(pair: Pair) -> bool:
 
 def olympiad_reference(pair: Pair) -> bool:
     """OlympiadBench's judge with the item's tolerance."""
-    from phaserl.eval.scorers.olympiad import final_answer_text, judge
+    from phaserl.eval.scorers.olympiad import judge
+    from phaserl.eval.scorers.olympiad_extract import final_answer_text
 
     return judge(pair.gold, final_answer_text(pair.response), pair.tolerance)
 

@@ -125,9 +125,14 @@ def split_answers(text: str) -> list[str]:
             parts.append(text[start:i].strip())
             start = i + 1
     parts.append(text[start:].strip())
+    return expand_pm(parts)
+
+
+def expand_pm(items: list[str]) -> list[str]:
+    """`a \\pm b` is two answers, `a + b` and `a - b` (every \\pm in an item flips together)."""
     out = []
-    for part in parts:
-        out.extend([part.replace("\\pm", "+"), part.replace("\\pm", "-")] if "\\pm" in part else [part])
+    for item in items:
+        out.extend([item.replace("\\pm", "+"), item.replace("\\pm", "-")] if "\\pm" in item else [item])
     return out
 
 

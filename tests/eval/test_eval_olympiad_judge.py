@@ -9,21 +9,21 @@ import pytest
 
 from phaserl.data.schema import Example
 from phaserl.eval.scorers.base import score_one
-from phaserl.eval.scorers.olympiad import (
-    OlympiadScorer,
-    clean,
+from phaserl.eval.scorers.olympiad import OlympiadScorer, judge, judge_answers
+from phaserl.eval.scorers.olympiad_compare import (
     element_equal,
     equation_equal,
-    expand_pm,
     expression_equal,
+    interval_equal,
+    numeric_equal,
+)
+from phaserl.eval.scorers.olympiad_extract import (
+    clean,
     extract,
     final_answer_text,
-    interval_equal,
-    judge,
-    judge_answers,
-    numeric_equal,
     split_top_level,
 )
+from phaserl.rewards.compare import expand_pm
 
 # ---- 1. the final-answer line (the official pipeline, inference/judge.py) ------------------------------
 

@@ -19,7 +19,8 @@ from phaserl.eval.scorers.llm_judge import LLMClient, LLMExtractor, LLMJudge
 from phaserl.eval.scorers.mathverse import MathVerseScorer
 from phaserl.eval.scorers.mathvista import MathVistaScorer, levenshtein, normalize_extraction
 from phaserl.eval.scorers.numeric import latex_value
-from phaserl.eval.scorers.olympiad import OlympiadScorer, judge_answers, split_top_level
+from phaserl.eval.scorers.olympiad import OlympiadScorer, judge_answers
+from phaserl.eval.scorers.olympiad_extract import split_top_level
 from phaserl.eval.scorers.verifier import VerifierScorer
 
 FIX = Path(__file__).parents[1] / "fixtures" / "eval"
