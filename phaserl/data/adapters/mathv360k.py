@@ -59,13 +59,22 @@ def _llava(row: dict, idx: int, spec) -> Example:
     question, answer = strip_image_tags(human[0]), final_answer(gpt[-1])
     images = image_list(row.get("image") or row.get("images"))
     first = str(images[0]) if images and isinstance(images[0], str) else ""
+    source = first.split("/")[0] if "/" in first else "mathv360k"
+    return _example(row, idx, spec, question, answer, images, source)
+
+
+def _example(
+    row: dict, idx: int, spec, question: str, answer: str, images: list, source: str, meta: dict | None = None
+) -> Example:
+    """Both row shapes' Example: a letter gold to a question that lists options is a choice answer."""
     return Example(
         id=row_id(row, ("id",), spec, idx),
         question=question,
         answer=answer,
         images=images,
         answer_type="choice" if looks_like_choice(question, answer) else "auto",
-        source=first.split("/")[0] if "/" in first else "mathv360k",
+        source=source,
+        meta=meta or {},
     )
 
 
@@ -98,12 +107,5 @@ def _chat(row: dict, idx: int, spec) -> Example:
     question = strip_image_tags("\n".join(t for t in texts if t.strip()))
     answer = unwrap_dollars(require_text(row, ("answer",), "answer"))
     system = [m.get("content") for m in messages if m.get("role") == "system"]
-    return Example(
-        id=row_id(row, ("id",), spec, idx),
-        question=question,
-        answer=answer,
-        images=images,
-        answer_type="choice" if looks_like_choice(question, answer) else "auto",
-        source="vermulti",
-        meta={"system": system[0]} if system and isinstance(system[0], str) else {},
-    )
+    meta = {"system": system[0]} if system and isinstance(system[0], str) else {}
+    return _example(row, idx, spec, question, answer, images, "vermulti", meta)
