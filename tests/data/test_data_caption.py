@@ -4,13 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
+from scripted_completions import completions_of
 
 from phaserl.data.render import render
 from phaserl.data.sources import DatasetSpec, load_examples
 from phaserl.data.tools.caption import CAPTION_PROMPTS, caption_command, join_captions
-from phaserl.types import Completions
 
 FIX = Path(__file__).parents[1] / "fixtures" / "data"
 
@@ -35,14 +34,7 @@ class DescribingEngine:
         for p in prompts:
             (img,) = p.images
             texts.append(f" a {img.size[0]}x{img.size[1]} image starting with {img.getpixel((0, 0))} ")
-        n = len(texts)
-        return Completions(
-            prompt_ids=[[0]] * n,
-            completion_ids=[[0]] * n,
-            texts=texts,
-            logp=[torch.zeros(1)] * n,
-            truncated=[False] * n,
-        )
+        return completions_of(texts)
 
 
 def read(path: Path) -> list[dict]:

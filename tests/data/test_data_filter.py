@@ -4,13 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import typer
+from scripted_completions import completions_of
 from typer.testing import CliRunner
 
 from phaserl.data.tools._io import parse_range
 from phaserl.data.tools.filter import filter_command
-from phaserl.types import Completions
 
 # question -> (gold, how many of the K=8 samples answer it right)
 TABLE = {
@@ -41,14 +40,7 @@ class ScriptedEngine:
         for q in questions:
             gold, k = TABLE[q]
             texts += [f"So the answer is \\boxed{{{gold}}}."] * k + ["I think \\boxed{-17}."] * (params.n - k)
-        n = len(texts)
-        return Completions(
-            prompt_ids=[[0]] * n,
-            completion_ids=[[0]] * n,
-            texts=texts,
-            logp=[torch.zeros(1)] * n,
-            truncated=[False] * n,
-        )
+        return completions_of(texts)
 
 
 @pytest.fixture
