@@ -6,38 +6,52 @@ from pathlib import Path
 
 import pytest
 
+# The page faults of a freshly allocated 200 MB tensor, the third time round: about 0 when the allocator reuses
+# the freed block, about 49k (of 4 kB) when torch faults it in again.
+_FAULTS = """
+import resource
+import torch
+
+
+def reuse_faults():
+    faults = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        x = torch.empty(50_000_000)  # 200 MB
+        x.fill_(1.0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        del x
+    return faults[-1]
+"""
+
+
+def _python(code: str, *args: str, env: dict | None = None) -> list[str]:
+    """The words `code` prints, run in a fresh interpreter with a bare environment plus `env`."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}).stdout.split()
+
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 @pytest.mark.parametrize("env,expected", [({}, "True"), ({"PHASERL_MALLOPT": "0"}, "False")])
 def test_tune_allocator(env, expected):
     code = ("from phaserl.runtime import tune_allocator; import torch; a = tune_allocator(); "
             "x = torch.ones(64 << 20, dtype=torch.uint8); del x; print(a, tune_allocator())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", **env}).stdout.split()
+    out = _python(code, env=env)
     assert out == [expected, expected]  # the second call answers the same without re-applying
 
 
 def test_import_phaserl_changes_no_allocator_setting():
     """Importing phaserl (and its CLI) leaves the allocator alone: only the CPU engine's runs change it."""
     code = "import phaserl, phaserl.cli, os; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin"}).stdout.split()
-    assert out == ["None"]
+    assert _python(code) == ["None"]
 
 
 _REUSE = """
-import resource, sys
 import torch
 from phaserl.runtime import prepare_cpu_engine
 print(prepare_cpu_engine())  # before the first tensor, as phaserl train/eval do when the CPU engine is chosen
-faults = []
-for _ in range(3):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    x = torch.empty(50_000_000)  # 200 MB
-    x.fill_(1.0)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    del x
-print(faults[-1])
+""" + _FAULTS + """
+print(reuse_faults())
 """
 
 
@@ -46,8 +60,7 @@ print(faults[-1])
 def test_cpu_engine_settings_make_large_blocks_reusable(env):
     """With the CPU engine's settings applied before the first tensor, a freed 200 MB tensor is reused (about 0
     page faults); opted out, torch page-faults it in again on every allocation (about 49k faults of 4 kB)."""
-    out = subprocess.run([sys.executable, "-c", _REUSE], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", **env}).stdout.split()
+    out = _python(_REUSE, env=env)
     if env:
         assert out[0] == "False" and int(out[1]) > 10_000
     else:
@@ -80,7 +93,7 @@ def test_the_trainer_applies_them_only_for_the_cpu_engine(monkeypatch):
 
 
 _TRAIN_START = """
-import resource, sys
+import sys
 import phaserl.curriculum as curriculum
 from phaserl.config import load_recipe
 
@@ -98,15 +111,9 @@ try:
     curriculum.run_curriculum(load_recipe(sys.argv[1], ["rollout.engine=" + sys.argv[2]]), "unused")
 except Stop:
     pass
-import os, torch
-faults = []
-for _ in range(3):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    x = torch.empty(50_000_000)  # 200 MB
-    x.fill_(1.0)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    del x
-print(os.environ.get("THP_MEM_ALLOC_ENABLE"), faults[-1])
+import os
+""" + _FAULTS + """
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), reuse_faults())
 """
 
 
@@ -117,8 +124,7 @@ def test_a_cpu_engine_run_gets_them_before_its_first_tensor(engine):
     """`phaserl train` with the CPU engine (auto on a CPU) applies the settings early enough for torch to use them;
     with the plain engine nothing is set."""
     recipe = str(Path(__file__).parents[1] / "recipes/smoke_tiny.yaml")
-    out = subprocess.run([sys.executable, "-c", _TRAIN_START, recipe, engine], capture_output=True, text=True,
-                         check=True, env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    out = _python(_TRAIN_START, recipe, engine)
     if engine == "auto":
         assert out[0] == "1" and int(out[1]) < 2_000
     else:
