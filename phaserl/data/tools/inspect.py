@@ -12,7 +12,6 @@ everything that is wrong with a file.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -166,7 +165,3 @@ def format_report(report: dict) -> str:
 
 def _counts(counter: dict) -> str:
     return ", ".join(f"{k or '?'}: {v}" for k, v in counter.items()) or "none"
-
-
-def to_json(report: dict) -> str:
-    return json.dumps(report, indent=1, ensure_ascii=False)
