@@ -8,8 +8,6 @@ import sys
 import pytest
 import torch
 
-from phaserl.data.generators import arithmetic, arithmetic_vl
-from phaserl.data.render import render
 from phaserl.policy import build_sequences, completion_logp
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.choice import ENGINES, local_engine, resolve_engine
@@ -21,19 +19,6 @@ from phaserl.testing.tiny import load_varied_tiny
 GREEDY = SamplingParams(n=1, max_new_tokens=12, temperature=0)
 BF16 = [None, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
     not packing_available(torch.bfloat16, "cpu"), reason="oneDNN bf16 linear not available on this CPU"))]
-
-
-@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
-def lm(request):
-    return load_varied_tiny(request.param)
-
-
-def _prompts(lm):
-    """Prompts of different lengths (left padding); for VLMs, two with an image and one without."""
-    if lm.is_vlm:
-        ps = [render(e, "image", "boxed") for e in arithmetic_vl(n=2, seed=2, digits=2)]
-        return ps + [render(e, "text", "boxed") for e in arithmetic(n=1, seed=4, digits=5)]
-    return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
 
 
 def _pair(lm, dtype):
@@ -53,31 +38,31 @@ def _same_greedy(plain, fast, prompts, params=GREEDY, logp_atol=1e-4):
 
 
 @pytest.mark.parametrize("dtype", BF16, ids=["fp32", "bf16-copy"])
-def test_plain_and_cpu_engines_take_the_same_greedy_tokens(lm, dtype):
+def test_plain_and_cpu_engines_take_the_same_greedy_tokens(lm, dtype, mixed_prompts):
     plain, fast = _pair(lm, dtype)
     assert not any(isinstance(m, PackedLinear) for m in plain.model.modules())
     if dtype is not None:  # the fast parts are in use: packed weights and the lean step (all three are Llama-like)
         assert fast.packed and any(isinstance(m, PackedLinear) for m in fast.model.modules())
         assert fast.lean is not None
-    out = _same_greedy(plain, fast, _prompts(lm))
+    out = _same_greedy(plain, fast, mixed_prompts(lm))
     assert len({tuple(c) for c in out.completion_ids}) > 1  # prompts lead to different tokens: the test can tell
 
 
-def test_plain_loop_takes_generates_greedy_tokens(lm):
+def test_plain_loop_takes_generates_greedy_tokens(lm, mixed_prompts):
     """The reference's own two decoders agree: its KV-cache loop (prefill once, fan out, compaction) and
     transformers `generate` with its logits processor."""
     loop = HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm)
     ref = HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, decoder="generate")
     assert (loop.decoder, ref.decoder) == ("loop", "generate")
-    a, b = loop.generate(_prompts(lm), GREEDY), ref.generate(_prompts(lm), GREEDY)
+    a, b = loop.generate(mixed_prompts(lm), GREEDY), ref.generate(mixed_prompts(lm), GREEDY)
     assert a.completion_ids == b.completion_ids and a.texts == b.texts and a.truncated == b.truncated
     for x, y in zip(a.logp, b.logp):
         assert torch.allclose(x, y, atol=1e-5)
 
 
-def test_plain_engine_records_the_trainers_logp_and_entropy(lm):
+def test_plain_engine_records_the_trainers_logp_and_entropy(lm, mixed_prompts):
     """Sampled rows (multinomial, seeded): log-probs are the training forward's, entropies those of softmax(z/T)."""
-    prompts = _prompts(lm)
+    prompts = mixed_prompts(lm)
     engine = HFEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm)
     params = SamplingParams(n=2, max_new_tokens=8, temperature=0.8, seed=3)
     c = engine.generate(prompts, params)

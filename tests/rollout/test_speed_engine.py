@@ -9,12 +9,6 @@ from phaserl.policy import build_sequences, completion_logp
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.cpu import CPUEngine
 from phaserl.rollout.cpu.sampling import sample_categorical
-from phaserl.testing.tiny import load_varied_tiny
-
-
-@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
-def lm(request):
-    return load_varied_tiny(request.param)
 
 
 def _prompts(lm):

@@ -5,8 +5,6 @@ import copy
 import pytest
 import torch
 
-from phaserl.data.generators import arithmetic, arithmetic_vl
-from phaserl.data.render import render
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.cpu import CPUEngine
 from phaserl.rollout.cpu import kernels as cpu_kernels
@@ -16,19 +14,6 @@ from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
                                 reason="oneDNN bf16 linear not available on this CPU")
-
-
-@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
-def lm(request):
-    return load_varied_tiny(request.param)
-
-
-def _prompts(lm):
-    """Prompts of different lengths (left padding in the batch); for VLMs, two with an image and one without."""
-    if lm.is_vlm:
-        ps = [render(e, "image", "boxed") for e in arithmetic_vl(n=2, seed=2, digits=2)]
-        return ps + [render(e, "text", "boxed") for e in arithmetic(n=1, seed=4, digits=5)]
-    return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
 
 
 def _engine(lm, lean, kernel=True):
@@ -43,7 +28,7 @@ def _close(a, b):
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["compiled-attention", "torch-attention"])
-def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel):
+def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel, mixed_prompts):
     lean, ref = _engine(lm, True, kernel), _engine(lm, False)
     assert lean.lean is not None and ref.lean is None
     # the compiled attention (rollout/cpu/decode_attention.cpp) is in use wherever it could be built
@@ -51,37 +36,37 @@ def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel):
     for params in (SamplingParams(n=1, max_new_tokens=12, temperature=0),
                    SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
                    SamplingParams(n=3, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=2)):
-        a, b = lean.generate(_prompts(lm), params), ref.generate(_prompts(lm), params)
+        a, b = lean.generate(mixed_prompts(lm), params), ref.generate(mixed_prompts(lm), params)
         _close(a, b)
         assert len({tuple(c) for c in a.completion_ids}) > 1  # rows differ: the test can tell them apart
 
 
-def test_rows_that_finish_leave_the_batch():
+def test_rows_that_finish_leave_the_batch(mixed_prompts):
     """With an EOS that some rows sample early, the compacted lean batch still matches the reference row by row."""
     lm = load_varied_tiny("tiny:llama", seed=3)
     lean, ref = _engine(lm, True), _engine(lm, False)
     params = SamplingParams(n=6, max_new_tokens=16, temperature=1.5, seed=0)
-    first = ref.generate(_prompts(lm), params)
+    first = ref.generate(mixed_prompts(lm), params)
     eos = next(c[3] for c in first.completion_ids if len(c) > 3)  # a token some rows sample after 3 steps
     for e in (lean, ref):
         e.eos_ids = {eos}
-    a, b = lean.generate(_prompts(lm), params), ref.generate(_prompts(lm), params)
+    a, b = lean.generate(mixed_prompts(lm), params), ref.generate(mixed_prompts(lm), params)
     lengths = [len(c) for c in a.completion_ids]
     assert min(lengths) < 16 and max(lengths) == 16  # some rows stopped early, some ran to the end
     _close(a, b)
 
 
-def test_sync_weights_refreshes_the_fused_qkv(lm):
+def test_sync_weights_refreshes_the_fused_qkv(lm, mixed_prompts):
     """After an update, the lean copy samples what a fresh lean engine on the new weights samples (the same
     path on both sides: the compiled attention can differ from the torch ops by one bf16 unit on some inputs,
     which the comparisons of the two paths above do not hit)."""
     engine = _engine(lm, True)
     params = SamplingParams(n=2, max_new_tokens=10, temperature=1.0, seed=1)
-    before = engine.generate(_prompts(lm), params)
+    before = engine.generate(mixed_prompts(lm), params)
     with perturbed_weights(lm.model, 0.3, _q_and_k):
         engine.sync_weights(lm.model)
-        after = engine.generate(_prompts(lm), params)
-        _close(after, _engine(lm, True).generate(_prompts(lm), params))
+        after = engine.generate(mixed_prompts(lm), params)
+        _close(after, _engine(lm, True).generate(mixed_prompts(lm), params))
         assert after.completion_ids != before.completion_ids
 
 

@@ -8,7 +8,7 @@ from phaserl.data.render import render
 from phaserl.rollout.base import SamplingParams
 from phaserl.rollout.cpu import CPUEngine
 from phaserl.rollout.cpu.packed import PackedLinear, pack_linears, packing_available
-from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
+from phaserl.testing.tiny import perturbed_weights
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
                                 reason="oneDNN bf16 linear not available on this CPU")
@@ -44,11 +44,6 @@ def test_pack_linears_replaces_plain_bf16_linears_only():
     assert pack_linears(model) == ["0", "1.0"]
     assert isinstance(model[0], PackedLinear) and isinstance(model[1][0], PackedLinear)
     assert [n for n, _ in model.named_parameters()] == ["0.bias", "1.0.bias"]  # weights live packed
-
-
-@pytest.fixture(scope="module", params=["tiny:llama", "tiny:qwen2_5_vl", "tiny:llava"])
-def lm(request):
-    return load_varied_tiny(request.param)
 
 
 def _prompts(lm):
