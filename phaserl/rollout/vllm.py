@@ -125,10 +125,11 @@ def weight_chunks(named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype,
 
 def model_folder(model) -> str:
     """The folder (or hub id) a transformers model was loaded from, through DDP / PEFT wrappers."""
-    from phaserl.distributed import unwrap
+    from phaserl.models import is_peft
+    from phaserl.names import unwrap
 
     base = unwrap(model)
-    if hasattr(base, "get_base_model"):
+    if is_peft(base):
         base = base.get_base_model()
     path = getattr(getattr(base, "config", None), "_name_or_path", "") or getattr(base, "name_or_path", "")
     if not path:
