@@ -187,8 +187,8 @@ def evaluate_model(model_dir: str, recipe_dict: dict, settings: Settings) -> dic
     from phaserl.config import EvalConfig, recipe_from_dict, resolve
     from phaserl.data.sources import DatasetSpec
     from phaserl.models import load_model
+    from phaserl.stage_setup import make_engine
     from phaserl.train_eval import evaluate_greedy
-    from phaserl.trainer import make_engine
 
     recipe = recipe_from_dict({**recipe_dict, "model": {"name": model_dir}}, recipe_dict["name"])
     spec = DatasetSpec(**mini_spec("test", settings.n_final, 0, limit=settings.n_final))

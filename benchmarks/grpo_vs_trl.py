@@ -171,7 +171,7 @@ def run_phaserl(conn, case: str, args, out: str) -> None:
 def step_examples(case: str, steps: int):
     """The examples phaserl draws, step by step (its seeded mixture), so TRL sees the same prompts in order."""
     from phaserl.config import recipe_from_dict, resolve
-    from phaserl.trainer import build_mixture
+    from phaserl.stage_setup import build_mixture
 
     recipe = recipe_from_dict(phaserl_recipe(case, steps, 8, model="(data only)"))
     mixture = build_mixture(resolve(recipe)[0], recipe, log=lambda *_: None)

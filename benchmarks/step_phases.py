@@ -48,13 +48,14 @@ def main() -> None:
     import torch
 
     import phaserl.curriculum as curriculum
+    import phaserl.stage_setup as stage_setup
     import phaserl.trainer as trainer
     import phaserl.update as update
     from phaserl.config import recipe_from_dict
     from phaserl.rollout.hf import HFEngine
 
     bench.model_path(args.case)  # build/convert the model before anything is timed
-    trainer.memory_probe = timed("probe", trainer.memory_probe)
+    stage_setup.memory_probe = timed("probe", stage_setup.memory_probe)
     HFEngine.generate = timed("generate", HFEngine.generate)  # the CPU engine's too (inherited)
     update.micro_loss = timed("  forward", update.micro_loss)
     accelerate.Accelerator.backward = timed("  backward", accelerate.Accelerator.backward)

@@ -28,6 +28,7 @@ from phaserl.algo import (
 )
 from phaserl.data.render import render
 from phaserl.data.schema import Example
+from phaserl.policy import pad_rows
 from phaserl.rewards.combine import compute_rewards, undecidable
 from phaserl.rollout.base import SamplingParams
 from phaserl.types import Completions, Prompt, RewardOutput
@@ -236,13 +237,6 @@ def _empty(G: int) -> Rollouts:
                     rewards=RewardOutput(total=[], components={}), G=G, skipped=[])
 
 
-def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), T)
-    for j, row in enumerate(rows):
-        out[j, :len(row)] = row[:T].float()
-    return out
-
-
 def _fill_skipped(rewards: torch.Tensor, skipped: torch.Tensor, G: int) -> torch.Tensor:
     """Rewards [N] with each skipped row set to the mean of its group's other rows (0 when none is left), so
     a skipped sample moves neither its group's baseline nor (much) its spread before its advantage is zeroed."""
@@ -279,12 +273,12 @@ def step_advantages(r: Rollouts, algo, critic=None, old_logp: list[torch.Tensor]
     if algo.kl_in == "reward" and algo.kl_coef > 0:
         if old_logp is None or ref_logp is None:
             raise ValueError("KL in the reward needs old_logp and ref_logp")
-        kl = kl_estimator(algo.kl_estimator)(_pad(old_logp, T), _pad(ref_logp, T)) * mask  # [N, T]
+        kl = kl_estimator(algo.kl_estimator)(pad_rows(old_logp, T), pad_rows(ref_logp, T)) * mask  # [N, T]
     returns = None
     if algo.advantage == "gae":
         if values is None or critic is None:
             raise ValueError("advantage gae needs the critic's values and the critic config")
-        v = values if torch.is_tensor(values) else _pad(values, T)
+        v = values if torch.is_tensor(values) else pad_rows(values, T)
         v = v[:, :T].float()
         if algo.normalize_reward:
             rewards = standardize(rewards)

@@ -120,7 +120,7 @@ def make_accelerator():
 def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
     """The resolved plan, printed by `phaserl train --dry-run` (loads data, never a model)."""
     from phaserl.data.schema import DataError, DataMissing
-    from phaserl.trainer import build_mixture, stage_steps
+    from phaserl.stage_setup import build_mixture, stage_steps
 
     stages = resolve(recipe)
     lines = [f"recipe {recipe.name!r}: {len(stages)} stage(s), model {recipe.model.name}, seed {recipe.seed}"]

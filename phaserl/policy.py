@@ -16,6 +16,7 @@ recomputed layer would append to a cache twice), so checkpointed models take the
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -33,6 +34,26 @@ from phaserl.types import Prompt
 _PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
+def pad_completions(completion_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded targets [m, T] (T >= 1) and their mask [m, T]."""
+    T = max(1, max((len(c) for c in completion_ids), default=1))
+    targets = torch.full((len(completion_ids), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(completion_ids), T), dtype=torch.float32)
+    for j, c in enumerate(completion_ids):
+        targets[j, :len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[j, :len(c)] = 1.0
+    return targets, mask
+
+
+def pad_rows(rows: list[torch.Tensor], T: int) -> torch.Tensor:
+    """Per-token float rows [N][T_i] (log-probs, values) as one [N, T] float32 tensor: cut at T, right-padded
+    with 0 (callers mask the padding)."""
+    out = torch.zeros(len(rows), T)
+    for j, row in enumerate(rows):
+        out[j, :len(row)] = row[:T].float()
+    return out
+
+
 def build_sequences(processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
                     pad_id: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Model inputs for rows (prompts[j], completion_ids[j]); returns (inputs, targets [m, T], mask [m, T])."""
@@ -48,13 +69,7 @@ def build_sequences(processor, prompts: list[Prompt], completion_ids: list[list[
         enc = repeat_interleave_inputs(enc, repeats[0], [len(p.images) for p in uniq])
     else:
         enc = encode_prompts(processor, prompts, is_vlm)
-    m = len(completion_ids)
-    T = max(1, max(len(c) for c in completion_ids))
-    targets = torch.full((m, T), pad_id, dtype=torch.long)
-    mask = torch.zeros((m, T), dtype=torch.float32)
-    for j, c in enumerate(completion_ids):
-        targets[j, :len(c)] = torch.tensor(c, dtype=torch.long)
-        mask[j, :len(c)] = 1.0
+    targets, mask = pad_completions(completion_ids, pad_id)
     inputs = dict(enc)
     for key in _PER_TOKEN_KEYS:
         if key not in inputs:
@@ -156,15 +171,6 @@ def autocast_context(autocast: bool, device):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def pad_completions(completion_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded targets [m, T] (T >= 1) and their mask [m, T]."""
-    T = max(1, max((len(c) for c in completion_ids), default=1))
-    targets = torch.full((len(completion_ids), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(completion_ids), T), dtype=torch.float32)
-    for j, c in enumerate(completion_ids):
-        targets[j, :len(c)] = torch.tensor(c, dtype=torch.long)
-        mask[j, :len(c)] = 1.0
-    return targets, mask
 
 
 def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
@@ -222,3 +228,52 @@ def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list
                                   autocast, device)
     inputs, targets, mask = build_sequences(processor, prompts, completion_ids, is_vlm, pad_id)
     return completion_logp(model, inputs, targets, temperature, autocast, device), mask
+
+
+def vision_context(model, dummy_inputs: dict | None, prompts: list):
+    """A text-only micro-batch on a multi-process VLM still runs the vision tower (on a blank image, weight 0)
+    inside its forward, so every rank joins the same all-gathers / all-reduces (EasyR1 issue 468). A no-op when
+    dummy_inputs is None (one process, or a text model) or when a prompt carries an image."""
+    if dummy_inputs is None or any(p.images for p in prompts):
+        return contextlib.nullcontext()
+    from phaserl.distributed import dummy_vision
+
+    return dummy_vision(model, dummy_inputs)
+
+
+@dataclass
+class Policy:
+    """The policy as every log-prob pass sees it (the update, the old-policy and reference passes, the memory
+    probe): the model (prepared by the accelerator, or a plain module) and the six facts each pass needs with it.
+    `dummy_vision`: blank-image inputs for text-only micro-batches of a multi-process VLM (`vision_context`)."""
+
+    model: torch.nn.Module
+    processor: object
+    is_vlm: bool
+    pad_id: int
+    temperature: float
+    autocast: bool
+    device: torch.device | str
+    dummy_vision: dict | None = None
+
+    def logp(self, prompts: list[Prompt], completion_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]), with gradients when enabled."""
+        with vision_context(self.model, self.dummy_vision, prompts):
+            return rows_logp(self.model, self.processor, prompts, completion_ids, self.is_vlm, self.pad_id,
+                             self.temperature, self.autocast, self.device)
+
+    @torch.no_grad()
+    def logp_rows(self, prompts: list[Prompt], completion_ids: list[list[int]], micro: int) -> list[torch.Tensor]:
+        """Per-row log-probs [N][T_i] on the CPU, without gradients, `micro` rows per forward (the old policy's
+        or the reference's)."""
+        out = []
+        for i in range(0, len(completion_ids), micro):
+            rows = completion_ids[i:i + micro]
+            logp, _ = self.logp(prompts[i:i + micro], rows)
+            logp = logp.float().cpu()
+            out.extend(logp[j, :len(c)].clone() for j, c in enumerate(rows))
+        return out
+
+    def with_model(self, model: torch.nn.Module) -> Policy:
+        """The same passes on another model (the frozen reference: plain and unsharded, so no dummy vision pass)."""
+        return replace(self, model=model, dummy_vision=None)

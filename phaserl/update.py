@@ -13,52 +13,41 @@ from dataclasses import dataclass
 
 import torch
 
-from phaserl.algo import aggregate, kl_estimator, overlong_mask, ppo_clip, sequence_ratio, token_ratio
-from phaserl.policy import rows_logp
-from phaserl.update_speed import memory_probe, rows_with_gradient, weight_cast_cache, zero_grads
+from phaserl.algo import (
+    aggregate,
+    aggregation_count,
+    kl_estimator,
+    overlong_mask,
+    ppo_clip,
+    sequence_ratio,
+    token_ratio,
+)
+from phaserl.policy import Policy, pad_rows, vision_context
+from phaserl.update_speed import rows_with_gradient, weight_cast_cache, zero_grads
 
-__all__ = ["UpdateInputs", "memory_probe", "micro_loss", "update_policy"]  # memory_probe: the trainer's import
+__all__ = ["UpdateInputs", "micro_loss", "update_policy", "vision_context"]  # vision_context: stage_critic's import
 
 
 @dataclass
 class UpdateInputs:
     prompts: list  # [N] Prompt per row
     completion_ids: list[list[int]]  # [N]
-    adv: torch.Tensor  # [N], or [N, T] per-token advantages (GAE, REINFORCE++-baseline)
+    adv: torch.Tensor | None  # [N], or [N, T] per-token advantages (GAE, REINFORCE++-baseline)
     truncated: list[bool]  # [N]
     old_logp: list[torch.Tensor] | None = None  # [N][T_i], None: on-policy single update (old = logp.detach())
     ref_logp: list[torch.Tensor] | None = None  # [N][T_i], when KL is in the loss
-    dummy_vision: dict | None = None  # blank-image inputs: multi-process VLM runs (see micro_loss)
 
 
-def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), T)
-    for j, r in enumerate(rows):
-        out[j, :len(r)] = r[:T]
-    return out
-
-
-def _count(mask: torch.Tensor, mode: str) -> float:
-    if mode == "token-mean":
-        return float(mask.sum())
-    if mode == "seq-mean":
-        return float((mask.sum(1) > 0).sum())
-    return float(mask.shape[0])
-
-
-def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[int], algo, temperature,
-               autocast, device, constant) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def micro_loss(policy: Policy, inp: UpdateInputs, rows: list[int], algo,
+               constant: float | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
     # Each distinct prompt of the micro-batch runs once; its rows share its KV cache (policy.rows_logp).
-    with vision_context(model, inp.dummy_vision, [inp.prompts[i] for i in rows]):
-        logp, mask = rows_logp(model, processor, [inp.prompts[i] for i in rows],
-                               [inp.completion_ids[i] for i in rows], is_vlm, pad_id, temperature, autocast,
-                               device)  # [m, T], [m, T]
+    logp, mask = policy.logp([inp.prompts[i] for i in rows], [inp.completion_ids[i] for i in rows])  # [m, T]
     mask = mask.to(logp.device)
     if algo.overlong_filter:
         mask = mask * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))[:, None].to(mask)
     T = logp.shape[1]
-    old = _pad([inp.old_logp[i] for i in rows], T).to(logp) if inp.old_logp is not None else logp.detach()
+    old = pad_rows([inp.old_logp[i] for i in rows], T).to(logp) if inp.old_logp is not None else logp.detach()
     ratio = sequence_ratio(logp, old, mask) if algo.ratio == "sequence" else token_ratio(logp, old)
     adv = inp.adv[rows].to(logp)  # [m] or, per token (GAE, REINFORCE++), [m, T_max]
     if adv.dim() == 2:
@@ -66,30 +55,19 @@ def micro_loss(model, processor, is_vlm, pad_id, inp: UpdateInputs, rows: list[i
     loss_tok, clipped = ppo_clip(ratio, adv, algo.eps_low, algo.eps_high)  # [m, T]
     stats = {"clip_frac": float((clipped.float() * mask).sum() / mask.sum().clamp(min=1))}
     if inp.ref_logp is not None and algo.kl_coef > 0 and algo.kl_in == "loss":
-        kl = kl_estimator(algo.kl_estimator)(logp, _pad([inp.ref_logp[i] for i in rows], T).to(logp))
+        kl = kl_estimator(algo.kl_estimator)(logp, pad_rows([inp.ref_logp[i] for i in rows], T).to(logp))
         loss_tok = loss_tok + algo.kl_coef * kl
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     loss = aggregate(loss_tok, mask, algo.aggregation, constant)
     return loss, mask, stats
 
 
-def vision_context(model, dummy_inputs: dict | None, prompts: list):
-    """A text-only micro-batch on a multi-process VLM still runs the vision tower (on a blank image, weight 0)
-    inside its forward, so every rank joins the same all-gathers / all-reduces (EasyR1 issue 468). A no-op when
-    dummy_inputs is None (one process, or a text model) or when a prompt carries an image."""
-    if dummy_inputs is None or any(p.images for p in prompts):
-        return contextlib.nullcontext()
-    from phaserl.distributed import dummy_vision
-
-    return dummy_vision(model, dummy_inputs)
-
-
-def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, pad_id, inp: UpdateInputs,
-                  algo, optim, temperature: float, constant: float | None, seed: int) -> dict:
+def update_policy(accelerator, policy: Policy, optimizer, scheduler, inp: UpdateInputs, algo, optim,
+                  constant: float | None, seed: int) -> dict:
     """Run the update; returns mean stats (loss, clip_frac, kl, grad_norm) and its wall time."""
     t0 = time.perf_counter()
     N = len(inp.completion_ids)
-    device = accelerator.device
+    model = policy.model
     mb_size = max(1, N // algo.mini_batches)
     sums: dict[str, float] = {"loss": 0.0}
     n_stats = 0
@@ -110,9 +88,8 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
                     sync = k == len(micro) - 1
                     ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
                     with ctx:
-                        loss, mask, stats = micro_loss(model, processor, is_vlm, pad_id, inp, rows, algo,
-                                                       temperature, optim.bf16_autocast, device, constant)
-                        share = _count(mask, algo.aggregation) / max(mb_mask_counts, 1e-8)
+                        loss, mask, stats = micro_loss(policy, inp, rows, algo, constant)
+                        share = aggregation_count(mask, algo.aggregation) / max(mb_mask_counts, 1e-8)
                         accelerator.backward(loss * share)
                     sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * share
                     for key, v in stats.items():
@@ -131,11 +108,8 @@ def update_policy(accelerator, model, optimizer, scheduler, processor, is_vlm, p
 
 
 def _minibatch_count(inp: UpdateInputs, rows: list[int], algo) -> float:
+    """aggregation_count of a mini-batch from its rows' token counts (overlong rows count 0 when masked)."""
     lengths = torch.tensor([len(inp.completion_ids[i]) for i in rows], dtype=torch.float32)
     if algo.overlong_filter:
         lengths = lengths * overlong_mask(torch.tensor([inp.truncated[i] for i in rows]))
-    if algo.aggregation == "token-mean":
-        return float(lengths.sum())
-    if algo.aggregation == "seq-mean":
-        return float((lengths > 0).sum())
-    return float(len(rows))
+    return aggregation_count(lengths[:, None], algo.aggregation)

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from phaserl.policy import autocast_context, rows_logp
+from phaserl.policy import autocast_context
 
 if TYPE_CHECKING:
+    from phaserl.policy import Policy
     from phaserl.update import UpdateInputs
 
 
-def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, prompt, algo, optim,
-                 max_new_tokens: int, temperature: float, samples_per_step: int) -> tuple[int, int]:
+def memory_probe(accelerator, policy: Policy, optimizer, prompt, algo, optim, max_new_tokens: int,
+                 samples_per_step: int) -> tuple[int, int]:
     """Before a stage's first step: reach the update's peak memory once, with gradients discarded. An
     out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
     is page-faulted in here once instead of during the first updates.
@@ -41,11 +42,11 @@ def memory_probe(accelerator, model, optimizer, processor, is_vlm, pad_id, promp
     per_update = samples_per_step // algo.mini_batches  # samples of one optimizer step
     m = min(algo.micro_batch_size, per_update)
     rows = [prompt] * m
-    completions = [[pad_id] * max_new_tokens for _ in rows]
+    completions = [[policy.pad_id] * max_new_tokens for _ in rows]
+    model = policy.model
 
     def forward_backward():
-        logp, mask = rows_logp(model, processor, rows, completions, is_vlm, pad_id, temperature,
-                               optim.bf16_autocast, accelerator.device)
+        logp, mask = policy.logp(rows, completions)
         accelerator.backward((logp * mask).sum())
 
     with torch.random.fork_rng(), weight_cast_cache(accelerator, optim.bf16_autocast):

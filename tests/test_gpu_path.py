@@ -121,15 +121,15 @@ def test_trainer_refuses_deepspeed_and_lora_under_fsdp():
     from types import SimpleNamespace
 
     from phaserl.config import recipe_from_dict
-    from phaserl.trainer import _check_backend
+    from phaserl.stage_setup import check_backend
 
     recipe = recipe_from_dict({"stages": [{"name": "s", "steps": 1, "data": [{"generator": "arithmetic"}]}]})
     with pytest.raises(ValueError, match="DeepSpeed is not supported"):
-        _check_backend(SimpleNamespace(distributed_type="DEEPSPEED"), recipe)
+        check_backend(SimpleNamespace(distributed_type="DEEPSPEED"), recipe)
     lora = recipe.model_copy(update={"model": recipe.model.model_copy(update={"lora": {"r": 4}})})
     with pytest.raises(ValueError, match="LoRA under FSDP"):
-        _check_backend(SimpleNamespace(distributed_type="FSDP"), lora)
-    _check_backend(SimpleNamespace(distributed_type="MULTI_GPU"), lora)  # DDP + LoRA is fine
+        check_backend(SimpleNamespace(distributed_type="FSDP"), lora)
+    check_backend(SimpleNamespace(distributed_type="MULTI_GPU"), lora)  # DDP + LoRA is fine
 
 
 def test_ranks_drawing_different_counts_keep_one_cursor():
@@ -139,7 +139,7 @@ def test_ranks_drawing_different_counts_keep_one_cursor():
 
     from phaserl.data.mixture import Mixture
     from phaserl.data.schema import Example
-    from phaserl.trainer import _drawer
+    from phaserl.ranks import drawer
 
     examples = [Example(id=str(i), question=f"q{i}", answer="1") for i in range(50)]
 
@@ -147,7 +147,7 @@ def test_ranks_drawing_different_counts_keep_one_cursor():
         acc = SimpleNamespace(num_processes=2, process_index=r, device="cpu",
                               gather=lambda t: torch.tensor(wants))  # both ranks' k, as the all-gather returns
         mixture = Mixture([("d", examples, 1.0)], seed=3, stage=0)
-        return mixture, _drawer(acc, mixture)
+        return mixture, drawer(acc, mixture)
 
     (m0, d0), (m1, d1) = rank(0, [3, 1]), rank(1, [3, 1])
     got0, got1 = d0(3), d1(1)

@@ -7,12 +7,14 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+import phaserl.policy as policy_module
 import phaserl.update as update
 import phaserl.update_speed as update_speed
 from phaserl.config import AlgoConfig, OptimConfig
 from phaserl.data.generators import arithmetic
 from phaserl.data.render import render
 from phaserl.models import load_model
+from phaserl.policy import Policy
 from phaserl.update import UpdateInputs, update_policy
 
 
@@ -20,6 +22,11 @@ from phaserl.update import UpdateInputs, update_policy
 def lm():
     torch.manual_seed(0)
     return load_model("tiny:llama")
+
+
+def _policy(lm, model, autocast: bool) -> Policy:
+    return Policy(model=model, processor=lm.processor, is_vlm=False, pad_id=lm.tokenizer.pad_token_id,
+                  temperature=1.0, autocast=autocast, device="cpu")
 
 
 def _inputs(adv: list[float]) -> UpdateInputs:
@@ -40,8 +47,8 @@ def _train(lm, advs: list[list[float]], skip: bool, aggregation: str, monkeypatc
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     algo = AlgoConfig(micro_batch_size=3, aggregation=aggregation)
     optim = OptimConfig(bf16_autocast=False, max_grad_norm=1.0)
-    stats = [update_policy(Accelerator(cpu=True), model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id,
-                           _inputs(a), algo, optim, 1.0, 16.0 if aggregation == "constant" else None, seed=0)
+    stats = [update_policy(Accelerator(cpu=True), _policy(lm, model, False), opt, sched, _inputs(a), algo, optim,
+                           16.0 if aggregation == "constant" else None, seed=0)
              for a in advs]
     return model, opt, stats
 
@@ -87,8 +94,8 @@ def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         algo, optim = AlgoConfig(micro_batch_size=2, mini_batches=2), OptimConfig(bf16_autocast=True)
         for a in ([1.0, -1.0, 0.5, -0.5, 1.2, -0.4, 0.3, -0.8], [0.7, -0.7, 0.2, -0.2, 1.0, -1.0, 0.0, 0.0]):
-            update_policy(Accelerator(cpu=True), model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id,
-                          _inputs(a), algo, optim, 1.0, None, seed=0)
+            update_policy(Accelerator(cpu=True), _policy(lm, model, True), opt, sched, _inputs(a), algo, optim, None,
+                          seed=0)
         monkeypatch.undo()
         return model
 
@@ -126,14 +133,13 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         acc = Accelerator(cpu=True)
         if probe:
             before = [p.detach().clone() for p in model.parameters()]
-            update_speed.memory_probe(acc, model, opt, lm.processor, False, lm.tokenizer.pad_token_id, prompt, algo,
-                                optim, max_new_tokens=7, temperature=1.0, samples_per_step=8)
+            update_speed.memory_probe(acc, _policy(lm, model, True), opt, prompt, algo, optim, max_new_tokens=7,
+                                      samples_per_step=8)
             assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
             assert all(p.grad is None for p in model.parameters())
             assert len(opt.state) == len(before) and all(float(s["step"]) == 0 for s in opt.state.values())
         for a in ([1.0, -1.0, 0.5, -0.5, 1.2, -0.4, 0.3, -0.8], [0.7, -0.7, 0.2, -0.2, 1.0, -1.0, 0.0, 0.0]):
-            update_policy(acc, model, opt, sched, lm.processor, False, lm.tokenizer.pad_token_id, _inputs(a), algo,
-                          optim, 1.0, None, seed=0)
+            update_policy(acc, _policy(lm, model, True), opt, sched, _inputs(a), algo, optim, None, seed=0)
         return model, opt
 
     (m1, o1), (m2, o2) = train(True), train(False)
@@ -152,18 +158,17 @@ def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, sampl
     model = copy.deepcopy(lm.model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
     seen = []
-    real = update_speed.rows_logp
+    real = policy_module.rows_logp
 
     def spy(*args, **kwargs):
         seen.append((len(opt.state), sum(p.grad is not None for p in model.parameters())))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(update_speed, "rows_logp", spy)
+    monkeypatch.setattr(policy_module, "rows_logp", spy)
     prompt = _inputs([0.0] * 8).prompts[0]
     algo = AlgoConfig(micro_batch_size=3, mini_batches=mini_batches)
-    ran = update_speed.memory_probe(Accelerator(cpu=True), model, opt, lm.processor, False, lm.tokenizer.pad_token_id,
-                              prompt, algo, OptimConfig(bf16_autocast=True), max_new_tokens=5, temperature=1.0,
-                              samples_per_step=samples)
+    ran = update_speed.memory_probe(Accelerator(cpu=True), _policy(lm, model, True), opt, prompt, algo,
+                                    OptimConfig(bf16_autocast=True), max_new_tokens=5, samples_per_step=samples)
     assert ran == (min(3, samples // mini_batches), passes)
     n = len(list(model.parameters()))
     assert seen[:1] == [(0, 0)]

@@ -130,6 +130,18 @@ def aggregate(
     raise ValueError(f"unknown aggregation mode {mode!r}; valid modes: {', '.join(AGGREGATION_MODES)}")
 
 
+def aggregation_count(mask: Tensor, mode: str = "token-mean") -> float:
+    """What `aggregate(values, mask, mode)` divides by: real tokens (token-mean), sequences with a real token
+    (seq-mean), rows (constant). An update that splits a mini-batch into micro-batches weighs each micro-batch's
+    aggregate by count(micro) / count(mini-batch), which makes the sum equal to one aggregate over the
+    mini-batch. `mask` is [N, T], or per-row token counts [N, 1]."""
+    if mode == "token-mean":
+        return float(mask.sum())
+    if mode == "seq-mean":
+        return float((mask.sum(-1) > 0).sum())
+    return float(mask.shape[0])
+
+
 def value_loss(values: Tensor, old_values: Tensor, returns: Tensor,
                clip: float | None = 0.2) -> tuple[Tensor, Tensor]:
     """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip = old_V + clamp(V - old_V,

@@ -116,7 +116,7 @@ def test_two_process_run_through_the_trainer(tmp_path, backend):
 def test_a_step_with_images_on_one_rank_only_happens(tmp_path):
     """The mixed case is the one that hangs without the dummy pass; make sure the settings above produce it."""
     from phaserl.config import load_recipe, resolve
-    from phaserl.trainer import build_mixture
+    from phaserl.stage_setup import build_mixture
 
     rec = load_recipe(ROOT / "recipes/smoke_tiny.yaml", SETS)
     stage = resolve(rec)[1]
