@@ -111,6 +111,10 @@ class CriticConfig(_Strict):
     lam: float = Field(1.0, ge=0, le=1, description="GAE lambda (LMM-R1: 1)")
     head_init_std: float = Field(0.0, ge=0, description="std of the value head's initial weights (0: zeros, "
                                  "every value starts at the head's bias 0)")
+    schedule: Literal["constant", "cosine", "linear"] | None = Field(
+        None, description="critic lr schedule after warmup (None: the stage's optim.schedule)")
+    warmup_ratio: float | None = Field(None, ge=0, le=1, description="fraction of the stage's steps the critic's "
+                                       "lr warms up over (None: the stage's optim.warmup_ratio)")
 
 
 class OptimConfig(_Strict):

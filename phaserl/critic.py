@@ -104,14 +104,29 @@ def _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_ch
             p.data = p.data.float()
     config = lm.model.config
     backbone = _backbone(lm.model)
+    lora = critic_lora(lora, freeze_vision)
     if lora:
         from peft import LoraConfig, get_peft_model
 
         backbone = get_peft_model(backbone, LoraConfig(**lora))
     critic = Critic(backbone, _hidden_size(config), lm.is_vlm, head_init_std)
     critic.lm_config = config  # the architecture, saved with the weights
-    critic.lora = dict(lora) if lora else None
+    critic.lora = lora
     return critic
+
+
+def critic_lora(lora: dict | None, freeze_vision: bool = False) -> dict | None:
+    """The policy's LoRA settings (`model.lora`) as the critic's backbone takes them: no `task_type` (the
+    backbone is a base model without an LM head, which a CAUSAL_LM PEFT wrapper would expect), and, with a
+    frozen vision tower, no adapters inside it (the rule `models.load_model` applies to the policy)."""
+    if not lora:
+        return None
+    from phaserl.models import VISION_KEYS
+
+    lora = {k: v for k, v in dict(lora).items() if k != "task_type"}
+    if freeze_vision and "exclude_modules" not in lora:
+        lora["exclude_modules"] = r".*(" + "|".join(VISION_KEYS) + r").*"
+    return lora
 
 
 ForwardContext = Callable[[list[Prompt]], contextlib.AbstractContextManager]
@@ -173,7 +188,7 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
                   backward: Callable[[torch.Tensor], None] | None = None,
                   no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
                   clip_grad_norm: Callable[[float], torch.Tensor] | None = None,
-                  context: ForwardContext | None = None) -> dict:
+                  context: ForwardContext | None = None, same_passes: bool = False) -> dict:
     """Fit the values to the GAE returns: `epochs` passes, each split into `mini_batches` optimizer steps,
     each accumulating micro-batches of cfg.micro_batch_size rows; loss = token-mean of the clipped value loss
     (cfg.value_clip around old_values), exact across micro-batches (each micro-batch weighs its share of the
@@ -182,6 +197,9 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
     old_values / returns: [N][T_i] lists or [N, T] tensors. skipped rows ([N] bool) are left out of the loss.
     backward / no_sync / clip_grad_norm: the accelerator's (DDP/FSDP) versions; plain torch by default.
     context: wraps each forward (see critic_values).
+    same_passes: keep skipped rows in the forwards, with their tokens masked out of the loss, so every
+    data-parallel rank runs as many forward/backward passes as its peers whatever it skips (a rank that ran
+    fewer would leave DDP's all-reduce or FSDP's all-gathers waiting); one process leaves them out instead.
     Returns mean value_loss, value_clip_frac and grad_norm over optimizer steps.
     """
     N = len(completion_ids)
@@ -200,7 +218,7 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
         for start in range(0, N, mb_size):
             mb = order[start:start + mb_size]
             total = float(sum(lengths[i] for i in mb))
-            live = [i for i in mb if lengths[i] > 0]
+            live = list(mb) if same_passes else [i for i in mb if lengths[i] > 0]
             micro = [live[k:k + cfg.micro_batch_size] for k in range(0, len(live), cfg.micro_batch_size)]
             optimizer.zero_grad(set_to_none=True)
             for k, rows in enumerate(micro):
@@ -209,6 +227,9 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
                     values, mask = critic_values(critic, processor, [prompts[i] for i in rows],
                                                  [completion_ids[i] for i in rows], pad_id, autocast, device,
                                                  context)
+                    if same_passes:  # a skipped row runs, and weighs nothing
+                        keep = torch.tensor([float(lengths[i] > 0) for i in rows], device=mask.device)
+                        mask = mask * keep[:, None]
                     T = values.shape[1]
                     old = _rows_tensor(old_values, rows, T).to(values)
                     ret = _rows_tensor(returns, rows, T).to(values)
@@ -254,12 +275,13 @@ def is_critic_folder(folder: str | Path) -> bool:
 
 
 def load_critic(folder: str | Path, *, attn_implementation: str | None = "sdpa",
-                freeze_vision: bool = False) -> Critic:
-    """Rebuild a saved critic: the architecture from its config, then its weights (strict: every key)."""
+                freeze_vision: bool = False, gradient_checkpointing: bool = False) -> Critic:
+    """Rebuild a saved critic: the architecture from its config, then its weights (strict: every key).
+    gradient_checkpointing as build_critic's: a resumed or handed-over critic trains as the fresh one did."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-    from phaserl.models import vision_parameters
+    from phaserl.models import enable_checkpointing, vision_parameters
 
     folder = Path(folder)
     if not is_critic_folder(folder):
@@ -274,6 +296,8 @@ def load_critic(folder: str | Path, *, attn_implementation: str | None = "sdpa",
     if freeze_vision:
         for p in vision_parameters(lm_model):
             p.requires_grad_(False)
+    if gradient_checkpointing:
+        enable_checkpointing(lm_model)
     backbone = _backbone(lm_model)
     if meta.get("lora"):
         from peft import LoraConfig, get_peft_model
@@ -302,5 +326,6 @@ def critic_for_stage(cfg, policy_folder: str, previous: str | Path | None = None
     source = cfg.init_from or (str(previous) if previous is not None and is_critic_folder(previous) else None)
     if source is not None:
         return load_critic(source, **{k: v for k, v in kwargs.items() if k in ("attn_implementation",
-                                                                               "freeze_vision")})
+                                                                               "freeze_vision",
+                                                                               "gradient_checkpointing")})
     return build_critic(policy_folder, head_init_std=cfg.head_init_std, **kwargs)

@@ -1,7 +1,13 @@
 """The value model (phaserl/critic.py) on tiny models: value alignment under padding and mixed text/image
-batches, the clipped-value-loss update (exact across micro-batches), save/load bitwise, LoRA, stage hand-over."""
+batches, the clipped-value-loss update (exact across micro-batches), save/load bitwise, LoRA, stage hand-over;
+and the trainer's critic (phaserl/stage_critic.py) in one process: its lr schedule, bitwise resume with the
+scheduler's state, and LoRA from the recipe's `model.lora`. Two processes (DDP, FSDP2):
+tests/distributed/test_distributed_critic.py."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +193,92 @@ def test_forward_context_wraps_every_critic_forward(llama):
     critic_update(critic, critic_optimizer(critic, cfg), llama.processor, [TXT] * 4, COMPS,
                   [torch.zeros(len(c)) for c in COMPS], [torch.ones(len(c)) for c in COMPS], cfg, pad, context=Ctx)
     assert seen == [3, 1, 2, 2]
+
+
+# ---- the trainer's critic (phaserl/stage_critic.py): lr schedule, save / resume / hand-over, LoRA ----------
+
+ROOT = Path(__file__).resolve().parents[1]
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
+
+
+def _stage(sets: list[str]):
+    from phaserl.config import load_recipe, resolve
+
+    rec = load_recipe(ROOT / "recipes/smoke_tiny.yaml", ["model.name=tiny:llama", "algo.advantage=gae",
+                                                        "critic.lr=1e-2", "critic.micro_batch_size=2",
+                                                        "critic.head_init_std=0.05", "optim.bf16_autocast=false",
+                                                        "stages.0.steps=8", *sets])
+    return rec, resolve(rec)[0]
+
+
+def _trainer_critic(rec, stage, resume=None, init="tiny:llama"):
+    from accelerate import Accelerator
+
+    from phaserl.stage_critic import setup_critic
+
+    return setup_critic(Accelerator(cpu=True), stage, rec, init, resume, seed=3, dummy_vision=None,
+                        steps=stage.steps)
+
+
+def _step(sc, lm, stage, seed=0) -> dict:
+    from accelerate import Accelerator
+
+    pad = lm.tokenizer.pad_token_id
+    prompts = [TXT, TXT, TXT2, TXT2]
+    old = sc.values(lm.processor, prompts, COMPS, pad, False, "cpu")
+    returns = [torch.linspace(-1, 1, len(c)) for c in COMPS]
+    return sc.update(Accelerator(cpu=True), lm.processor, prompts, COMPS, old, returns, pad, stage.algo,
+                     stage.optim, seed, [False] * 4)
+
+
+@pytest.mark.parametrize("sets, schedule, warmup", [
+    (["optim.schedule=cosine", "optim.warmup_ratio=0.25"], "cosine", 0.25),  # the stage's (policy's) schedule
+    (["optim.schedule=cosine", "critic.schedule=linear", "critic.warmup_ratio=0.5"], "linear", 0.5),  # its own
+])
+def test_trainer_critic_lr_follows_the_schedule(llama, sets, schedule, warmup):
+    from phaserl.schedule import lr_factor
+
+    rec, stage = _stage(sets)
+    sc = _trainer_critic(rec, stage)
+    lrs = [_step(sc, llama, stage, seed=s)["critic/lr"] for s in range(stage.steps)]
+    want = [1e-2 * lr_factor(s, stage.steps, warmup, schedule) for s in range(stage.steps)]
+    assert lrs == pytest.approx(want, rel=1e-6)
+    assert len(set(lrs)) > 3  # warms up, then decays
+
+
+def test_trainer_critic_resumes_bitwise_with_its_scheduler(llama, tmp_path):
+    rec, stage = _stage(["optim.schedule=cosine"])
+    sc = _trainer_critic(rec, stage)
+    for s in range(3):
+        _step(sc, llama, stage, seed=s)
+    sc.gather()  # what the trainer calls on every rank before rank 0 saves
+    sc.save(tmp_path / "ckpt")
+    again = _trainer_critic(rec, stage, resume=tmp_path / "ckpt")
+    assert again.scheduler.state_dict() == sc.scheduler.state_dict()
+    a, b = _step(sc, llama, stage, seed=3), _step(again, llama, stage, seed=3)
+    assert a == b  # the same lr, loss and grad norm at the resumed step
+    for (k, x), (_, y) in zip(sc.base.state_dict().items(), again.base.state_dict().items()):
+        assert torch.equal(x, y), k
+
+
+def test_lora_from_the_recipe_trains_adapters_and_head_saves_resumes_and_hands_over(llama, tmp_path):
+    rec, stage = _stage([f"model.lora={json.dumps(LORA)}"])
+    sc = _trainer_critic(rec, stage)
+    trainable = {n for n, p in sc.base.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and "value_head.weight" in trainable
+    assert all("lora_" in n or n.startswith("value_head") for n in trainable)
+    before = {n: p.detach().clone() for n, p in sc.base.named_parameters()}
+    for s in range(2):
+        _step(sc, llama, stage, seed=s)
+    moved = {n for n, p in sc.base.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and moved <= trainable  # the frozen base weights stayed put
+    sc.save(tmp_path / "final")
+    resumed = _trainer_critic(rec, stage, resume=tmp_path / "final")
+    nxt = _trainer_critic(rec, stage, init=str(tmp_path / "final"))  # the next stage starts from final/critic
+    for other in (resumed, nxt):
+        assert other.base.lora == sc.base.lora and "task_type" not in other.base.lora
+        assert {n for n, p in other.base.named_parameters() if p.requires_grad} == trainable
+        for (k, x), (_, y) in zip(sc.base.state_dict().items(), other.base.state_dict().items()):
+            assert torch.equal(x, y), k
+    assert resumed.optimizer.state_dict()["state"]  # moments resumed; a new stage starts a fresh optimizer
+    assert not nxt.optimizer.state_dict()["state"]
