@@ -212,7 +212,7 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
 def checkpointing_active(model) -> bool:
     """True when a forward of `model` now would run checkpointed layers (activation checkpointing on and the
     model in training mode), which is when transformers turns the KV cache off."""
-    from phaserl.distributed import unwrap
+    from phaserl.names import unwrap
 
     base = unwrap(model)
     return base.training and any(getattr(m, "gradient_checkpointing", False) is True for m in base.modules())
