@@ -189,6 +189,8 @@ def _finish(ctx: RunContext, run: StageRun) -> Path:
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] after training: {_eval_brief(row)}")
     weights, _ = gather_states(run.model, None)  # collective under FSDP
+    if run.critic is not None:  # collective under FSDP2: every rank, before rank 0 saves
+        run.critic.gather()
     if acc.is_main_process:
         base = acc.unwrap_model(run.model)
 
@@ -231,6 +233,8 @@ def _save(ctx, folder: Path, run: StageRun, step: int) -> None:
     state; rank 0 writes them."""
     acc = ctx.accelerator
     weights, optim_state = gather_states(run.model, run.optimizer)
+    if run.critic is not None:  # collective under FSDP2: every rank, before rank 0 saves
+        run.critic.gather()
     if acc.is_main_process:
         state = {"stage_index": run.stage.index, "stage": run.stage.name, "step": step,
                  "data": run.mixture.state_dict(), "seed": ctx.recipe.seed, "global_step": ctx.global_step,

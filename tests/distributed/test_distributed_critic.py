@@ -92,16 +92,7 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def _trainer_gathers_critic() -> bool:
-    """Whether the trainer gathers the critic on every rank before rank 0 saves it (StageCritic.gather); until
-    it does, a sharded critic cannot be saved and the FSDP2 runs are expected to fail."""
-    return any("critic.gather(" in p.read_text() for p in (ROOT / "phaserl").glob("*.py")
-               if p.name != "stage_critic.py")
-
-
-BACKENDS = [pytest.param("fsdp2", marks=pytest.mark.xfail(
-    not _trainer_gathers_critic(), run=False, strict=True,
-    reason="trainer.py must call StageCritic.gather() on every rank before saving (issue 20)")), "ddp"]
+BACKENDS = ["fsdp2", "ddp"]
 
 
 def _rows(out: Path) -> list[dict]:
