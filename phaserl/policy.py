@@ -10,7 +10,10 @@ Two ways to compute the same numbers:
   prompt work saved; gradients of the prompt positions add up over the rows exactly as in the plain form.
 `rows_logp` picks the shared form when the architecture allows it and activation checkpointing is off: a
 checkpointed layer in training mode runs without a KV cache (transformers forces `use_cache=False`, and a
-recomputed layer would append to a cache twice), so checkpointed models take the plain form.
+recomputed layer would append to a cache twice), so checkpointed models take the plain form. A sharded model
+(FSDP2) with gradients on takes it too: FSDP2 frees each layer's gathered weights after its forward, and the
+shared form runs the model twice (prompts, then completions) before one backward, whose pass through the first
+forward then finds that storage freed. Without gradients (old-policy log-probs) the shared form stays.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from phaserl.distributed import is_sharded
+from phaserl.names import unwrap
 from phaserl.rollout.encode import (
     continuation_positions,
     encode_prompts,
@@ -212,8 +217,6 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
 def checkpointing_active(model) -> bool:
     """True when a forward of `model` now would run checkpointed layers (activation checkpointing on and the
     model in training mode), which is when transformers turns the KV cache off."""
-    from phaserl.names import unwrap
-
     base = unwrap(model)
     return base.training and any(getattr(m, "gradient_checkpointing", False) is True for m in base.modules())
 
@@ -222,8 +225,10 @@ def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list
               temperature: float, autocast: bool, device, shared_prefix: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]): the shared-prefix form when the
-    model supports it (and `shared_prefix`) and no checkpointed layer would run, else the plain padded form."""
-    if shared_prefix and supports_shared_prefix(model, is_vlm) and not checkpointing_active(model):
+    model supports it (and `shared_prefix`), no checkpointed layer would run and no sharded backward will follow
+    (module doc), else the plain padded form."""
+    if shared_prefix and supports_shared_prefix(model, is_vlm) and not checkpointing_active(model) \
+            and not (torch.is_grad_enabled() and is_sharded(model)):
         return shared_prefix_logp(model, processor, prompts, completion_ids, is_vlm, pad_id, temperature,
                                   autocast, device)
     inputs, targets, mask = build_sequences(processor, prompts, completion_ids, is_vlm, pad_id)
