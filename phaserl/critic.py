@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from phaserl.algo import aggregate, value_loss
-from phaserl.policy import autocast_context, build_sequences
+from phaserl.policy import autocast_context, build_sequences, pad_rows
 from phaserl.types import Prompt
 
 CRITIC_FILE = "critic.safetensors"
@@ -169,17 +169,10 @@ def critic_optimizer(critic: Critic, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), T)
-    for j, r in enumerate(rows):
-        out[j, :len(r)] = r[:T].float()
-    return out
-
-
 def _rows_tensor(x, rows: list[int], T: int) -> torch.Tensor:
     if torch.is_tensor(x):
         return x[rows][:, :T].float()
-    return _pad([x[i] for i in rows], T)
+    return pad_rows([x[i] for i in rows], T)
 
 
 def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], completion_ids: list[list[int]],

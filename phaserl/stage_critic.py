@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import torch
 
 from phaserl import critic as C
+from phaserl.models import is_peft
 from phaserl.schedule import make_scheduler
 
 SUBFOLDER = "critic"
@@ -137,7 +138,7 @@ def _clip_sharded(model, max_norm: float) -> torch.Tensor:
 def _no_split_classes(backbone) -> set[str]:
     """Class names of the backbone's blocks (transformers' `_no_split_modules`: decoder layers, vision
     blocks)."""
-    inner = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+    inner = backbone.get_base_model() if is_peft(backbone) else backbone
     names = set(getattr(inner, "_no_split_modules", None) or [])
     if not names:
         raise ValueError(f"{type(inner).__name__} names no `_no_split_modules` to shard the critic by")
