@@ -13,22 +13,16 @@ critic lr schedule that changes every step (so the scheduler's state must resume
 FSDP2 runs with activation checkpointing on, as tests/distributed/test_distributed_trainer.py does.
 """
 
-import json
 import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import launching
 import pytest
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = launching.ROOT
 CRITIC_LR = 1e-3
 FAST = ["stages.*.steps=1", "rollout.max_new_tokens=4", "logging.progress=false",
         "model.gradient_checkpointing=true", "algo.kl_coef=0.0"]
@@ -50,53 +44,7 @@ def _recipe(folder: Path) -> Path:
     return path
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _command(backend: str, recipe: Path, out: Path, sets: list[str]) -> list[str]:
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    cmd = [accelerate, "launch", "--config_file", str(ROOT / f"configs/accelerate/{backend}.yaml"),
-           "--num_processes", "2", "--main_process_port", str(_port()), "-m", "phaserl", "train", str(recipe),
-           "--output", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
-    return cmd
-
-
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def _run(cmd: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=ROOT)
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-6000:])
-    return r
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        out += [int(child)] + _descendants(int(child))
-    return out
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the launcher and every rank (torch's launcher puts its workers in their own sessions)."""
-    for p in [pid] + _descendants(pid):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 BACKENDS = ["fsdp2", "ddp"]
-
-
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def _finals(out: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -116,8 +64,8 @@ def test_ppo_critic_on_two_processes_through_the_trainer(tmp_path, backend):
     from phaserl.models import load_model
 
     out = tmp_path / "run"
-    _run(_command(backend, _recipe(tmp_path), out, FAST))
-    steps = [r for r in _rows(out) if r.get("step", 0) > 0 and not r.get("final")]
+    launching.run(launching.command(backend, _recipe(tmp_path), out, FAST))
+    steps = [r for r in launching.rows(out) if r.get("step", 0) > 0 and not r.get("final")]
     assert [(r["stage_index"], r["step"]) for r in steps] == [(0, 1), (1, 1)]
     for r in steps:
         for key in ("critic/value_loss", "critic/value_clip_frac", "critic/grad_norm", "critic/lr"):
@@ -148,24 +96,23 @@ def test_sigkill_mid_stage_and_rerun_keeps_policy_and_critic_bitwise(tmp_path, b
 
     recipe = _recipe(tmp_path)
     straight = tmp_path / "straight"
-    _run(_command(backend, recipe, straight, SLOW))
-    steps = [r for r in _rows(straight) if r.get("step", 0) > 0 and not r.get("final")]
+    launching.run(launching.command(backend, recipe, straight, SLOW))
+    steps = [r for r in launching.rows(straight) if r.get("step", 0) > 0 and not r.get("final")]
     assert [r["critic/lr"] for r in steps] == pytest.approx(
         [CRITIC_LR * lr_factor(r["step"] - 1, 3, 0.0, "cosine") for r in steps])  # changes every step
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_command(backend, recipe, out, SLOW), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT, start_new_session=True)
+    proc = launching.start(launching.command(backend, recipe, out, SLOW))
     marker = out / "stages/2-image-caption/checkpoint-1/COMPLETE"
     deadline = time.time() + 900
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert marker.exists(), "the run never reached stage 2's first checkpoint"
     assert (out / "stages/2-image-caption/checkpoint-1/critic/critic_scheduler.pt").is_file()
-    _kill_tree(proc.pid)  # launcher and both ranks, mid-stage
+    launching.kill_tree(proc.pid)  # launcher and both ranks, mid-stage
     proc.wait()
     assert not (out / "stages/2-image-caption/final/COMPLETE").exists()
-    r = _run(_command(backend, recipe, out, SLOW))
+    r = launching.run(launching.command(backend, recipe, out, SLOW))
     assert "resuming from" in r.stdout
     a, b = _finals(straight), _finals(out)
     assert a.keys() == b.keys()

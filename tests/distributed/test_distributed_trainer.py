@@ -10,77 +10,33 @@ weights; and (slow tier) a run killed with SIGKILL mid-stage and rerun ends with
 uninterrupted run.
 """
 
-import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import launching
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = launching.ROOT
 SETS = ["stages.0.steps=2", "stages.1.steps=3", "stages.2.steps=2", "rollout.max_new_tokens=6",
         "logging.progress=false", "model.gradient_checkpointing=true",
         # stage 2: half the prompts text-only, so a step often gives one rank images and the other none
         "stages.1.data.0.weight=1"]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _command(backend: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    cmd = [accelerate, "launch", "--config_file", str(ROOT / f"configs/accelerate/{backend}.yaml"),
-           "--num_processes", "2", "--main_process_port", str(_port()), "-m", "phaserl", "train",
-           str(ROOT / "recipes/smoke_tiny.yaml"), "--output", str(out)]
-    for s in [*SETS, *extra]:
-        cmd += ["--set", s]
-    return cmd
-
-
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return launching.command(backend, ROOT / "recipes/smoke_tiny.yaml", out, [*SETS, *extra])
 
 
 def _run(backend: str, out: Path, timeout: int = 900, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    r = subprocess.run(_command(backend, out, extra), capture_output=True, text=True, timeout=timeout, env=_env())
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-6000:])
-    return r
+    return launching.run(_command(backend, out, extra), timeout)
 
 
 def _final(out: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(out / "stages/3-image/final/model.safetensors"))
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        out += [int(child)] + _descendants(int(child))
-    return out
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant (torch's launcher puts its workers in their own sessions, so a
-    process-group kill would leave the ranks running)."""
-    for p in [pid] + _descendants(pid):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.timeout(1200)
@@ -90,7 +46,7 @@ def test_two_process_run_through_the_trainer(tmp_path, backend):
     # FSDP2 without activation checkpointing: the update takes the plain log-prob form (policy.rows_logp; the
     # shared-prefix form's two forwards before one backward crash there). With checkpointing: the slow test.
     _run(backend, out, extra=("model.gradient_checkpointing=false",) if backend == "fsdp2" else ())
-    rows = _rows(out)
+    rows = launching.rows(out)
     steps = [r for r in rows if r.get("step", 0) > 0 and not r.get("final")]
     assert [(r["stage_index"], r["step"]) for r in steps] == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
     for r in steps:  # the tower ran as often on every rank, text-only ranks included
@@ -138,14 +94,13 @@ def test_sigkill_mid_stage_and_rerun_is_bitwise_equal(tmp_path, backend):
     straight = tmp_path / "straight"
     _run(backend, straight)
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_command(backend, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env(), start_new_session=True)
+    proc = launching.start(_command(backend, out))
     marker = out / "stages/2-image-caption/checkpoint-1/COMPLETE"
     deadline = time.time() + 900
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert marker.exists(), "the run never reached stage 2's first checkpoint"
-    _kill_tree(proc.pid)  # launcher and both ranks, mid-stage, no chance to clean up
+    launching.kill_tree(proc.pid)  # launcher and both ranks, mid-stage, no chance to clean up
     proc.wait()
     assert not (out / "stages/2-image-caption/final/COMPLETE").exists()
     r = _run(backend, out)
