@@ -28,7 +28,8 @@ smoke: $(STAMP)
 
 ## Fast tests (unit + tiny-model end to end); under 15 minutes on 2 cores.
 test: $(STAMP)
-	$(BIN)/ruff check phaserl tests benchmarks
+	$(BIN)/ruff check phaserl tests benchmarks scripts
+	$(BIN)/ruff format --check phaserl tests benchmarks scripts
 	$(PYTEST) -q
 
 ## Slow checks (official verdict agreement over whole benchmarks, FSDP2/DDP kill-and-resume runs).
@@ -55,11 +56,10 @@ test-oracle: $(STAMP)
 test-vllm:
 	bash scripts/test_vllm.sh
 
-## ruff check everywhere; ruff format --check on the files listed in .ruff-format-files (those already
-## formatted: the list only grows). Format a file before adding it: .venv/bin/ruff format FILE
+## ruff check and ruff format --check everywhere (make test runs both). Fix with: .venv/bin/ruff format FILE
 lint: $(STAMP)
 	$(BIN)/ruff check phaserl tests benchmarks scripts
-	$(BIN)/ruff format --check $$(cat .ruff-format-files)
+	$(BIN)/ruff format --check phaserl tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) runs

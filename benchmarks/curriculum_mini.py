@@ -72,11 +72,13 @@ class Settings:
 
 # About 90 minutes on an idle 2-core CPU (9 trained runs, 10 final evaluations); docs/curriculum_mini.md.
 FULL = Settings()
-QUICK = replace(FULL, total_steps=6, group_size=4, n_train=40, n_curve=12, n_final=30, eval_every=0,
-                checkpoint_every=3)
+QUICK = replace(
+    FULL, total_steps=6, group_size=4, n_train=40, n_curve=12, n_final=30, eval_every=0, checkpoint_every=3
+)
 
 
 # ---------------------------------------------------------------- planning
+
 
 def split_steps(total: int, parts: int) -> list[int]:
     """`total` steps over `parts` stages as equally as possible (earlier stages take the remainder)."""
@@ -102,24 +104,40 @@ def arm_recipe(arm: str, settings: Settings, seed: int, model: str) -> dict:
     s = settings
     stages = []
     for k, (view, steps) in enumerate(zip(ARM_VIEWS[arm], arm_steps(arm, s))):
-        stages.append({"name": STAGE_NAMES[view], "view": view, "steps": steps,
-                       "data": [mini_spec("train", s.n_train, TRAIN_SEEDS[view])],
-                       # a later stage starts from the previous final/, which was just evaluated
-                       "eval": {"at_start": k == 0}})
+        stages.append(
+            {
+                "name": STAGE_NAMES[view],
+                "view": view,
+                "steps": steps,
+                "data": [mini_spec("train", s.n_train, TRAIN_SEEDS[view])],
+                # a later stage starts from the previous final/, which was just evaluated
+                "eval": {"at_start": k == 0},
+            }
+        )
     if not stages:
         raise ValueError(f"arm {arm!r} has no RL stages")
     return {
-        "name": f"mini-{arm}-seed{seed}", "seed": seed, "model": {"name": model}, "template": TEMPLATE,
+        "name": f"mini-{arm}-seed{seed}",
+        "seed": seed,
+        "model": {"name": model},
+        "template": TEMPLATE,
         "rewards": [{"name": "last_number", "weight": 1.0}, {"name": ANSWER_ONLY, "weight": s.format_weight}],
         "prompts_per_step": s.prompts_per_step,
-        "rollout": {"group_size": s.group_size, "max_new_tokens": s.max_new_tokens,
-                    "temperature": s.temperature},
+        "rollout": {
+            "group_size": s.group_size,
+            "max_new_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+        },
         # micro-batches of 8 keep the update's activations to about a GB (several runs share this machine)
         "algo": {"advantage": "grpo", "kl_coef": 0.0, "micro_batch_size": 8},
         "optim": {"lr": s.lr, "max_grad_norm": 1.0},
         "checkpoint": {"every": s.checkpoint_every, "keep_last": 1},
-        "eval": {"every": s.eval_every, "limit": s.n_curve, "views": list(VIEWS),
-                 "data": [mini_spec("test", s.n_curve, 0, limit=s.n_curve)]},
+        "eval": {
+            "every": s.eval_every,
+            "limit": s.n_curve,
+            "views": list(VIEWS),
+            "data": [mini_spec("test", s.n_curve, 0, limit=s.n_curve)],
+        },
         "logging": {"tensorboard": False, "samples_per_step": 4, "progress": False},
         "stages": stages,
     }
@@ -132,9 +150,11 @@ def run_name(arm: str, seed: int) -> str:
 def plan_lines(settings: Settings, arms: tuple[str, ...], seeds: list[int]) -> list[str]:
     """What will run, for the log and the results file."""
     s = settings
-    lines = [f"{s.total_steps} RL steps per trained arm, B={s.prompts_per_step} G={s.group_size} "
-             f"({s.total_steps * s.prompts_per_step * s.group_size} samples), seeds {seeds}; "
-             f"final eval on {s.n_final} test problems x {len(VIEWS)} views, curves on {s.n_curve}"]
+    lines = [
+        f"{s.total_steps} RL steps per trained arm, B={s.prompts_per_step} G={s.group_size} "
+        f"({s.total_steps * s.prompts_per_step * s.group_size} samples), seeds {seeds}; "
+        f"final eval on {s.n_final} test problems x {len(VIEWS)} views, curves on {s.n_curve}"
+    ]
     for arm in arms:
         steps = arm_steps(arm, s)
         desc = " -> ".join(f"{v} ({n})" for v, n in zip(ARM_VIEWS[arm], steps)) or "no RL"
@@ -143,6 +163,7 @@ def plan_lines(settings: Settings, arms: tuple[str, ...], seeds: list[int]) -> l
 
 
 # ---------------------------------------------------------------- running
+
 
 def default_mini_vlm(log: Callable[[str], None] = print) -> Path:
     """The default mini VLM, built once into the cache (atomically: a crash never leaves half a folder).
@@ -156,8 +177,11 @@ def default_mini_vlm(log: Callable[[str], None] = print) -> Path:
     from phaserl.minivlm.tasks import TASKS_VERSION
     from phaserl.models import cache_dir
 
-    defaults = {k: repr(v.default) for k, v in inspect.signature(build_mini_vlm).parameters.items()
-                if v.default is not inspect.Parameter.empty and k != "log"}
+    defaults = {
+        k: repr(v.default)
+        for k, v in inspect.signature(build_mini_vlm).parameters.items()
+        if v.default is not inspect.Parameter.empty and k != "log"
+    }
     defaults["tasks_version"] = TASKS_VERSION  # the alignment sees train problem images
     digest = hashlib.sha256(json.dumps(defaults, sort_keys=True).encode()).hexdigest()[:8]
     target = cache_dir() / "models" / f"minivlm-default-{digest}"
@@ -193,13 +217,20 @@ def evaluate_model(model_dir: str, recipe_dict: dict, settings: Settings) -> dic
     recipe = recipe_from_dict({**recipe_dict, "model": {"name": model_dir}}, recipe_dict["name"])
     spec = DatasetSpec(**mini_spec("test", settings.n_final, 0, limit=settings.n_final))
     stage = resolve(recipe)[-1].model_copy(
-        update={"eval": EvalConfig(data=[spec], limit=settings.n_final, views=list(VIEWS))})
+        update={"eval": EvalConfig(data=[spec], limit=settings.n_final, views=list(VIEWS))}
+    )
     lm = load_model(model_dir)
     lm.tokenizer.padding_side = "left"
     lm.model.eval()
     row = evaluate_greedy(make_engine(stage, lm, lm.model), stage, recipe)
-    return {view: {"accuracy": row.get(f"eval/{view}/last_number"), "format": row.get(f"eval/{view}/{ANSWER_ONLY}"),
-                   "n": row.get(f"eval/{view}/n")} for view in VIEWS}
+    return {
+        view: {
+            "accuracy": row.get(f"eval/{view}/last_number"),
+            "format": row.get(f"eval/{view}/{ANSWER_ONLY}"),
+            "n": row.get(f"eval/{view}/n"),
+        }
+        for view in VIEWS
+    }
 
 
 def prune_run(run_dir: Path, keep_final: Path | None) -> None:
@@ -217,8 +248,10 @@ def check_settings(output: Path, settings: Settings, model: str) -> None:
     if path.exists():
         have = json.loads(path.read_text())
         if have != want:
-            raise SystemExit(f"{output} holds runs made with other settings or another model:\n  {have}\n"
-                             f"now:\n  {want}\nuse another --output folder")
+            raise SystemExit(
+                f"{output} holds runs made with other settings or another model:\n  {have}\n"
+                f"now:\n  {want}\nuse another --output folder"
+            )
     else:
         output.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(want, indent=1) + "\n")
@@ -234,9 +267,14 @@ def run_job(job: dict, *, train: Callable = train_arm, evaluate: Callable = eval
     recipe = arm_recipe("direct" if arm == "base" else arm, settings, seed, job["model"])
     start = time.perf_counter()
     final = job["model"] if arm == "base" else train(recipe, run_dir)
-    result = {"arm": arm, "seed": seed, "model": str(final), "eval": evaluate(str(final), recipe, settings),
-              "seconds": round(time.perf_counter() - start, 1),
-              "load_average": round(os.getloadavg()[1], 1)}  # 5-minute; a timing means little without it
+    result = {
+        "arm": arm,
+        "seed": seed,
+        "model": str(final),
+        "eval": evaluate(str(final), recipe, settings),
+        "seconds": round(time.perf_counter() - start, 1),
+        "load_average": round(os.getloadavg()[1], 1),
+    }  # 5-minute; a timing means little without it
     (run_dir / "final_eval.json").write_text(json.dumps(result, indent=1) + "\n")
     if arm != "base" and not job.get("keep_models"):
         prune_run(run_dir, keep_final=Path(final))
@@ -267,9 +305,17 @@ def run_job_isolated(job: dict) -> dict:
     return json.loads((run_dir / "final_eval.json").read_text())
 
 
-def run_experiment(settings: Settings, output: Path, model: str, seeds: list[int],
-                   arms: tuple[str, ...] = ARMS, *, job: Callable[[dict], dict] = run_job_isolated,
-                   keep_models: bool = False, log: Callable[[str], None] = print) -> dict:
+def run_experiment(
+    settings: Settings,
+    output: Path,
+    model: str,
+    seeds: list[int],
+    arms: tuple[str, ...] = ARMS,
+    *,
+    job: Callable[[dict], dict] = run_job_isolated,
+    keep_models: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train and evaluate every (arm, seed) not yet done, then write the table and the plot."""
     check_settings(output, settings, model)
     for line in plan_lines(settings, arms, seeds):
@@ -282,18 +328,30 @@ def run_experiment(settings: Settings, output: Path, model: str, seeds: list[int
                 log(f"[{name}] done already")
                 continue
             log(f"[{name}] starting")
-            result = job({"arm": arm, "seed": seed, "settings": asdict(settings), "model": str(model),
-                          "run_dir": str(run_dir), "keep_models": keep_models})
+            result = job(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "settings": asdict(settings),
+                    "model": str(model),
+                    "run_dir": str(run_dir),
+                    "keep_models": keep_models,
+                }
+            )
             log(f"[{name}] {brief(result['eval'])} ({result['seconds']:.0f}s)")
     return write_report(output, settings, model, seeds, arms)
 
 
 def brief(evals: dict) -> str:
-    return "  ".join(f"{v}: acc {e['accuracy']:.3f} fmt {e['format']:.3f}" for v, e in evals.items()
-                     if e.get("accuracy") is not None)
+    return "  ".join(
+        f"{v}: acc {e['accuracy']:.3f} fmt {e['format']:.3f}"
+        for v, e in evals.items()
+        if e.get("accuracy") is not None
+    )
 
 
 # ---------------------------------------------------------------- report
+
 
 def mean_std(values: list[float]) -> dict:
     """Mean and sample standard deviation (None for fewer than two values)."""
@@ -315,10 +373,18 @@ def collect_results(output: Path, arms: tuple[str, ...], seeds: list[int]) -> di
                 runs.append(json.loads(path.read_text()))
         if not runs:
             continue
-        views = {view: {metric: mean_std([r["eval"][view][metric] for r in runs if view in r["eval"]])
-                        for metric in ("accuracy", "format")} for view in VIEWS}
-        table[arm] = {"seeds": [r["seed"] for r in runs], "views": views,
-                      "n": {view: runs[0]["eval"].get(view, {}).get("n") for view in VIEWS}}
+        views = {
+            view: {
+                metric: mean_std([r["eval"][view][metric] for r in runs if view in r["eval"]])
+                for metric in ("accuracy", "format")
+            }
+            for view in VIEWS
+        }
+        table[arm] = {
+            "seeds": [r["seed"] for r in runs],
+            "views": views,
+            "n": {view: runs[0]["eval"].get(view, {}).get("n") for view in VIEWS},
+        }
     return table
 
 
@@ -330,13 +396,20 @@ def fmt_pct(stat: dict) -> str:
 
 
 def markdown_table(table: dict, settings: Settings) -> str:
-    head = ["arm", "RL stages (steps)", "seeds"] + [f"{v} acc %" for v in VIEWS] + [f"{v} format %" for v in VIEWS]
+    head = (
+        ["arm", "RL stages (steps)", "seeds"]
+        + [f"{v} acc %" for v in VIEWS]
+        + [f"{v} format %" for v in VIEWS]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, row in table.items():
         stages = " → ".join(f"{v} ({n})" for v, n in zip(ARM_VIEWS[arm], arm_steps(arm, settings))) or "none"
         seeds = str(len(row["seeds"])) + (" (greedy: deterministic)" if arm == "base" else "")
-        cells = [arm, stages, seeds] + [fmt_pct(row["views"][v]["accuracy"]) for v in VIEWS] + \
-            [fmt_pct(row["views"][v]["format"]) for v in VIEWS]
+        cells = (
+            [arm, stages, seeds]
+            + [fmt_pct(row["views"][v]["accuracy"]) for v in VIEWS]
+            + [fmt_pct(row["views"][v]["format"]) for v in VIEWS]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -366,9 +439,13 @@ def collect_curves(output: Path, arms: tuple[str, ...], seeds: list[int]) -> dic
             steps = sorted({s for run in runs for s in run[view]})
             values = [[run[view][s] for run in runs if s in run[view]] for s in steps]
             if steps:
-                per_view[view] = {"steps": steps, "mean": [statistics.fmean(v) for v in values],
-                                  "min": [min(v) for v in values], "max": [max(v) for v in values],
-                                  "runs": [len(v) for v in values]}
+                per_view[view] = {
+                    "steps": steps,
+                    "mean": [statistics.fmean(v) for v in values],
+                    "min": [min(v) for v in values],
+                    "max": [max(v) for v in values],
+                    "runs": [len(v) for v in values],
+                }
         if per_view:
             curves[arm] = per_view
     return curves
@@ -392,7 +469,7 @@ def plot_curves(curves: dict, settings: Settings, path: Path) -> Path | None:
             label = f"{arm} ({'/'.join(map(str, arm_steps(arm, settings)))})"
             (line,) = ax.plot(c["steps"], c["mean"], marker="o", markersize=3, label=label)
             ax.fill_between(c["steps"], c["min"], c["max"], color=line.get_color(), alpha=0.15, linewidth=0)
-            ends = [sum(arm_steps(arm, settings)[:k + 1]) for k in range(len(ARM_VIEWS[arm]) - 1)]
+            ends = [sum(arm_steps(arm, settings)[: k + 1]) for k in range(len(ARM_VIEWS[arm]) - 1)]
             for x in ends:  # stage boundaries
                 ax.axvline(x, color=line.get_color(), alpha=0.3, linestyle=":", linewidth=1)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -410,7 +487,9 @@ def plot_curves(curves: dict, settings: Settings, path: Path) -> Path | None:
     return path
 
 
-def write_report(output: Path, settings: Settings, model: str, seeds: list[int], arms: tuple[str, ...]) -> dict:
+def write_report(
+    output: Path, settings: Settings, model: str, seeds: list[int], arms: tuple[str, ...]
+) -> dict:
     """results.json, results.md and curves.png from whatever runs have finished."""
     table = collect_results(output, arms, seeds)
     curves = collect_curves(output, arms, seeds)
@@ -420,18 +499,37 @@ def write_report(output: Path, settings: Settings, model: str, seeds: list[int],
     if info.exists():
         meta = json.loads(info.read_text())
         perception = {k: meta.get(k) for k in ("perception_accuracy", "problem_char_accuracy")}
-    seen = "" if not perception or perception["problem_char_accuracy"] is None else (
-        f" (it reads {100 * perception['problem_char_accuracy']:.1f}% of the characters of test problem images)")
-    seconds = sum(json.loads(p.read_text()).get("seconds", 0) for p in (output / "runs").glob("*/final_eval.json"))
-    result = {"settings": asdict(settings), "model": str(model), "perception": perception, "seeds": seeds,
-              "arms": table, "curves": curves, "plot": str(plot) if plot else None,
-              "run_seconds": round(seconds, 1)}
+    seen = (
+        ""
+        if not perception or perception["problem_char_accuracy"] is None
+        else (
+            f" (it reads {100 * perception['problem_char_accuracy']:.1f}% of the characters of test problem images)"
+        )
+    )
+    seconds = sum(
+        json.loads(p.read_text()).get("seconds", 0) for p in (output / "runs").glob("*/final_eval.json")
+    )
+    result = {
+        "settings": asdict(settings),
+        "model": str(model),
+        "perception": perception,
+        "seeds": seeds,
+        "arms": table,
+        "curves": curves,
+        "plot": str(plot) if plot else None,
+        "run_seconds": round(seconds, 1),
+    }
     (output / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    md = ["# Curriculum RL in miniature", "", *plan_lines(settings, arms, seeds), "",
-          markdown_table(table, settings),
-          f"Greedy decoding, mean ± sample std over seeds; format = responses that are just the number. "
-          f"Model: {model}{seen}" +
-          f". Runs took {seconds / 60:.0f} min in total.", ""]
+    md = [
+        "# Curriculum RL in miniature",
+        "",
+        *plan_lines(settings, arms, seeds),
+        "",
+        markdown_table(table, settings),
+        f"Greedy decoding, mean ± sample std over seeds; format = responses that are just the number. "
+        f"Model: {model}{seen}" + f". Runs took {seconds / 60:.0f} min in total.",
+        "",
+    ]
     if plot:
         md.append(f"![accuracy over RL steps]({plot.name})")
     (output / "results.md").write_text("\n".join(md) + "\n")
@@ -440,12 +538,19 @@ def write_report(output: Path, settings: Settings, model: str, seeds: list[int],
 
 # ---------------------------------------------------------------- command line
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="the ~15-minute version: fewer steps, 1 seed, small eval")
+    p.add_argument(
+        "--quick", action="store_true", help="the ~15-minute version: fewer steps, 1 seed, small eval"
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per trained arm (default 3, quick 1)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="results folder (default runs/curriculum_mini, quick runs/curriculum_mini_quick)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results folder (default runs/curriculum_mini, quick runs/curriculum_mini_quick)",
+    )
     p.add_argument("--mini-vlm", default=None, help="a built mini VLM folder (default: build and cache one)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     p.add_argument("--total-steps", type=int, default=None, help="override the RL steps per arm")

@@ -37,12 +37,16 @@ REWARDS = [{"name": "accuracy", "weight": 1.0}, {"name": "format_boxed", "weight
 PEAK = {"bf16": 740e9, "fp32": 180e9}  # measured 2048^3 matmul peaks of this 2-core machine (issue 6)
 CASES = {
     "text": {"view": "text", "generator": "arithmetic", "generator_args": {"n": 512, "digits": 1, "seed": 0}},
-    "vlm": {"view": "image+caption", "generator": "arithmetic_vl",
-            "generator_args": {"n": 512, "digits": 1, "seed": 0, "image_size": [224, 224]}},
+    "vlm": {
+        "view": "image+caption",
+        "generator": "arithmetic_vl",
+        "generator_args": {"n": 512, "digits": 1, "seed": 0, "image_size": [224, 224]},
+    },
 }
 
 
 # ---- the VLM case's model ----------------------------------------------------------------------------------
+
 
 def bench_vlm_path() -> str:
     """Qwen2.5-VL architecture with SmolLM2-135M's text weights and a random 4-layer vision tower (built once)."""
@@ -73,30 +77,51 @@ def _build_vlm(out: Path) -> None:
     tok, ids = qwen_vl_tokenizer()
     head_dim = sc.hidden_size // sc.num_attention_heads
     config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=sc.hidden_size, intermediate_size=sc.intermediate_size,
-                         num_hidden_layers=sc.num_hidden_layers, num_attention_heads=sc.num_attention_heads,
-                         num_key_value_heads=sc.num_key_value_heads, rms_norm_eps=sc.rms_norm_eps,
-                         max_position_embeddings=8192,
-                         rope_parameters={"rope_type": "default", "rope_theta": sc.rope_parameters["rope_theta"],
-                                          "mrope_section": _mrope_section(head_dim)},
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|im_end|>"],
-                         bos_token_id=tok.bos_token_id),
-        vision_config=dict(depth=4, hidden_size=512, intermediate_size=1376, num_heads=8,
-                           out_hidden_size=sc.hidden_size, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[3]),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=sc.hidden_size,
+            intermediate_size=sc.intermediate_size,
+            num_hidden_layers=sc.num_hidden_layers,
+            num_attention_heads=sc.num_attention_heads,
+            num_key_value_heads=sc.num_key_value_heads,
+            rms_norm_eps=sc.rms_norm_eps,
+            max_position_embeddings=8192,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": sc.rope_parameters["rope_theta"],
+                "mrope_section": _mrope_section(head_dim),
+            },
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|im_end|>"],
+            bos_token_id=tok.bos_token_id,
+        ),
+        vision_config=dict(
+            depth=4,
+            hidden_size=512,
+            intermediate_size=1376,
+            num_heads=8,
+            out_hidden_size=sc.hidden_size,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[3],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(config)
     text = model.model.language_model
-    state = {k[len("model."):]: v for k, v in smol.state_dict().items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in smol.state_dict().items() if k.startswith("model.")}
     emb = state.pop("embed_tokens.weight")
     missing, unexpected = text.load_state_dict(state, strict=False)
     assert not unexpected and all(k.endswith(".bias") or k == "embed_tokens.weight" for k in missing), missing
     with torch.no_grad():
-        text.embed_tokens.weight[:emb.shape[0]] = emb  # the 4 added vision tokens keep their random rows
+        text.embed_tokens.weight[: emb.shape[0]] = emb  # the 4 added vision tokens keep their random rows
         for name, p in text.named_parameters():
             if name.endswith(".bias"):
                 p.zero_()  # Qwen2 has q/k/v biases, SmolLM2 none
@@ -116,8 +141,11 @@ def _image_token_norm(model, processor) -> float:
     from phaserl.data.render import render
 
     ex = step_examples("vlm", 1)[0]
-    enc = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=render(ex, "image").images,
-                    return_tensors="pt")
+    enc = processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>"],
+        images=render(ex, "image").images,
+        return_tensors="pt",
+    )
     feats = model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"]).pooler_output[0]
     return float(feats.norm(dim=-1).mean())
 
@@ -130,18 +158,42 @@ def model_path(case: str) -> str:
 
 # ---- phaserl -------------------------------------------------------------------------------------------------
 
+
 def phaserl_recipe(case: str, steps: int, micro: int, model: str | None = None) -> dict:
     c = CASES[case]
     return {
-        "name": f"bench-{case}", "seed": SEED, "model": {"name": model or model_path(case)}, "template": "boxed",
-        "rewards": REWARDS, "prompts_per_step": B,
-        "rollout": {"group_size": G, "max_new_tokens": MAX_NEW, "temperature": 1.0, "top_p": 1.0, "bf16": True},
-        "algo": {"advantage": "grpo", "kl_coef": 0.0, "eps_low": 0.2, "eps_high": 0.2,
-                 "aggregation": "token-mean", "micro_batch_size": micro},
+        "name": f"bench-{case}",
+        "seed": SEED,
+        "model": {"name": model or model_path(case)},
+        "template": "boxed",
+        "rewards": REWARDS,
+        "prompts_per_step": B,
+        "rollout": {
+            "group_size": G,
+            "max_new_tokens": MAX_NEW,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "bf16": True,
+        },
+        "algo": {
+            "advantage": "grpo",
+            "kl_coef": 0.0,
+            "eps_low": 0.2,
+            "eps_high": 0.2,
+            "aggregation": "token-mean",
+            "micro_batch_size": micro,
+        },
         "optim": {"lr": LR, "max_grad_norm": 1.0, "schedule": "constant", "bf16_autocast": True},
-        "checkpoint": {"every": 10**6}, "logging": {"tensorboard": False, "samples_per_step": 0, "progress": False},
-        "stages": [{"name": "bench", "view": c["view"], "steps": steps,
-                    "data": [{"generator": c["generator"], "generator_args": c["generator_args"]}]}],
+        "checkpoint": {"every": 10**6},
+        "logging": {"tensorboard": False, "samples_per_step": 0, "progress": False},
+        "stages": [
+            {
+                "name": "bench",
+                "view": c["view"],
+                "steps": steps,
+                "data": [{"generator": c["generator"], "generator_args": c["generator_args"]}],
+            }
+        ],
     }
 
 
@@ -168,6 +220,7 @@ def run_phaserl(conn, case: str, args, out: str) -> None:
 
 # ---- TRL -----------------------------------------------------------------------------------------------------
 
+
 def step_examples(case: str, steps: int):
     """The examples phaserl draws, step by step (its seeded mixture), so TRL sees the same prompts in order."""
     from phaserl.config import recipe_from_dict, resolve
@@ -193,8 +246,15 @@ def run_trl(conn, case: str, args, out: str) -> None:
     rows = []
     for i, ex in enumerate(examples):
         p = render(ex, view, "boxed")
-        messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else
-                     next(x["text"] for x in m["content"] if x["type"] == "text")} for m in p.messages]
+        messages = [
+            {
+                "role": m["role"],
+                "content": m["content"]
+                if isinstance(m["content"], str)
+                else next(x["text"] for x in m["content"] if x["type"] == "text"),
+            }
+            for m in p.messages
+        ]
         rows.append({"prompt": messages, "example": i, **({"image": p.images[0]} if p.images else {})})
     lm = load_model(model_path(case), dtype="float32", attn_implementation="sdpa")
     times: dict[str, float] = {"generate": 0.0, "score": 0.0}
@@ -206,8 +266,10 @@ def run_trl(conn, case: str, args, out: str) -> None:
         specs = [RewardSpec(**r) for r in REWARDS]  # phaserl's weighted total: the same rewards, one function
         out = compute_rewards(texts, [examples[i] for i in example], specs).total
         lengths.extend(len(c) for c in completion_ids)
-        groups = [out[i:i + G] for i in range(0, len(out), G)]
-        times["informative"] = sum(G for g in groups if len(set(g)) > 1) / len(out)  # rows with advantage != 0
+        groups = [out[i : i + G] for i in range(0, len(out), G)]
+        times["informative"] = sum(G for g in groups if len(set(g)) > 1) / len(
+            out
+        )  # rows with advantage != 0
         times["score"] += time.perf_counter() - t
         return out
 
@@ -218,21 +280,58 @@ def run_trl(conn, case: str, args, out: str) -> None:
 
         def on_step_end(self, *a, **k):
             step = time.perf_counter() - times["t0"]
-            conn.send(("step", {"time/step": step, "time/generate": times["generate"], "time/score": times["score"],
-                                "gen_tokens": sum(lengths), "adv/nonzero_frac": times["informative"]}))
+            conn.send(
+                (
+                    "step",
+                    {
+                        "time/step": step,
+                        "time/generate": times["generate"],
+                        "time/score": times["score"],
+                        "gen_tokens": sum(lengths),
+                        "adv/nonzero_frac": times["informative"],
+                    },
+                )
+            )
             conn.recv()
 
     cfg = GRPOConfig(
         # one generation of B*G samples, then micro-batches of `micro` samples, one optimizer step (as phaserl)
-        output_dir=out, per_device_train_batch_size=args.micro_batch_size,
-        gradient_accumulation_steps=B * G // args.micro_batch_size, num_generations=G,
-        max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0, beta=0.0, epsilon=0.2,
-        loss_type="dapo", scale_rewards="group", learning_rate=LR, lr_scheduler_type="constant",
-        max_grad_norm=1.0, max_steps=args.steps, seed=SEED, shuffle_dataset=False, use_cpu=True, bf16=False,
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, log_completions=False, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=lm.model, reward_funcs=[reward], args=cfg, train_dataset=Dataset.from_list(rows),
-                          processing_class=lm.processor, callbacks=[Turns()])
+        output_dir=out,
+        per_device_train_batch_size=args.micro_batch_size,
+        gradient_accumulation_steps=B * G // args.micro_batch_size,
+        num_generations=G,
+        max_completion_length=MAX_NEW,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=0.0,
+        epsilon=0.2,
+        loss_type="dapo",
+        scale_rewards="group",
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        max_grad_norm=1.0,
+        max_steps=args.steps,
+        seed=SEED,
+        shuffle_dataset=False,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_completions=False,
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=lm.model,
+        reward_funcs=[reward],
+        args=cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=lm.processor,
+        callbacks=[Turns()],
+    )
     generate = trainer._generate_single_turn
 
     def timed_generate(*a, **k):  # TRL's generation (transformers generate), for the step breakdown
@@ -249,11 +348,14 @@ def run_trl(conn, case: str, args, out: str) -> None:
 
 # ---- processes taking turns ----------------------------------------------------------------------------------
 
+
 def worker(fn_name: str, conn, case: str, args, out: str) -> None:
     """Wait for the first turn before importing anything heavy; report peak RSS at the end."""
     conn.recv()
     try:
-        if fn_name == "phaserl":  # the CPU engine's allocator settings, before any tensor (as `phaserl train`)
+        if (
+            fn_name == "phaserl"
+        ):  # the CPU engine's allocator settings, before any tensor (as `phaserl train`)
             from phaserl.runtime import prepare_cpu_engine
 
             prepare_cpu_engine()
@@ -283,8 +385,10 @@ def run_case(case: str, args, root: Path) -> dict[str, dict]:
                 kind, payload = _turn(case, fw, *procs[fw])
                 if kind == "step":
                     steps[fw].append(payload)
-                    print(f"  {case:4s} {fw:7s} step {len(steps[fw])} done  (load {os.getloadavg()[0]:.1f})",
-                          flush=True)
+                    print(
+                        f"  {case:4s} {fw:7s} step {len(steps[fw])} done  (load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
                 else:
                     result[fw] = payload
                     procs[fw][0].join()
@@ -305,7 +409,9 @@ def _turn(case: str, fw: str, proc, conn) -> tuple[str, object]:
         kind, payload = conn.recv()
     except EOFError:
         proc.join(5)
-        raise RuntimeError(f"{case}/{fw} died (exit code {proc.exitcode}; -9: the out-of-memory killer?)") from None
+        raise RuntimeError(
+            f"{case}/{fw} died (exit code {proc.exitcode}; -9: the out-of-memory killer?)"
+        ) from None
     if kind == "error":
         raise RuntimeError(f"{case}/{fw} failed:\n{payload}")
     return kind, payload
@@ -317,6 +423,7 @@ def phaserl_rows(out: Path) -> list[dict]:
 
 
 # ---- report --------------------------------------------------------------------------------------------------
+
 
 def model_sizes(case: str) -> dict[str, int]:
     """Parameters in matmuls per token: decoder body (no embeddings), lm_head, vision tower (per patch)."""
@@ -332,7 +439,9 @@ def model_sizes(case: str) -> dict[str, int]:
         if "embed_tokens" in name or p.dim() < 2:
             continue
         sizes["vision" if ".visual." in f".{name}" else "head" if "lm_head" in name else "body"] += p.numel()
-    sizes["head"] = sizes["head"] or config.get_text_config().vocab_size * config.get_text_config().hidden_size
+    sizes["head"] = (
+        sizes["head"] or config.get_text_config().vocab_size * config.get_text_config().hidden_size
+    )
     return sizes
 
 
@@ -346,7 +455,7 @@ def prompt_stats(case: str, steps: int) -> list[dict]:
     examples = step_examples(case, steps)
     out = []
     for s in range(steps):
-        prompts = [render(ex, CASES[case]["view"], "boxed") for ex in examples[s * B:(s + 1) * B]]
+        prompts = [render(ex, CASES[case]["view"], "boxed") for ex in examples[s * B : (s + 1) * B]]
         encs = [encode_prompts(lm.processor, [p], lm.is_vlm) for p in prompts]
         patches = [int(e["image_grid_thw"].prod(-1).sum()) if "image_grid_thw" in e else 0 for e in encs]
         out.append({"prompt_tokens": [int(e["attention_mask"].sum()) for e in encs], "patches": patches})
@@ -381,23 +490,37 @@ def summarise(case: str, result: dict, sizes: dict, prompts: list[dict], skip: b
         if fw == "phaserl" and skip:  # rows with advantage 0 were not computed (whole groups, in practice)
             flops = [f * r["adv/nonzero_frac"] for f, r in zip(flops, rows)]
         med = statistics.median
-        out[fw] = {"steps": step, "step": med(step), "informative": med([r["adv/nonzero_frac"] for r in rows]), "generate": med(gen), "score": med(score), "logp": med(logp),
-                   "update": med(update), "gen_tok_s": med([t / g for t, g in zip(toks, gen)]),
-                   "update_flops": med([f / u for f, u in zip(flops, update)]), "peak_rss_mb": res["peak_rss_mb"],
-                   "mean_len": med([t / (B * G) for t in toks])}
+        out[fw] = {
+            "steps": step,
+            "step": med(step),
+            "informative": med([r["adv/nonzero_frac"] for r in rows]),
+            "generate": med(gen),
+            "score": med(score),
+            "logp": med(logp),
+            "update": med(update),
+            "gen_tok_s": med([t / g for t, g in zip(toks, gen)]),
+            "update_flops": med([f / u for f, u in zip(flops, update)]),
+            "peak_rss_mb": res["peak_rss_mb"],
+            "mean_len": med([t / (B * G) for t in toks]),
+        }
     return out
 
 
 def print_case(case: str, s: dict) -> None:
-    print(f"\n{case}: seconds per step (median over {len(next(iter(s.values()))['steps'])} steps, first included)")
-    print(f"  {'':8s} {'step':>7s} {'generate':>9s} {'score':>6s} {'logp':>5s} {'update':>7s} {'gen tok/s':>9s} "
-          f"{'update GFLOP/s':>14s} {'of bf16 peak':>12s} {'peak RSS':>9s} {'mean len':>8s} {'adv!=0':>6s}  steps")
+    print(
+        f"\n{case}: seconds per step (median over {len(next(iter(s.values()))['steps'])} steps, first included)"
+    )
+    print(
+        f"  {'':8s} {'step':>7s} {'generate':>9s} {'score':>6s} {'logp':>5s} {'update':>7s} {'gen tok/s':>9s} "
+        f"{'update GFLOP/s':>14s} {'of bf16 peak':>12s} {'peak RSS':>9s} {'mean len':>8s} {'adv!=0':>6s}  steps"
+    )
     for fw, r in s.items():
-        print(f"  {fw:8s} {r['step']:7.2f} {r['generate']:9.2f} {r['score']:6.2f} {r['logp']:5.2f} "
-              f"{r['update']:7.2f} {r['gen_tok_s']:9.1f} {r['update_flops'] / 1e9:14.1f} "
-              f"{r['update_flops'] / PEAK['bf16']:11.1%} {r['peak_rss_mb']:7.0f}MB {r['mean_len']:8.1f} "
-              f"{r['informative']:6.0%}  "
-              + " ".join(f"{x:.1f}" for x in r["steps"]))
+        print(
+            f"  {fw:8s} {r['step']:7.2f} {r['generate']:9.2f} {r['score']:6.2f} {r['logp']:5.2f} "
+            f"{r['update']:7.2f} {r['gen_tok_s']:9.1f} {r['update_flops'] / 1e9:14.1f} "
+            f"{r['update_flops'] / PEAK['bf16']:11.1%} {r['peak_rss_mb']:7.0f}MB {r['mean_len']:8.1f} "
+            f"{r['informative']:6.0%}  " + " ".join(f"{x:.1f}" for x in r["steps"])
+        )
 
 
 def main() -> None:
@@ -410,10 +533,14 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=8, help="samples per forward/backward (both)")
     ap.add_argument("--keep", type=Path, default=None, help="keep run folders here (default: a temp dir)")
     ap.add_argument("--no-skip", action="store_true", help="phaserl computes rows with advantage 0 too")
-    ap.add_argument("--omp-wait-policy", default="inherit", choices=["passive", "active", "inherit"],
-                    help="OpenMP threads sleep (passive) or spin (active) when idle; inherit: the environment's "
-                         "setting (unset: the runtime's default, what users get). On a shared, oversubscribed "
-                         "machine spinning slows both frameworks several-fold: use passive there")
+    ap.add_argument(
+        "--omp-wait-policy",
+        default="inherit",
+        choices=["passive", "active", "inherit"],
+        help="OpenMP threads sleep (passive) or spin (active) when idle; inherit: the environment's "
+        "setting (unset: the runtime's default, what users get). On a shared, oversubscribed "
+        "machine spinning slows both frameworks several-fold: use passive there",
+    )
     args = ap.parse_args()
     if args.quick:
         args.steps = 2
@@ -421,8 +548,10 @@ def main() -> None:
     if args.omp_wait_policy != "inherit":  # read by each worker's OpenMP runtime when it starts
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     cases = args.cases.split(",")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch threads {args.threads}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch threads {args.threads}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; python {sys.version.split()[0]}"
+    )
     for case in cases:
         model_path(case)  # build/convert models before any timing
     speedups = {}
@@ -435,9 +564,11 @@ def main() -> None:
             print_case(case, s)
             if "trl" in s and "phaserl" in s:
                 speedups[case] = s["trl"]["step"] / s["phaserl"]["step"]
-                print(f"  speedup {case}: {speedups[case]:.2f}x steps/s; peak memory phaserl/TRL "
-                      f"{s['phaserl']['peak_rss_mb'] / s['trl']['peak_rss_mb']:.2f}; case took "
-                      f"{time.perf_counter() - t0:.0f}s")
+                print(
+                    f"  speedup {case}: {speedups[case]:.2f}x steps/s; peak memory phaserl/TRL "
+                    f"{s['phaserl']['peak_rss_mb'] / s['trl']['peak_rss_mb']:.2f}; case took "
+                    f"{time.perf_counter() - t0:.0f}s"
+                )
     print("speedup " + " ".join(f"{c}={speedups.get(c, float('nan')):.2f}" for c in cases))
 
 

@@ -32,8 +32,11 @@ def timed(name: str, fn):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         out = fn(*args, **kwargs)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"{name:>12s} {time.perf_counter() - t0:7.2f}s wall {r1.ru_utime - r0.ru_utime:7.2f}s user "
-              f"{r1.ru_stime - r0.ru_stime:6.2f}s kernel {r1.ru_minflt - r0.ru_minflt:8d} faults", flush=True)
+        print(
+            f"{name:>12s} {time.perf_counter() - t0:7.2f}s wall {r1.ru_utime - r0.ru_utime:7.2f}s user "
+            f"{r1.ru_stime - r0.ru_stime:6.2f}s kernel {r1.ru_minflt - r0.ru_minflt:8d} faults",
+            flush=True,
+        )
         return out
 
     return wrapper

@@ -16,12 +16,23 @@ from phaserl.rewards.compare import decide, quiet_math_verify
 from phaserl.rewards.verify import Verifier
 
 MATH = [  # (gold, pred): symbolic answers a math RL run sees
-    (r"\frac{1}{2}", "0.5"), (r"\frac{14}{3}", r"\frac{28}{6}"), (r"3\sqrt{13}", r"\sqrt{117}"),
-    (r"2\sqrt{2}", r"\sqrt{8}"), ("x^2 + 2x + 1", "(x+1)^2"), ("(1, 2]", "(1,2]"), (r"\{1, 2\}", r"\{2,1\}"),
-    (r"\frac{\pi}{2}", r"\pi/2"), ("x = 3", "3"), (r"[-1, 0) \cup (0, 1]", r"[-1,0)\cup(0,1]"),
+    (r"\frac{1}{2}", "0.5"),
+    (r"\frac{14}{3}", r"\frac{28}{6}"),
+    (r"3\sqrt{13}", r"\sqrt{117}"),
+    (r"2\sqrt{2}", r"\sqrt{8}"),
+    ("x^2 + 2x + 1", "(x+1)^2"),
+    ("(1, 2]", "(1,2]"),
+    (r"\{1, 2\}", r"\{2,1\}"),
+    (r"\frac{\pi}{2}", r"\pi/2"),
+    ("x = 3", "3"),
+    (r"[-1, 0) \cup (0, 1]", r"[-1,0)\cup(0,1]"),
     (r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}", r"\begin{pmatrix}1&0\\0&1\end{pmatrix}"),
-    (r"1 \pm \sqrt{19}", r"1+\sqrt{19}, 1-\sqrt{19}"), (r"90^\circ", "90"), ("28\\%", "0.28"),
-    (r"\frac{9}{4}\pi", r"\frac94\pi"), ("2", r"\frac{1+\sqrt{5}}{2}"), ("y = 2x + 1", "y = 1 + 2x"),
+    (r"1 \pm \sqrt{19}", r"1+\sqrt{19}, 1-\sqrt{19}"),
+    (r"90^\circ", "90"),
+    ("28\\%", "0.28"),
+    (r"\frac{9}{4}\pi", r"\frac94\pi"),
+    ("2", r"\frac{1+\sqrt{5}}{2}"),
+    ("y = 2x + 1", "y = 1 + 2x"),
 ]
 PATHOLOGICAL = [
     ("tower 2^2^2^30", "1", "2^{2^{2^{30}}}"),
@@ -93,12 +104,16 @@ def bench_pathological(workers: int, timeout: float) -> None:
             verdict = pool.check(gold, pred)
             wall = time.perf_counter() - t0
             restart = pool.wait_ready()
-            print(f"  {name:26s} {wall:6.2f} s  verdict {verdict!s:5s}  then {restart:.2f} s to restore the pool")
+            print(
+                f"  {name:26s} {wall:6.2f} s  verdict {verdict!s:5s}  then {restart:.2f} s to restore the pool"
+            )
         print(f"  pool stats: {dict(pool.stats)}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--skip-pathological", action="store_true")

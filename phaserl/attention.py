@@ -37,8 +37,9 @@ def gqa_attention(module, query, key, value, attention_mask, scaling, dropout=0.
     return out.view(n, H, q, d).transpose(1, 2).contiguous(), None
 
 
-def small_cpu_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                        **kwargs):
+def small_cpu_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """sdpa_attention_forward, or gqa_attention for small causal attention on the CPU (see module doc).
 
     attention_mask comes from sdpa's mask function: boolean [n, 1, q, L] (True: attend) or None, meaning plain
@@ -49,8 +50,17 @@ def small_cpu_attention(module, query, key, value, attention_mask, dropout=0.0, 
     small = query.device.type == "cpu" and causal and not dropout and n * H * q * L <= SMALL_SCORES
     plain = not kwargs.get("softcap") and kwargs.get("position_bias") is None and kwargs.get("s_aux") is None
     if not (small and plain) or (attention_mask is None and q not in (1, L)):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
+        )
     if attention_mask is None and q > 1:
         attention_mask = torch.ones(q, L, dtype=torch.bool, device=query.device).tril(L - q)[None, None]
     if attention_mask is not None and attention_mask.dtype == torch.bool:
@@ -60,8 +70,14 @@ def small_cpu_attention(module, query, key, value, attention_mask, dropout=0.0, 
     # In float32 whatever the autocast: sdpa keeps its scores in float32 too (bf16 scores of magnitude ~20 are
     # off by ~0.1), and at this size the float32 matmuls cost little.
     with torch.autocast(query.device.type, enabled=False):
-        out, _ = gqa_attention(module, query.float(), key.float(), value.float(), attention_mask,
-                               d ** -0.5 if scaling is None else scaling)
+        out, _ = gqa_attention(
+            module,
+            query.float(),
+            key.float(),
+            value.float(),
+            attention_mask,
+            d**-0.5 if scaling is None else scaling,
+        )
     return out.to(query.dtype), None
 
 

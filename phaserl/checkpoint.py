@@ -81,7 +81,9 @@ def gather_states(model, optimizer) -> tuple[dict | None, dict | None]:
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = get_model_state_dict(model, options=opts)
-    for name in tied_aliases(model):  # a tied lm_head is saved once, as save_pretrained does for a plain model
+    for name in tied_aliases(
+        model
+    ):  # a tied lm_head is saved once, as save_pretrained does for a plain model
         weights.pop(name, None)
     optim = None
     if optimizer is not None:  # the torch optimizer under accelerate's wrapper
@@ -89,8 +91,9 @@ def gather_states(model, optimizer) -> tuple[dict | None, dict | None]:
     return weights, optim
 
 
-def save_model(folder: Path, model, processor, *, merge_adapters: bool = True, state_dict: dict | None = None
-               ) -> None:
+def save_model(
+    folder: Path, model, processor, *, merge_adapters: bool = True, state_dict: dict | None = None
+) -> None:
     """A from_pretrained-able folder. A LoRA model is saved merged (final/), or as its adapter alone for a
     resumable checkpoint (merge_adapters=False; the base weights are the stage's starting weights).
     state_dict: the full weights gathered from a sharded model (gather_states); None saves the module's own."""
@@ -108,8 +111,18 @@ def save_model(folder: Path, model, processor, *, merge_adapters: bool = True, s
         processor.save_pretrained(folder)
 
 
-def save_checkpoint(folder: Path, *, model, processor, scheduler, state: dict, optimizer=None,
-                    optimizer_state: dict | None = None, state_dict: dict | None = None, extra=None) -> Path:
+def save_checkpoint(
+    folder: Path,
+    *,
+    model,
+    processor,
+    scheduler,
+    state: dict,
+    optimizer=None,
+    optimizer_state: dict | None = None,
+    state_dict: dict | None = None,
+    extra=None,
+) -> Path:
     """Weights (state_dict when gathered from shards), optimizer state (optimizer_state, else optimizer's own),
     scheduler and run state, published atomically. extra(tmp_folder) writes more into the same folder (the
     critic)."""
@@ -134,8 +147,12 @@ def load_trainer_state(folder: Path, model, optimizer, scheduler) -> dict:
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer), blob["optimizer"],
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            model,
+            getattr(optimizer, "optimizer", optimizer),
+            blob["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
     else:
         optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])

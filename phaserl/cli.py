@@ -11,8 +11,12 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Rule-based RL for small vision-language models, staged as a curriculum.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Rule-based RL for small vision-language models, staged as a curriculum.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Data tools: inspect, caption, filter, decontaminate.")
 demo_app = typer.Typer(no_args_is_help=True, help="Demos: build the CPU-sized mini VLM.")
 app.add_typer(data_app, name="data")
@@ -27,7 +31,9 @@ def _fail(msg: str, code: int = 2) -> None:
 @app.command()
 def train(
     recipe: Path = typer.Argument(..., help="recipe YAML (see recipes/)"),
-    set_: list[str] = typer.Option([], "--set", help="override: key.sub=value (lists: stages.0.x or stages.*.x)"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override: key.sub=value (lists: stages.0.x or stages.*.x)"
+    ),
     output: Path = typer.Option(None, "--output", "-o", help="output folder (default: runs/<recipe name>)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved plan; load no model"),
     fresh: bool = typer.Option(False, "--fresh", help="delete OUTPUT first instead of resuming"),
@@ -66,11 +72,13 @@ def train(
 
 
 @app.command()
-def report(output: Path = typer.Argument(..., help="a training output folder (or a `phaserl eval` folder)"),
-           html: Path = typer.Option(None, help="page path (default OUTPUT/report.html)"),
-           png: Path = typer.Option(None, help="the reward/accuracy curves as a PNG (default OUTPUT/curves.png)"),
-           watch: float = typer.Option(None, help="rewrite the page every SECONDS until Ctrl-C (it reloads itself)"),
-           data_dir: Path = typer.Option(None, help="benchmarks folder (an eval folder's gold answers, categories)")):
+def report(
+    output: Path = typer.Argument(..., help="a training output folder (or a `phaserl eval` folder)"),
+    html: Path = typer.Option(None, help="page path (default OUTPUT/report.html)"),
+    png: Path = typer.Option(None, help="the reward/accuracy curves as a PNG (default OUTPUT/curves.png)"),
+    watch: float = typer.Option(None, help="rewrite the page every SECONDS until Ctrl-C (it reloads itself)"),
+    data_dir: Path = typer.Option(None, help="benchmarks folder (an eval folder's gold answers, categories)"),
+):
     """Summarise a run; write OUTPUT/report.html: curves per stage, evaluation, a rollout browser."""
     from phaserl.logs import read_metrics
     from phaserl.report import plot_curves, summary, watch_report, write_report
@@ -92,7 +100,9 @@ def report(output: Path = typer.Argument(..., help="a training output folder (or
 
 @app.command()
 def verify(
-    pairs: Path = typer.Option(..., "--pairs", help="JSONL rows with gold, pred (+ answer_type, choices, tolerance)"),
+    pairs: Path = typer.Option(
+        ..., "--pairs", help="JSONL rows with gold, pred (+ answer_type, choices, tolerance)"
+    ),
     out: Path = typer.Option(None, "--out", help="output JSONL (default: stdout)"),
     workers: int = typer.Option(2, help="verifier worker processes"),
     timeout: float = typer.Option(5.0, help="hard wall-clock bound per check, seconds"),
@@ -111,16 +121,22 @@ def _user_errors():
 
 @app.command()
 def score(
-    benchmark: str = typer.Argument(..., help="e.g. mathvision:test, mathvista:testmini, olympiadbench, math500"),
+    benchmark: str = typer.Argument(
+        ..., help="e.g. mathvision:test, mathvista:testmini, olympiadbench, math500"
+    ),
     predictions: Path = typer.Argument(..., help="JSONL rows with id + response (or id + extraction)"),
-    data_dir: Path = typer.Option(None, help="benchmarks folder (default $PHASERL_DATA or ../shared/data/benchmarks)"),
+    data_dir: Path = typer.Option(
+        None, help="benchmarks folder (default $PHASERL_DATA or ../shared/data/benchmarks)"
+    ),
     hub: bool = typer.Option(False, "--hub", help="read the benchmark from the Hugging Face hub"),
     out: Path = typer.Option(None, help="result JSON"),
     scorer: str = typer.Option(None, help="override the benchmark's default scorer"),
     llm_base_url: str = typer.Option(None, help="OpenAI-compatible endpoint for LLM answer extraction (off)"),
     llm_model: str = typer.Option(None, help="model name at that endpoint"),
     llm_api_key_env: str = typer.Option(None, help="environment variable holding that endpoint's API key"),
-    llm_cache: Path = typer.Option(None, help="JSONL cache of LLM replies (default $PHASERL_CACHE/llm_cache.jsonl)"),
+    llm_cache: Path = typer.Option(
+        None, help="JSONL cache of LLM replies (default $PHASERL_CACHE/llm_cache.jsonl)"
+    ),
     llm_concurrency: int = typer.Option(8, help="LLM requests in flight at once"),
 ):
     """Score existing responses with the benchmark's official-compatible scorer."""
@@ -128,16 +144,29 @@ def score(
     from phaserl.openai_api import APIError, api_key_from_env
 
     try:
-        score_command(benchmark, predictions, data_dir, out, scorer=scorer, llm_base_url=llm_base_url,
-                      llm_model=llm_model, llm_api_key=api_key_from_env(llm_api_key_env), llm_cache=llm_cache,
-                      llm_concurrency=llm_concurrency, hub=hub, echo=typer.echo)
+        score_command(
+            benchmark,
+            predictions,
+            data_dir,
+            out,
+            scorer=scorer,
+            llm_base_url=llm_base_url,
+            llm_model=llm_model,
+            llm_api_key=api_key_from_env(llm_api_key_env),
+            llm_cache=llm_cache,
+            llm_concurrency=llm_concurrency,
+            hub=hub,
+            echo=typer.echo,
+        )
     except (*_user_errors(), APIError) as e:
         _fail(str(e))
 
 
 @app.command("eval")
 def eval_(
-    model: str = typer.Option(..., help="model folder (e.g. OUT/stages/3-.../final), hub id or builtin:/tiny:"),
+    model: str = typer.Option(
+        ..., help="model folder (e.g. OUT/stages/3-.../final), hub id or builtin:/tiny:"
+    ),
     benchmarks: str = typer.Option(..., help="comma-separated, e.g. mathvision:testmini,math500"),
     output: Path = typer.Option(Path("runs/eval"), "--output", "-o", help="results folder (rerun resumes)"),
     limit: int = typer.Option(None, help="first N items of each benchmark"),
@@ -145,9 +174,13 @@ def eval_(
     engine: str = typer.Option("auto", help="auto (cpu on a CPU, else hf), hf, cpu or vllm"),
     data_dir: Path = typer.Option(None, help="benchmarks folder"),
     hub: bool = typer.Option(False, "--hub", help="read the benchmarks from the Hugging Face hub"),
-    image_dir: Path = typer.Option(None, help="images for benchmarks whose images are not in the data folder"),
+    image_dir: Path = typer.Option(
+        None, help="images for benchmarks whose images are not in the data folder"
+    ),
     missing_images: str = typer.Option("error", help="error | skip | text (evaluate text-only when asked)"),
-    view: str = typer.Option(None, help="image | text | image+caption (default: image when the item has one)"),
+    view: str = typer.Option(
+        None, help="image | text | image+caption (default: image when the item has one)"
+    ),
     template: str = typer.Option("boxed", help="prompt template"),
     max_new_tokens: int = typer.Option(1024),
     temperature: float = typer.Option(None, help="default: greedy for K=1, 1.0 for K>1"),
@@ -165,11 +198,31 @@ def eval_(
     from phaserl.openai_api import APIError, api_key_from_env
 
     try:
-        eval_command(model, benchmarks, output, limit=limit, samples=samples, engine=engine, data_dir=data_dir,
-                     image_dir=image_dir, missing_images=missing_images, hub=hub, view=view, template=template,
-                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-                     seed=seed, dtype=dtype, scorer=scorer, llm_base_url=llm_base_url, llm_model=llm_model,
-                     llm_api_key=api_key_from_env(llm_api_key_env), echo=typer.echo)
+        eval_command(
+            model,
+            benchmarks,
+            output,
+            limit=limit,
+            samples=samples,
+            engine=engine,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            missing_images=missing_images,
+            hub=hub,
+            view=view,
+            template=template,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            batch_size=batch_size,
+            seed=seed,
+            dtype=dtype,
+            scorer=scorer,
+            llm_base_url=llm_base_url,
+            llm_model=llm_model,
+            llm_api_key=api_key_from_env(llm_api_key_env),
+            echo=typer.echo,
+        )
     except (*_user_errors(), APIError) as e:
         _fail(str(e))
     from phaserl.eval.report import write_eval_report
@@ -206,61 +259,117 @@ def data_inspect(
 
 @data_app.command("caption")
 def data_caption(
-    model: str = typer.Option(..., help="VLM: a folder, hub id or builtin:/tiny: name; for openai, the served name"),
-    input: str = typer.Option(...), output: str = typer.Option(..., help="JSONL journal: a rerun resumes"),
-    backend: str = typer.Option("hf", help="hf | vllm | openai (an OpenAI-compatible /v1/chat/completions server)"),
+    model: str = typer.Option(
+        ..., help="VLM: a folder, hub id or builtin:/tiny: name; for openai, the served name"
+    ),
+    input: str = typer.Option(...),
+    output: str = typer.Option(..., help="JSONL journal: a rerun resumes"),
+    backend: str = typer.Option(
+        "hf", help="hf | vllm | openai (an OpenAI-compatible /v1/chat/completions server)"
+    ),
     base_url: str = typer.Option(None, help="openai: the server's root, e.g. http://127.0.0.1:8000/v1"),
     api_key_env: str = typer.Option(None, help="openai: environment variable holding the API key"),
     concurrency: int = typer.Option(8, help="openai: requests in flight at once"),
     timeout: float = typer.Option(120.0, help="openai: seconds per request"),
     retries: int = typer.Option(4, help="openai: retries of a request on 429/5xx/timeouts, with backoff"),
-    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
+    adapter: str = typer.Option("generic"),
+    field: list[str] = typer.Option([]),
+    image_root: str = typer.Option(None),
     image_path_map: list[str] = typer.Option([], help="OLD_PREFIX=NEW_PREFIX for image paths (repeatable)"),
     prompt: str = typer.Option("dense", help="dense | brief | any text (may use {question})"),
-    batch_size: int = typer.Option(8), max_new_tokens: int = typer.Option(256),
-    overwrite: bool = typer.Option(False), dtype: str = typer.Option("float32"),
-    skip_bad_rows: bool = typer.Option(False), temperature: float = typer.Option(0.0), seed: int = typer.Option(0),
+    batch_size: int = typer.Option(8),
+    max_new_tokens: int = typer.Option(256),
+    overwrite: bool = typer.Option(False),
+    dtype: str = typer.Option("float32"),
+    skip_bad_rows: bool = typer.Option(False),
+    temperature: float = typer.Option(0.0),
+    seed: int = typer.Option(0),
 ):
     """A caption per image with any VLM (resumable), into the `caption` field used by view image+caption."""
     from phaserl.data.tools.caption import caption_command
     from phaserl.openai_api import api_key_from_env
 
     try:
-        res = caption_command(model, input, output, prompt_template=prompt, batch_size=batch_size,
-                              max_new_tokens=max_new_tokens, backend=backend, adapter=adapter, fields=_fields(field),
-                              image_root=image_root, image_path_map=_fields(image_path_map, "--image-path-map"),
-                              overwrite=overwrite, dtype=dtype, skip_bad_rows=skip_bad_rows,
-                              temperature=temperature, seed=seed, base_url=base_url,
-                              api_key=api_key_from_env(api_key_env), concurrency=concurrency, timeout=timeout,
-                              retries=retries)
+        res = caption_command(
+            model,
+            input,
+            output,
+            prompt_template=prompt,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            backend=backend,
+            adapter=adapter,
+            fields=_fields(field),
+            image_root=image_root,
+            image_path_map=_fields(image_path_map, "--image-path-map"),
+            overwrite=overwrite,
+            dtype=dtype,
+            skip_bad_rows=skip_bad_rows,
+            temperature=temperature,
+            seed=seed,
+            base_url=base_url,
+            api_key=api_key_from_env(api_key_env),
+            concurrency=concurrency,
+            timeout=timeout,
+            retries=retries,
+        )
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(res, indent=1, default=str))
     if res.get("request_errors"):
-        _fail(f"{res['request_errors']} image(s) not captioned after retries (server errors above); "
-              "rerun the same command to ask for them again", code=1)
+        _fail(
+            f"{res['request_errors']} image(s) not captioned after retries (server errors above); "
+            "rerun the same command to ask for them again",
+            code=1,
+        )
 
 
 @data_app.command("filter")
 def data_filter(
-    model: str = typer.Option(...), input: str = typer.Option(...), output: str = typer.Option(...),
-    samples: int = typer.Option(8), keep: str = typer.Option("0.1-0.9", help="pass-rate range kept"),
-    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
-    view: str = typer.Option("auto"), template: str = typer.Option("plain"),
-    max_new_tokens: int = typer.Option(256), temperature: float = typer.Option(1.0), top_p: float = typer.Option(1.0),
-    batch_size: int = typer.Option(8), seed: int = typer.Option(0), scores: str = typer.Option(None),
-    dtype: str = typer.Option("float32"), skip_bad_rows: bool = typer.Option(False),
+    model: str = typer.Option(...),
+    input: str = typer.Option(...),
+    output: str = typer.Option(...),
+    samples: int = typer.Option(8),
+    keep: str = typer.Option("0.1-0.9", help="pass-rate range kept"),
+    adapter: str = typer.Option("generic"),
+    field: list[str] = typer.Option([]),
+    image_root: str = typer.Option(None),
+    view: str = typer.Option("auto"),
+    template: str = typer.Option("plain"),
+    max_new_tokens: int = typer.Option(256),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(1.0),
+    batch_size: int = typer.Option(8),
+    seed: int = typer.Option(0),
+    scores: str = typer.Option(None),
+    dtype: str = typer.Option("float32"),
+    skip_bad_rows: bool = typer.Option(False),
 ):
     """Sample K answers per problem, keep problems whose pass rate is in range (drops unparseable golds)."""
     from phaserl.data.tools._io import parse_range
     from phaserl.data.tools.filter import filter_command
 
     try:
-        res = filter_command(model, input, output, samples=samples, keep=parse_range(keep), adapter=adapter,
-                             fields=_fields(field), image_root=image_root, view=view, template=template,
-                             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             batch_size=batch_size, seed=seed, scores=scores, dtype=dtype,
-                             skip_bad_rows=skip_bad_rows)
+        res = filter_command(
+            model,
+            input,
+            output,
+            samples=samples,
+            keep=parse_range(keep),
+            adapter=adapter,
+            fields=_fields(field),
+            image_root=image_root,
+            view=view,
+            template=template,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            batch_size=batch_size,
+            seed=seed,
+            scores=scores,
+            dtype=dtype,
+            skip_bad_rows=skip_bad_rows,
+        )
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(res, indent=1, default=str))
@@ -268,21 +377,39 @@ def data_filter(
 
 @data_app.command("decontaminate")
 def data_decontaminate(
-    input: str = typer.Option(...), against: str = typer.Option(..., help="names or files, comma-separated"),
-    output: str = typer.Option(...), report: str = typer.Option(None), ngram: int = typer.Option(13),
-    threshold: float = typer.Option(0.5), image_hash_distance: int = typer.Option(4),
-    adapter: str = typer.Option("generic"), field: list[str] = typer.Option([]), image_root: str = typer.Option(None),
-    benchmarks_dir: str = typer.Option(None), benchmark_images: list[str] = typer.Option([]),
+    input: str = typer.Option(...),
+    against: str = typer.Option(..., help="names or files, comma-separated"),
+    output: str = typer.Option(...),
+    report: str = typer.Option(None),
+    ngram: int = typer.Option(13),
+    threshold: float = typer.Option(0.5),
+    image_hash_distance: int = typer.Option(4),
+    adapter: str = typer.Option("generic"),
+    field: list[str] = typer.Option([]),
+    image_root: str = typer.Option(None),
+    benchmarks_dir: str = typer.Option(None),
+    benchmark_images: list[str] = typer.Option([]),
     skip_bad_rows: bool = typer.Option(False),
 ):
     """Drop training items overlapping benchmarks (text n-grams, perceptual image hashes), with a report."""
     from phaserl.data.tools.decontaminate import decontaminate_command
 
     try:
-        res = decontaminate_command(input, against, output, report=report, ngram=ngram, threshold=threshold,
-                                    image_hash_distance=image_hash_distance, adapter=adapter,
-                                    fields=_fields(field), image_root=image_root, benchmarks_dir=benchmarks_dir,
-                                    benchmark_images=_fields(benchmark_images), skip_bad_rows=skip_bad_rows)
+        res = decontaminate_command(
+            input,
+            against,
+            output,
+            report=report,
+            ngram=ngram,
+            threshold=threshold,
+            image_hash_distance=image_hash_distance,
+            adapter=adapter,
+            fields=_fields(field),
+            image_root=image_root,
+            benchmarks_dir=benchmarks_dir,
+            benchmark_images=_fields(benchmark_images),
+            skip_bad_rows=skip_bad_rows,
+        )
     except _user_errors() as e:
         _fail(str(e))
     typer.echo(json.dumps(res, indent=1, default=str))
@@ -290,18 +417,35 @@ def data_decontaminate(
 
 @demo_app.command("build-mini-vlm")
 def build_mini_vlm(
-    output: Path = typer.Option(..., "--output", "-o"), steps: int = typer.Option(500),
-    image_size: int = typer.Option(192), patch_size: int = typer.Option(16), vision_layers: int = typer.Option(2),
-    vision_hidden: int = typer.Option(128), batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3),
-    seed: int = typer.Option(0), lm: str = typer.Option("builtin:smollm2-135m-instruct"),
+    output: Path = typer.Option(..., "--output", "-o"),
+    steps: int = typer.Option(500),
+    image_size: int = typer.Option(192),
+    patch_size: int = typer.Option(16),
+    vision_layers: int = typer.Option(2),
+    vision_hidden: int = typer.Option(128),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(3e-3),
+    seed: int = typer.Option(0),
+    lm: str = typer.Option("builtin:smollm2-135m-instruct"),
     max_minutes: float = typer.Option(12.0, help="wall-clock cap on alignment (0: no cap)"),
 ):
     """Build the CPU-sized LLaVA (SigLIP tower + SmolLM2) and align its vision side on glyph images."""
     from phaserl.minivlm.build import build_mini_vlm as build
 
-    build(output=output, steps=steps, image_size=image_size, patch_size=patch_size, vision_layers=vision_layers,
-          vision_hidden=vision_hidden, batch_size=batch_size, lr=lr, seed=seed, lm=lm,
-          max_minutes=max_minutes or None, log=typer.echo)
+    build(
+        output=output,
+        steps=steps,
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_hidden=vision_hidden,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        lm=lm,
+        max_minutes=max_minutes or None,
+        log=typer.echo,
+    )
 
 
 def main() -> None:
@@ -309,4 +453,3 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-

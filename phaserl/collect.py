@@ -72,17 +72,28 @@ def _select(r: Rollouts, keep: list[bool]) -> Rollouts:
     c = r.completions
     skipped = r.skipped_rows()
     return Rollouts(
-        examples=[e for e, k in zip(r.examples, keep) if k], prompts=[p for p, k in zip(r.prompts, keep) if k],
-        completions=Completions(prompt_ids=[c.prompt_ids[i] for i in rows],
-                                completion_ids=[c.completion_ids[i] for i in rows],
-                                texts=[c.texts[i] for i in rows], logp=[c.logp[i] for i in rows],
-                                truncated=[c.truncated[i] for i in rows],
-                                entropy=None if c.entropy is None else [c.entropy[i] for i in rows]),
-        rewards=RewardOutput(total=[r.rewards.total[i] for i in rows],
-                             components={k: [v[i] for i in rows] for k, v in r.rewards.components.items()}),
-        G=r.G, times=r.times, dropped_groups=r.dropped_groups, dropped_band=r.dropped_band,
-        dropped_long_prompts=r.dropped_long_prompts, skipped=[skipped[i] for i in rows],
-        filler_groups=r.filler_groups)
+        examples=[e for e, k in zip(r.examples, keep) if k],
+        prompts=[p for p, k in zip(r.prompts, keep) if k],
+        completions=Completions(
+            prompt_ids=[c.prompt_ids[i] for i in rows],
+            completion_ids=[c.completion_ids[i] for i in rows],
+            texts=[c.texts[i] for i in rows],
+            logp=[c.logp[i] for i in rows],
+            truncated=[c.truncated[i] for i in rows],
+            entropy=None if c.entropy is None else [c.entropy[i] for i in rows],
+        ),
+        rewards=RewardOutput(
+            total=[r.rewards.total[i] for i in rows],
+            components={k: [v[i] for i in rows] for k, v in r.rewards.components.items()},
+        ),
+        G=r.G,
+        times=r.times,
+        dropped_groups=r.dropped_groups,
+        dropped_band=r.dropped_band,
+        dropped_long_prompts=r.dropped_long_prompts,
+        skipped=[skipped[i] for i in rows],
+        filler_groups=r.filler_groups,
+    )
 
 
 def _merge(a: Rollouts | None, b: Rollouts | None) -> Rollouts | None:
@@ -90,17 +101,28 @@ def _merge(a: Rollouts | None, b: Rollouts | None) -> Rollouts | None:
         return b if a is None else a
     ca, cb = a.completions, b.completions
     return Rollouts(
-        examples=a.examples + b.examples, prompts=a.prompts + b.prompts,
-        completions=Completions(ca.prompt_ids + cb.prompt_ids, ca.completion_ids + cb.completion_ids,
-                                ca.texts + cb.texts, ca.logp + cb.logp, ca.truncated + cb.truncated,
-                                entropy=None if ca.entropy is None or cb.entropy is None else ca.entropy + cb.entropy),
-        rewards=RewardOutput(total=a.rewards.total + b.rewards.total,
-                             components={k: a.rewards.components[k] + b.rewards.components[k]
-                                         for k in a.rewards.components}),
-        G=a.G, times=a.times, dropped_groups=a.dropped_groups + b.dropped_groups,
+        examples=a.examples + b.examples,
+        prompts=a.prompts + b.prompts,
+        completions=Completions(
+            ca.prompt_ids + cb.prompt_ids,
+            ca.completion_ids + cb.completion_ids,
+            ca.texts + cb.texts,
+            ca.logp + cb.logp,
+            ca.truncated + cb.truncated,
+            entropy=None if ca.entropy is None or cb.entropy is None else ca.entropy + cb.entropy,
+        ),
+        rewards=RewardOutput(
+            total=a.rewards.total + b.rewards.total,
+            components={k: a.rewards.components[k] + b.rewards.components[k] for k in a.rewards.components},
+        ),
+        G=a.G,
+        times=a.times,
+        dropped_groups=a.dropped_groups + b.dropped_groups,
         dropped_band=a.dropped_band + b.dropped_band,
         dropped_long_prompts=a.dropped_long_prompts + b.dropped_long_prompts,
-        skipped=a.skipped_rows() + b.skipped_rows(), filler_groups=a.filler_groups + b.filler_groups)
+        skipped=a.skipped_rows() + b.skipped_rows(),
+        filler_groups=a.filler_groups + b.filler_groups,
+    )
 
 
 def _shape_rewards(rewards: RewardOutput, completions: Completions, stage) -> RewardOutput:
@@ -110,29 +132,48 @@ def _shape_rewards(rewards: RewardOutput, completions: Completions, stage) -> Re
         return rewards
     lengths = torch.tensor([len(c) for c in completions.completion_ids], dtype=torch.float32)  # [N]
     penalty = overlong_penalty(lengths, stage.rollout.max_new_tokens, shaping.buffer, shaping.factor).tolist()
-    return RewardOutput(total=[t + p for t, p in zip(rewards.total, penalty)],
-                        components={**rewards.components, "overlong": penalty})
+    return RewardOutput(
+        total=[t + p for t, p in zip(rewards.total, penalty)],
+        components={**rewards.components, "overlong": penalty},
+    )
 
 
-def generate_and_score(engine, examples: list[Example], stage, seed: int, image_root=None,
-                       unparseable_gold: str = "skip", prompts: list[Prompt] | None = None) -> Rollouts:
+def generate_and_score(
+    engine,
+    examples: list[Example],
+    stage,
+    seed: int,
+    image_root=None,
+    unparseable_gold: str = "skip",
+    prompts: list[Prompt] | None = None,
+) -> Rollouts:
     """Render (unless `prompts` are given), generate G samples each, score, shape. Times go into
     Rollouts.times; rows with an undecidable reward are marked in Rollouts.skipped."""
     t0 = time.perf_counter()
     if prompts is None:
         prompts = [render(ex, stage.view, stage.template, image_root) for ex in examples]
     r = stage.rollout
-    params = SamplingParams(n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                            top_p=r.top_p, seed=seed)
+    params = SamplingParams(
+        n=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed
+    )
     completions = engine.generate(prompts, params)
     t1 = time.perf_counter()
     row_examples = [e for e in examples for _ in range(r.group_size)]
-    rewards = compute_rewards(completions.texts, row_examples, stage.rewards, unparseable_gold=unparseable_gold)
+    rewards = compute_rewards(
+        completions.texts, row_examples, stage.rewards, unparseable_gold=unparseable_gold
+    )
     skipped = undecidable(rewards, row_examples)
     rewards = _shape_rewards(rewards, completions, stage)
     t2 = time.perf_counter()
-    return Rollouts(examples=examples, prompts=prompts, completions=completions, rewards=rewards,
-                    G=r.group_size, times={"generate": t1 - t0, "score": t2 - t1}, skipped=skipped)
+    return Rollouts(
+        examples=examples,
+        prompts=prompts,
+        completions=completions,
+        rewards=rewards,
+        G=r.group_size,
+        times={"generate": t1 - t0, "score": t2 - t1},
+        skipped=skipped,
+    )
 
 
 def prompt_token_counter(processor, is_vlm: bool) -> Callable[[list[Prompt]], list[int]]:
@@ -166,9 +207,16 @@ def _group_filter(r: Rollouts, algo) -> tuple[list[bool], int, int]:
     return keep, keep_var.count(False), sum(1 for a, b in zip(keep_var, keep_band) if a and not b)
 
 
-def collect(engine, draw, stage, seed: int, unparseable_gold: str = "skip",
-            any_rank: Callable[[bool], bool] = lambda flag: flag,
-            prompt_tokens: Callable[[list[Prompt]], list[int]] | None = None, image_root=None) -> Rollouts:
+def collect(
+    engine,
+    draw,
+    stage,
+    seed: int,
+    unparseable_gold: str = "skip",
+    any_rank: Callable[[bool], bool] = lambda flag: flag,
+    prompt_tokens: Callable[[list[Prompt]], list[int]] | None = None,
+    image_root=None,
+) -> Rollouts:
     """Generate and score B groups; drop over-long prompts and (with dynamic sampling / an accuracy band)
     uninformative groups, and refill from the mixture.
 
@@ -181,8 +229,10 @@ def collect(engine, draw, stage, seed: int, unparseable_gold: str = "skip",
     algo = stage.algo
     B, G = stage.prompts_per_step, stage.rollout.group_size
     if algo.max_prompt_tokens is not None and prompt_tokens is None:
-        raise ValueError(f"stage '{stage.name}': algo.max_prompt_tokens is set but collect() got no prompt_tokens "
-                         "counter (use phaserl.collect.prompt_token_counter(processor, is_vlm))")
+        raise ValueError(
+            f"stage '{stage.name}': algo.max_prompt_tokens is set but collect() got no prompt_tokens "
+            "counter (use phaserl.collect.prompt_token_counter(processor, is_vlm))"
+        )
     filtering = algo.dynamic_sampling or algo.accuracy_band is not None
     refills = filtering or algo.max_prompt_tokens is not None
     rounds = algo.max_resample_rounds + 1 if refills else 1
@@ -201,8 +251,15 @@ def collect(engine, draw, stage, seed: int, unparseable_gold: str = "skip",
             examples = [e for e, f in zip(examples, fits) if f]
             prompts = [p for p, f in zip(prompts, fits) if f]
         if examples:  # an empty list never reaches the engine
-            r = generate_and_score(engine, examples, stage, seed + 1000 * round_, image_root=image_root,
-                                   unparseable_gold=unparseable_gold, prompts=prompts)
+            r = generate_and_score(
+                engine,
+                examples,
+                stage,
+                seed + 1000 * round_,
+                image_root=image_root,
+                unparseable_gold=unparseable_gold,
+                prompts=prompts,
+            )
             for k in times:
                 times[k] += r.times[k]
             if filtering:
@@ -227,14 +284,24 @@ def collect(engine, draw, stage, seed: int, unparseable_gold: str = "skip",
         top.skipped = [True] * len(top.rewards.total)
         kept = _merge(kept, top)
     kept.times = times
-    kept.dropped_groups, kept.dropped_band, kept.dropped_long_prompts = dropped_var, dropped_band, dropped_long
+    kept.dropped_groups, kept.dropped_band, kept.dropped_long_prompts = (
+        dropped_var,
+        dropped_band,
+        dropped_long,
+    )
     kept.filler_groups = filler
     return kept
 
 
 def _empty(G: int) -> Rollouts:
-    return Rollouts(examples=[], prompts=[], completions=Completions([], [], [], [], []),
-                    rewards=RewardOutput(total=[], components={}), G=G, skipped=[])
+    return Rollouts(
+        examples=[],
+        prompts=[],
+        completions=Completions([], [], [], [], []),
+        rewards=RewardOutput(total=[], components={}),
+        G=G,
+        skipped=[],
+    )
 
 
 def _fill_skipped(rewards: torch.Tensor, skipped: torch.Tensor, G: int) -> torch.Tensor:
@@ -247,9 +314,14 @@ def _fill_skipped(rewards: torch.Tensor, skipped: torch.Tensor, G: int) -> torch
     return torch.where(s, mean.expand_as(r), r).view(-1)
 
 
-def step_advantages(r: Rollouts, algo, critic=None, old_logp: list[torch.Tensor] | None = None,
-                    ref_logp: list[torch.Tensor] | None = None,
-                    values: list[torch.Tensor] | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def step_advantages(
+    r: Rollouts,
+    algo,
+    critic=None,
+    old_logp: list[torch.Tensor] | None = None,
+    ref_logp: list[torch.Tensor] | None = None,
+    values: list[torch.Tensor] | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Advantages of a step -> (adv, returns).
 
     adv is [N] for the group estimators (grpo, dr_grpo, rloo) and [N, T] for reinforce_pp_baseline and gae

@@ -26,66 +26,111 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     name: str = Field("builtin:smollm2-135m-instruct", description="folder, hub id, builtin:... or tiny:...")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="parameter dtype (fp32 master weights)")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="parameter dtype (fp32 master weights)"
+    )
     trust_remote_code: bool = Field(False, description="allow model code from the checkpoint (off: safer)")
     freeze_vision: bool = Field(False, description="freeze the vision tower and projector")
     lora: dict[str, Any] | None = Field(None, description="peft LoraConfig kwargs; None trains all weights")
-    gradient_checkpointing: bool = Field(False, description="recompute activations (saves memory, costs time)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations (saves memory, costs time)"
+    )
     attn_implementation: str | None = Field(
-        "phaserl_sdpa", description="attention kernel: phaserl_sdpa (sdpa; on the CPU, small causal attention as "
+        "phaserl_sdpa",
+        description="attention kernel: phaserl_sdpa (sdpa; on the CPU, small causal attention as "
         "two float32 matmuls, whose backward is much cheaper than the CPU flash kernel's), sdpa, eager, "
-        "flash_attention_2")
+        "flash_attention_2",
+    )
 
 
 class RolloutConfig(_Strict):
     engine: Literal["auto", "hf", "cpu", "vllm"] = Field(
-        "auto", description="generation back end: hf (the reference, any device), cpu (the CPU fast engine, same "
-        "samples), vllm, or auto (cpu when the policy is on the CPU, else hf)")
+        "auto",
+        description="generation back end: hf (the reference, any device), cpu (the CPU fast engine, same "
+        "samples), vllm, or auto (cpu when the policy is on the CPU, else hf)",
+    )
     group_size: int = Field(8, ge=1, description="G: samples per prompt")
     max_new_tokens: int = Field(256, ge=1, description="longest completion")
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(64, ge=1, description="prompts per generate call")
-    bf16: bool = Field(True, description="generate with a bf16 copy of the weights (faster matmuls, no per-step casts)")
-    lean_decode: bool = Field(True, description="cpu engine, bf16 copy of a Llama/Qwen2(-VL) model: decode with "
-                              "phaserl's lean step (rollout/cpu/lean.py), the same samples with fewer ops")
-    cpu_kernels: bool = Field(True, description="cpu engine's lean step on a CPU with AVX-512: its attention as one "
-                              "compiled call per layer (rollout/cpu/decode_attention.cpp, built on first use, cached)")
-    vllm: dict[str, Any] = Field(default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)")
+    bf16: bool = Field(
+        True, description="generate with a bf16 copy of the weights (faster matmuls, no per-step casts)"
+    )
+    lean_decode: bool = Field(
+        True,
+        description="cpu engine, bf16 copy of a Llama/Qwen2(-VL) model: decode with "
+        "phaserl's lean step (rollout/cpu/lean.py), the same samples with fewer ops",
+    )
+    cpu_kernels: bool = Field(
+        True,
+        description="cpu engine's lean step on a CPU with AVX-512: its attention as one "
+        "compiled call per layer (rollout/cpu/decode_attention.cpp, built on first use, cached)",
+    )
+    vllm: dict[str, Any] = Field(
+        default_factory=dict, description="extra VLLMEngine kwargs (gpu_memory_utilization...)"
+    )
 
 
 class OverlongShaping(_Strict):
     """DAPO's soft overlong punishment (sec. 3.4): a penalty growing linearly from 0 at
     max_new_tokens - buffer to -factor at max_new_tokens, added to the reward (algo/shaping.py)."""
 
-    buffer: int = Field(..., ge=1, description="L_cache: tokens before max_new_tokens where the penalty ramps up")
+    buffer: int = Field(
+        ..., ge=1, description="L_cache: tokens before max_new_tokens where the penalty ramps up"
+    )
     factor: float = Field(1.0, ge=0, description="penalty at max_new_tokens")
 
 
 class AlgoConfig(_Strict):
     advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae"] = Field(
-        "grpo", description="estimator (gae: PPO with a learned critic, needs a critic section)")
-    ratio: Literal["token", "sequence"] = Field("token", description="token (PPO/GRPO) or sequence (GSPO) ratio")
+        "grpo", description="estimator (gae: PPO with a learned critic, needs a critic section)"
+    )
+    ratio: Literal["token", "sequence"] = Field(
+        "token", description="token (PPO/GRPO) or sequence (GSPO) ratio"
+    )
     eps_low: float = Field(0.2, ge=0, description="lower clip range of the ratio")
     eps_high: float = Field(0.2, ge=0, description="upper clip range (DAPO clip-higher: > eps_low)")
-    aggregation: Literal["token-mean", "seq-mean", "constant"] = Field("token-mean", description="loss aggregation")
+    aggregation: Literal["token-mean", "seq-mean", "constant"] = Field(
+        "token-mean", description="loss aggregation"
+    )
     kl_coef: float = Field(0.0, ge=0, description="KL weight to the frozen reference (0: no reference model)")
-    kl_estimator: Literal["k1", "k3", "low_var_kl"] = Field("k3", description="KL estimator (low_var_kl: k3 "
-                                                            "with verl's clamps)")
-    kl_in: Literal["loss", "reward"] = Field("loss", description="KL as a loss term (GRPO) or reward penalty (LMM-R1)")
-    normalize_reward: bool = Field(False, description="standardise the batch's raw rewards before the estimator "
-                                   "(LMM-R1's --normalize_reward; algo/returns.py says how it differs)")
-    dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal and refill (DAPO)")
+    kl_estimator: Literal["k1", "k3", "low_var_kl"] = Field(
+        "k3", description="KL estimator (low_var_kl: k3 with verl's clamps)"
+    )
+    kl_in: Literal["loss", "reward"] = Field(
+        "loss", description="KL as a loss term (GRPO) or reward penalty (LMM-R1)"
+    )
+    normalize_reward: bool = Field(
+        False,
+        description="standardise the batch's raw rewards before the estimator "
+        "(LMM-R1's --normalize_reward; algo/returns.py says how it differs)",
+    )
+    dynamic_sampling: bool = Field(
+        False, description="drop groups whose rewards are all equal and refill (DAPO)"
+    )
     accuracy_band: tuple[float, float] | None = Field(
-        None, description="keep prompts whose group pass rate lies in [low, high], drop and refill the rest "
-        "(MM-EUREKA: [0.1, 0.9]); None: off")
-    max_resample_rounds: int = Field(3, ge=0, description="refill attempts per step for dynamic sampling / band")
-    max_prompt_tokens: int | None = Field(None, ge=1, description="drop (and count) prompts longer than this many "
-                                          "tokens, never truncate them (LMM-R1: 4096); None: no cap")
+        None,
+        description="keep prompts whose group pass rate lies in [low, high], drop and refill the rest "
+        "(MM-EUREKA: [0.1, 0.9]); None: off",
+    )
+    max_resample_rounds: int = Field(
+        3, ge=0, description="refill attempts per step for dynamic sampling / band"
+    )
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="drop (and count) prompts longer than this many "
+        "tokens, never truncate them (LMM-R1: 4096); None: no cap",
+    )
     overlong_filter: bool = Field(False, description="mask truncated completions out of the loss (DAPO)")
-    overlong_shaping: OverlongShaping | None = Field(None, description="DAPO soft length penalty in the reward")
+    overlong_shaping: OverlongShaping | None = Field(
+        None, description="DAPO soft length penalty in the reward"
+    )
     ppo_epochs: int = Field(1, ge=1, description="passes over each rollout batch")
-    mini_batches: int = Field(1, ge=1, description="optimizer steps per pass (rollout batch split this many ways)")
+    mini_batches: int = Field(
+        1, ge=1, description="optimizer steps per pass (rollout batch split this many ways)"
+    )
     micro_batch_size: int = Field(8, ge=1, description="samples per forward/backward (gradient accumulation)")
 
     @field_validator("accuracy_band")
@@ -99,35 +144,57 @@ class AlgoConfig(_Strict):
 class CriticConfig(_Strict):
     """The value model of PPO (`algo.advantage: gae`): a backbone with a scalar value head (phaserl/critic.py)."""
 
-    init_from: str | None = Field(None, description="critic folder to start from (a saved critic); None: the "
-                                  "policy's weights with a fresh value head")
+    init_from: str | None = Field(
+        None,
+        description="critic folder to start from (a saved critic); None: the "
+        "policy's weights with a fresh value head",
+    )
     lr: float = Field(9e-6, gt=0, description="critic learning rate (LMM-R1 FRE-Text: 9e-6)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay of the critic")
     max_grad_norm: float | None = Field(1.0, description="critic gradient clipping (None: off)")
-    value_clip: float | None = Field(0.2, ge=0, description="clip of the value update around the rollout-time "
-                                     "value (OpenRLHF --value_clip 0.2); None: plain squared error")
+    value_clip: float | None = Field(
+        0.2,
+        ge=0,
+        description="clip of the value update around the rollout-time "
+        "value (OpenRLHF --value_clip 0.2); None: plain squared error",
+    )
     micro_batch_size: int = Field(8, ge=1, description="samples per critic forward/backward")
     gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (LMM-R1: 1)")
     lam: float = Field(1.0, ge=0, le=1, description="GAE lambda (LMM-R1: 1)")
-    head_init_std: float = Field(0.0, ge=0, description="std of the value head's initial weights (0: zeros, "
-                                 "every value starts at the head's bias 0)")
+    head_init_std: float = Field(
+        0.0,
+        ge=0,
+        description="std of the value head's initial weights (0: zeros, "
+        "every value starts at the head's bias 0)",
+    )
     schedule: Literal["constant", "cosine", "linear"] | None = Field(
-        None, description="critic lr schedule after warmup (None: the stage's optim.schedule)")
-    warmup_ratio: float | None = Field(None, ge=0, le=1, description="fraction of the stage's steps the critic's "
-                                       "lr warms up over (None: the stage's optim.warmup_ratio)")
+        None, description="critic lr schedule after warmup (None: the stage's optim.schedule)"
+    )
+    warmup_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="fraction of the stage's steps the critic's "
+        "lr warms up over (None: the stage's optim.warmup_ratio)",
+    )
 
 
 class OptimConfig(_Strict):
     lr: float = Field(1e-6, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    schedule: Literal["constant", "cosine", "linear"] = Field("constant", description="lr schedule after warmup")
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="lr schedule after warmup"
+    )
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="fraction of the stage's steps spent warming up")
     max_grad_norm: float | None = Field(1.0, description="gradient clipping (None: off)")
     bf16_autocast: bool = Field(True, description="bf16 autocast for the training forward/backward")
-    memory_probe: bool = Field(True, description="before a stage's first step, reach the update's peak memory "
-                               "once: the largest micro-batch, the optimizer state, a second micro-batch into the "
-                               "live gradients (out-of-memory in seconds; single process)")
+    memory_probe: bool = Field(
+        True,
+        description="before a stage's first step, reach the update's peak memory "
+        "once: the largest micro-batch, the optimizer state, a second micro-batch into the "
+        "live gradients (out-of-memory in seconds; single process)",
+    )
 
 
 class CheckpointConfig(_Strict):
@@ -149,7 +216,9 @@ class EvalConfig(_Strict):
     views: list[str] | None = Field(None, description="views to evaluate in (default: the stage's view)")
     max_new_tokens: int | None = Field(None, description="default: the rollout's max_new_tokens")
     sampled: bool = Field(False, description="also report accuracy of one sample at the rollout temperature")
-    at_start: bool = Field(True, description="evaluate before the stage's first step too (when data is given)")
+    at_start: bool = Field(
+        True, description="evaluate before the stage's first step too (when data is given)"
+    )
 
 
 class StageConfig(_Strict):
@@ -178,14 +247,20 @@ class StageConfig(_Strict):
 
 class Recipe(_Strict):
     name: str = Field("run", description="recipe name")
-    seed: int = Field(0, description="seeds data order, sampling and init; per stage and step streams derive from it")
+    seed: int = Field(
+        0, description="seeds data order, sampling and init; per stage and step streams derive from it"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
-    critic: CriticConfig | None = Field(None, description="value model for algo.advantage gae (None: no critic)")
+    critic: CriticConfig | None = Field(
+        None, description="value model for algo.advantage gae (None: no critic)"
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy")])
-    unparseable_gold: Literal["skip", "zero"] = Field("skip", description="reward policy when gold can't be parsed")
+    unparseable_gold: Literal["skip", "zero"] = Field(
+        "skip", description="reward policy when gold can't be parsed"
+    )
     template: str | PromptTemplate = Field("plain", description="prompt template (name or fields)")
     prompts_per_step: int = Field(4, ge=1, description="B: prompts sampled per step")
     skip_bad_rows: bool = Field(False, description="skip (and log) bad data rows instead of failing")
@@ -243,9 +318,16 @@ def resolve_stage(recipe: Recipe, k: int) -> Stage:
     where = f"stage {k + 1} ('{s.name}'): "
     try:
         return Stage(
-            index=k, name=s.name, data=s.data, view=s.view, template=s.template or recipe.template,
-            rewards=s.rewards or recipe.rewards, steps=s.steps, epochs=s.epochs,
-            prompts_per_step=s.prompts_per_step or recipe.prompts_per_step, init_from=s.init_from,
+            index=k,
+            name=s.name,
+            data=s.data,
+            view=s.view,
+            template=s.template or recipe.template,
+            rewards=s.rewards or recipe.rewards,
+            steps=s.steps,
+            epochs=s.epochs,
+            prompts_per_step=s.prompts_per_step or recipe.prompts_per_step,
+            init_from=s.init_from,
             rollout=RolloutConfig(**_deep_merge(recipe.rollout.model_dump(), s.rollout)),
             algo=AlgoConfig(**_deep_merge(recipe.algo.model_dump(), s.algo)),
             critic=_resolve_critic(recipe.critic, s.critic),
@@ -275,18 +357,26 @@ def _check_stage(stage: Stage) -> None:
     if algo.advantage in GROUP_ESTIMATORS and G < 2:
         # every group estimator compares a sample with the other samples of its prompt: with G = 1 the
         # advantage is identically 0 (dr_grpo, reinforce_pp_baseline) or undefined (grpo's std, rloo's G - 1)
-        raise ConfigError(where + f"rollout.group_size = {G}: algo.advantage {algo.advantage} compares the "
-                          "samples of a prompt and needs group_size >= 2 (or use advantage gae with a critic)")
+        raise ConfigError(
+            where + f"rollout.group_size = {G}: algo.advantage {algo.advantage} compares the "
+            "samples of a prompt and needs group_size >= 2 (or use advantage gae with a critic)"
+        )
     if algo.advantage == "gae" and stage.critic is None:
         raise ConfigError(where + "algo.advantage gae (PPO with a value model) needs a `critic:` section")
     if algo.accuracy_band is not None and G < 2:
-        raise ConfigError(where + f"algo.accuracy_band filters on the group pass rate; group_size = {G} has none")
+        raise ConfigError(
+            where + f"algo.accuracy_band filters on the group pass rate; group_size = {G} has none"
+        )
     if algo.overlong_shaping is not None and algo.overlong_shaping.buffer > stage.rollout.max_new_tokens:
-        raise ConfigError(where + f"algo.overlong_shaping.buffer = {algo.overlong_shaping.buffer} exceeds "
-                          f"rollout.max_new_tokens = {stage.rollout.max_new_tokens}")
+        raise ConfigError(
+            where + f"algo.overlong_shaping.buffer = {algo.overlong_shaping.buffer} exceeds "
+            f"rollout.max_new_tokens = {stage.rollout.max_new_tokens}"
+        )
     n = stage.prompts_per_step * G
     if n % algo.mini_batches:
-        raise ConfigError(where + f"B*G = {n} samples do not split into algo.mini_batches = {algo.mini_batches}")
+        raise ConfigError(
+            where + f"B*G = {n} samples do not split into algo.mini_batches = {algo.mini_batches}"
+        )
 
 
 def resolve(recipe: Recipe) -> list[Stage]:
@@ -300,6 +390,7 @@ def resolve(recipe: Recipe) -> list[Stage]:
 
 
 # ---- YAML and --set overrides ------------------------------------------------------------------------------
+
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
@@ -382,8 +473,14 @@ def recipe_from_dict(raw: dict, label: str = "recipe") -> Recipe:
             loc = list(err["loc"])
             if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int):
                 stages = raw.get("stages") or []
-                name = stages[loc[1]].get("name", "?") if loc[1] < len(stages) and isinstance(stages[loc[1]], dict) else "?"
-                msgs.append(f"{label}: stage {loc[1] + 1} ('{name}'): {'.'.join(map(str, loc[2:]))}: {err['msg']}")
+                name = (
+                    stages[loc[1]].get("name", "?")
+                    if loc[1] < len(stages) and isinstance(stages[loc[1]], dict)
+                    else "?"
+                )
+                msgs.append(
+                    f"{label}: stage {loc[1] + 1} ('{name}'): {'.'.join(map(str, loc[2:]))}: {err['msg']}"
+                )
             else:
                 msgs.append(f"{label}: {'.'.join(map(str, loc))}: {err['msg']}")
         raise ConfigError("\n".join(msgs)) from None

@@ -60,7 +60,7 @@ class Critic(nn.Module):
         out = self.backbone(**inputs, use_cache=False)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [m, L, H]
         T = completion_len
-        h = hidden[:, -(T + 1):-1, :]  # [m, T, H]: position P - 1 + t holds the state before token t
+        h = hidden[:, -(T + 1) : -1, :]  # [m, T, H]: position P - 1 + t holds the state before token t
         return self.value_head(h.float()).squeeze(-1)  # [m, T]
 
 
@@ -77,9 +77,17 @@ def _hidden_size(config) -> int:
     return int(text.hidden_size)
 
 
-def build_critic(policy: str, *, dtype: str = "float32", head_init_std: float = 0.0, lora: dict | None = None,
-                 freeze_vision: bool = False, gradient_checkpointing: bool = False,
-                 attn_implementation: str | None = "sdpa", seed: int = 0) -> Critic:
+def build_critic(
+    policy: str,
+    *,
+    dtype: str = "float32",
+    head_init_std: float = 0.0,
+    lora: dict | None = None,
+    freeze_vision: bool = False,
+    gradient_checkpointing: bool = False,
+    attn_implementation: str | None = "sdpa",
+    seed: int = 0,
+) -> Critic:
     """A fresh critic from a policy folder (or any name `models.load_model` takes): the policy's weights with
     a new value head (zeros by default, so every value starts at 0; OpenRLHF draws it from N(0, 1/(H+1)),
     `head_init_std` allows that). With `lora`, the backbone trains LoRA adapters and the head trains fully.
@@ -89,16 +97,23 @@ def build_critic(policy: str, *, dtype: str = "float32", head_init_std: float = 
     random streams untouched (a resumed run and an uninterrupted one build the same critic)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing,
-                             attn_implementation)
+        return _build_critic(
+            policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing, attn_implementation
+        )
 
 
-def _build_critic(policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing,
-                  attn_implementation) -> Critic:
+def _build_critic(
+    policy, dtype, head_init_std, lora, freeze_vision, gradient_checkpointing, attn_implementation
+) -> Critic:
     from phaserl.models import load_model
 
-    lm = load_model(policy, dtype=dtype, attn_implementation=attn_implementation, freeze_vision=freeze_vision,
-                    gradient_checkpointing=gradient_checkpointing)
+    lm = load_model(
+        policy,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        freeze_vision=freeze_vision,
+        gradient_checkpointing=gradient_checkpointing,
+    )
     for p in lm.model.parameters():  # float32 master weights for what trains (bf16 compute under autocast)
         if p.requires_grad:
             p.data = p.data.float()
@@ -132,8 +147,16 @@ def critic_lora(lora: dict | None, freeze_vision: bool = False) -> dict | None:
 ForwardContext = Callable[[list[Prompt]], contextlib.AbstractContextManager]
 
 
-def critic_values(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
-                  autocast: bool, device, context: ForwardContext | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def critic_values(
+    critic: Critic,
+    processor,
+    prompts: list[Prompt],
+    completion_ids: list[list[int]],
+    pad_id: int,
+    autocast: bool,
+    device,
+    context: ForwardContext | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Values [m, T] (with gradient when grad is enabled) and the completion mask [m, T].
 
     context(prompts) wraps the forward: a multi-process VLM run passes the trainer's dummy-vision context, so
@@ -147,18 +170,27 @@ def critic_values(critic: Critic, processor, prompts: list[Prompt], completion_i
 
 
 @torch.no_grad()
-def values_no_grad(critic: Critic, processor, prompts: list[Prompt], completion_ids: list[list[int]], pad_id: int,
-                   micro_batch_size: int, autocast: bool, device,
-                   context: ForwardContext | None = None) -> list[torch.Tensor]:
+def values_no_grad(
+    critic: Critic,
+    processor,
+    prompts: list[Prompt],
+    completion_ids: list[list[int]],
+    pad_id: int,
+    micro_batch_size: int,
+    autocast: bool,
+    device,
+    context: ForwardContext | None = None,
+) -> list[torch.Tensor]:
     """Rollout-time values, [N][T_i] on the CPU (the old values of the value clip and GAE's V)."""
     was_training = critic.training
     critic.eval()
     out: list[torch.Tensor] = []
     for s in range(0, len(completion_ids), micro_batch_size):
         rows = slice(s, s + micro_batch_size)
-        values, _ = critic_values(critic, processor, prompts[rows], completion_ids[rows], pad_id, autocast, device,
-                                  context)
-        out += [values[j, :len(c)].cpu() for j, c in enumerate(completion_ids[rows])]
+        values, _ = critic_values(
+            critic, processor, prompts[rows], completion_ids[rows], pad_id, autocast, device, context
+        )
+        out += [values[j, : len(c)].cpu() for j, c in enumerate(completion_ids[rows])]
     critic.train(was_training)
     return out
 
@@ -175,13 +207,29 @@ def _rows_tensor(x, rows: list[int], T: int) -> torch.Tensor:
     return pad_rows([x[i] for i in rows], T)
 
 
-def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], completion_ids: list[list[int]],
-                  old_values, returns, cfg, pad_id: int, *, autocast: bool = False, device="cpu",
-                  mini_batches: int = 1, epochs: int = 1, seed: int = 0, skipped: list[bool] | None = None,
-                  backward: Callable[[torch.Tensor], None] | None = None,
-                  no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
-                  clip_grad_norm: Callable[[float], torch.Tensor] | None = None,
-                  context: ForwardContext | None = None, same_passes: bool = False) -> dict:
+def critic_update(
+    critic: Critic,
+    optimizer,
+    processor,
+    prompts: list[Prompt],
+    completion_ids: list[list[int]],
+    old_values,
+    returns,
+    cfg,
+    pad_id: int,
+    *,
+    autocast: bool = False,
+    device="cpu",
+    mini_batches: int = 1,
+    epochs: int = 1,
+    seed: int = 0,
+    skipped: list[bool] | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
+    no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
+    clip_grad_norm: Callable[[float], torch.Tensor] | None = None,
+    context: ForwardContext | None = None,
+    same_passes: bool = False,
+) -> dict:
     """Fit the values to the GAE returns: `epochs` passes, each split into `mini_batches` optimizer steps,
     each accumulating micro-batches of cfg.micro_batch_size rows; loss = token-mean of the clipped value loss
     (cfg.value_clip around old_values), exact across micro-batches (each micro-batch weighs its share of the
@@ -209,17 +257,24 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
     for epoch in range(epochs):
         order = torch.randperm(N, generator=gen).tolist() if epoch > 0 or mini_batches > 1 else list(range(N))
         for start in range(0, N, mb_size):
-            mb = order[start:start + mb_size]
+            mb = order[start : start + mb_size]
             total = float(sum(lengths[i] for i in mb))
             live = list(mb) if same_passes else [i for i in mb if lengths[i] > 0]
-            micro = [live[k:k + cfg.micro_batch_size] for k in range(0, len(live), cfg.micro_batch_size)]
+            micro = [live[k : k + cfg.micro_batch_size] for k in range(0, len(live), cfg.micro_batch_size)]
             optimizer.zero_grad(set_to_none=True)
             for k, rows in enumerate(micro):
                 ctx = no_sync() if k < len(micro) - 1 else contextlib.nullcontext()
                 with ctx:
-                    values, mask = critic_values(critic, processor, [prompts[i] for i in rows],
-                                                 [completion_ids[i] for i in rows], pad_id, autocast, device,
-                                                 context)
+                    values, mask = critic_values(
+                        critic,
+                        processor,
+                        [prompts[i] for i in rows],
+                        [completion_ids[i] for i in rows],
+                        pad_id,
+                        autocast,
+                        device,
+                        context,
+                    )
                     if same_passes:  # a skipped row runs, and weighs nothing
                         keep = torch.tensor([float(lengths[i] > 0) for i in rows], device=mask.device)
                         mask = mask * keep[:, None]
@@ -241,8 +296,14 @@ def critic_update(critic: Critic, optimizer, processor, prompts: list[Prompt], c
 
 # ---- save / load ----------------------------------------------------------------------------------------
 
-def save_critic(critic: Critic, folder: str | Path, optimizer: torch.optim.Optimizer | None = None,
-                state: dict | None = None, optimizer_state: dict | None = None) -> Path:
+
+def save_critic(
+    critic: Critic,
+    folder: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict | None = None,
+    optimizer_state: dict | None = None,
+) -> Path:
     """Write the critic (weights as safetensors, architecture config, critic.json) and, when given, its
     optimizer state; loading the folder gives bit-identical weights and optimizer moments.
 
@@ -255,11 +316,18 @@ def save_critic(critic: Critic, folder: str | Path, optimizer: torch.optim.Optim
     state = {k: v.detach().contiguous().cpu() for k, v in (state or critic.state_dict()).items()}
     save_file(state, str(folder / CRITIC_FILE))
     critic.lm_config.save_pretrained(folder)
-    meta = {"is_vlm": critic.is_vlm, "hidden_size": critic.value_head.in_features, "lora": critic.lora,
-            "dtypes": sorted({str(v.dtype) for v in state.values()})}
+    meta = {
+        "is_vlm": critic.is_vlm,
+        "hidden_size": critic.value_head.in_features,
+        "lora": critic.lora,
+        "dtypes": sorted({str(v.dtype) for v in state.values()}),
+    }
     (folder / CRITIC_META).write_text(json.dumps(meta, indent=2) + "\n")
     if optimizer_state is not None or optimizer is not None:
-        torch.save(optimizer_state if optimizer_state is not None else optimizer.state_dict(), folder / OPTIMIZER_FILE)
+        torch.save(
+            optimizer_state if optimizer_state is not None else optimizer.state_dict(),
+            folder / OPTIMIZER_FILE,
+        )
     return folder
 
 
@@ -267,8 +335,13 @@ def is_critic_folder(folder: str | Path) -> bool:
     return (Path(folder) / CRITIC_FILE).is_file() and (Path(folder) / CRITIC_META).is_file()
 
 
-def load_critic(folder: str | Path, *, attn_implementation: str | None = "sdpa",
-                freeze_vision: bool = False, gradient_checkpointing: bool = False) -> Critic:
+def load_critic(
+    folder: str | Path,
+    *,
+    attn_implementation: str | None = "sdpa",
+    freeze_vision: bool = False,
+    gradient_checkpointing: bool = False,
+) -> Critic:
     """Rebuild a saved critic: the architecture from its config, then its weights (strict: every key).
     gradient_checkpointing as build_critic's: a resumed or handed-over critic trains as the fresh one did."""
     from safetensors.torch import load_file
@@ -318,7 +391,12 @@ def critic_for_stage(cfg, policy_folder: str, previous: str | Path | None = None
     fresh one on the policy's weights (the hand-over rule the policy follows too)."""
     source = cfg.init_from or (str(previous) if previous is not None and is_critic_folder(previous) else None)
     if source is not None:
-        return load_critic(source, **{k: v for k, v in kwargs.items() if k in ("attn_implementation",
-                                                                               "freeze_vision",
-                                                                               "gradient_checkpointing")})
+        return load_critic(
+            source,
+            **{
+                k: v
+                for k, v in kwargs.items()
+                if k in ("attn_implementation", "freeze_vision", "gradient_checkpointing")
+            },
+        )
     return build_critic(policy_folder, head_init_std=cfg.head_init_std, **kwargs)

@@ -30,7 +30,9 @@ def _write_recipe(recipe: Recipe, out_dir: Path) -> None:
     text = yaml.safe_dump(json.loads(recipe.model_dump_json()), sort_keys=False)
     path = out_dir / "recipe.resolved.yaml"
     if path.exists() and path.read_text() != text:
-        print(f"note: the recipe differs from the one this run started with ({path}); continuing with the new one")
+        print(
+            f"note: the recipe differs from the one this run started with ({path}); continuing with the new one"
+        )
         path.with_suffix(".previous.yaml").write_text(path.read_text())
     path.write_text(text)
 
@@ -56,9 +58,14 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
     out_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         _write_recipe(recipe, out_dir)
-    log = MetricsLog(out_dir, tensorboard=recipe.logging.tensorboard, wandb=recipe.logging.wandb,
-                     run_name=recipe.name, enabled=accelerator.is_main_process,
-                     config=json.loads(recipe.model_dump_json()))
+    log = MetricsLog(
+        out_dir,
+        tensorboard=recipe.logging.tensorboard,
+        wandb=recipe.logging.wandb,
+        run_name=recipe.name,
+        enabled=accelerator.is_main_process,
+        config=json.loads(recipe.model_dump_json()),
+    )
     stop = StopFlag()
     stop.install()
     ctx = RunContext(recipe=recipe, out_dir=out_dir, accelerator=accelerator, log=log, stop=stop)
@@ -71,7 +78,9 @@ def run_curriculum(recipe: Recipe, out_dir: Path, *, fresh: bool = False) -> lis
                     print(f"[{stage.dirname}] already finished: {final}")
             else:
                 if accelerator.is_main_process:
-                    print(f"[{stage.dirname}] view={stage.view} init={stage_init(recipe, stages, k, out_dir)}")
+                    print(
+                        f"[{stage.dirname}] view={stage.view} init={stage_init(recipe, stages, k, out_dir)}"
+                    )
                 try:
                     run_stage(ctx, stage, stage_init(recipe, stages, k, out_dir))
                 finally:
@@ -128,17 +137,27 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
     for k, st in enumerate(stages):
         try:
             mix = build_mixture(st, recipe, log=lambda *_: None)
-            n_examples, data_line = len(mix), "  data: " + ", ".join(
-                f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights))
+            n_examples, data_line = (
+                len(mix),
+                "  data: "
+                + ", ".join(
+                    f"{n} ({len(e)} ex, w={w:g})" for n, e, w in zip(mix.names, mix.examples, mix.weights)
+                ),
+            )
         except DataMissing as e:  # a file made by a later pipeline step: still show the plan
-            n_examples, data_line = 0, "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [missing: {e}]"
+            n_examples, data_line = (
+                0,
+                "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [missing: {e}]",
+            )
         except DataError:  # a bad row (file, line, field) or a missing package: the dry run fails on it
             raise
         except Exception as e:  # e.g. a hub dataset on a machine without the hub: still show the plan
             n_examples = 0
             data_line = "  data: " + ", ".join(d.name or "?" for d in st.data) + f"  [not loadable here: {e}]"
         if st.steps is None and n_examples == 0:
-            lines.append(f"\nstage {k + 1} '{st.name}': {st.epochs} epoch(s) over data that cannot be read here")
+            lines.append(
+                f"\nstage {k + 1} '{st.name}': {st.epochs} epoch(s) over data that cannot be read here"
+            )
             lines.append(data_line)
             continue
         steps = stage_steps(st, n_examples)
@@ -167,7 +186,9 @@ def plan(recipe: Recipe, out_dir: Path | None = None) -> str:
             "  rewards: " + " + ".join(f"{r.weight:g} x {r.name}" for r in st.rewards),
             f"  at most {tokens:,} generated tokens (steps x N x max_new_tokens)",
         ]
-    lines.append(f"\ntotal: at most {total_tokens:,} generated tokens; checkpoint every {recipe.checkpoint.every} steps")
+    lines.append(
+        f"\ntotal: at most {total_tokens:,} generated tokens; checkpoint every {recipe.checkpoint.every} steps"
+    )
     mem = _memory_line(recipe)
     if mem:
         lines.append(mem)
@@ -201,9 +222,13 @@ def _memory_line(recipe: Recipe) -> str | None:
 
     st = resolve(recipe)[0]
     try:
-        return memory_plan(recipe.model.name, micro_batch=st.algo.micro_batch_size,
-                           seq_len=1024 + st.rollout.max_new_tokens,  # prompt length: our assumption
-                           rollout_seqs=st.prompts_per_step * st.rollout.group_size, kl=st.algo.kl_coef > 0,
-                           engine="hf" if st.rollout.engine in ("auto", "cpu") else st.rollout.engine)
+        return memory_plan(
+            recipe.model.name,
+            micro_batch=st.algo.micro_batch_size,
+            seq_len=1024 + st.rollout.max_new_tokens,  # prompt length: our assumption
+            rollout_seqs=st.prompts_per_step * st.rollout.group_size,
+            kl=st.algo.kl_coef > 0,
+            engine="hf" if st.rollout.engine in ("auto", "cpu") else st.rollout.engine,
+        )
     except Exception as e:
         return f"memory estimate unavailable: {e}"

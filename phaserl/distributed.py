@@ -155,6 +155,7 @@ def needs_dummy_vision(is_vlm: bool, has_images: bool, vision_trainable: bool, w
 
 # -------------------------------------------------------------------------------------------- full weights
 
+
 def _full_tensor(param: torch.Tensor) -> torch.Tensor:
     """A DTensor shard (FSDP2) gathered to the full tensor (a collective: every rank must call it)."""
     if hasattr(param, "full_tensor"):

@@ -12,8 +12,16 @@ from pathlib import Path
 class MetricsLog:
     """Appends one JSON object per step to OUTPUT/metrics.jsonl (flushed at once: nothing lost on a crash)."""
 
-    def __init__(self, out_dir: Path, *, tensorboard: bool = False, wandb: bool = False, run_name: str = "run",
-                 enabled: bool = True, config: dict | None = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        tensorboard: bool = False,
+        wandb: bool = False,
+        run_name: str = "run",
+        enabled: bool = True,
+        config: dict | None = None,
+    ):
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / "metrics.jsonl"
         self.enabled = enabled
@@ -80,11 +88,17 @@ class MetricsLog:
             f.flush()
         if self.tb is not None:
             for k, v in row.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "stage_index"):
+                if (
+                    isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and k not in ("step", "stage_index")
+                ):
                     self.tb.add_scalar(k, v, global_step)
             self.tb.flush()
         if self.wandb is not None:
-            self.wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float, str))}, step=global_step)
+            self.wandb.log(
+                {k: v for k, v in row.items() if isinstance(v, (int, float, str))}, step=global_step
+            )
 
     def samples(self, stage_dir: str, step: int, rows: list[dict], global_step: int | None = None) -> None:
         """Append rows to OUTPUT/samples/<stage_dir>.jsonl (tagged with stage and step); the same completions
@@ -136,8 +150,19 @@ def store_thumbnail(samples_dir: Path, uri: str) -> str:
     return rel
 
 
-SAMPLE_COLUMNS = ("stage", "step", "id", "view", "prompt", "completion", "extracted", "answer", "correct",
-                  "truncated", "reward")
+SAMPLE_COLUMNS = (
+    "stage",
+    "step",
+    "id",
+    "view",
+    "prompt",
+    "completion",
+    "extracted",
+    "answer",
+    "correct",
+    "truncated",
+    "reward",
+)
 MARKDOWN_CELL_CHARS = 300  # tensorboard's text plugin renders every cell; long completions are cut
 
 

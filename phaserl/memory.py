@@ -39,8 +39,15 @@ def shape_from_config(config, params: float, name: str = "model") -> ModelShape:
     text = getattr(config, "text_config", None) or config
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-    return ModelShape(name, float(params), text.hidden_size, text.num_hidden_layers,
-                      getattr(text, "num_key_value_heads", None) or heads, head_dim, text.vocab_size)
+    return ModelShape(
+        name,
+        float(params),
+        text.hidden_size,
+        text.num_hidden_layers,
+        getattr(text, "num_key_value_heads", None) or heads,
+        head_dim,
+        text.vocab_size,
+    )
 
 
 @dataclass(frozen=True)
@@ -61,16 +68,29 @@ class MemoryEstimate:
 
     @property
     def rollout_peak(self) -> float:
-        return self.weights + self.grads + self.optimizer + self.reference + self.engine_weights + self.kv_cache
+        return (
+            self.weights + self.grads + self.optimizer + self.reference + self.engine_weights + self.kv_cache
+        )
 
     @property
     def peak(self) -> float:
         return max(self.train_peak, self.rollout_peak)
 
 
-def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "fsdp2", trainable: float = 1.0,
-                    micro_batch: int = 1, seq_len: int = 2048, kl: bool = True, rollout: str = "vllm",
-                    rollout_seqs: int = 64, engine_sleeps: bool = True, engine_tp: int = 1) -> MemoryEstimate:
+def estimate_memory(
+    shape: ModelShape,
+    *,
+    world_size: int,
+    strategy: str = "fsdp2",
+    trainable: float = 1.0,
+    micro_batch: int = 1,
+    seq_len: int = 2048,
+    kl: bool = True,
+    rollout: str = "vllm",
+    rollout_seqs: int = 64,
+    engine_sleeps: bool = True,
+    engine_tp: int = 1,
+) -> MemoryEstimate:
     """Per-GPU memory of GRPO on one model: the ZeRO paper's 16 bytes/param, split by sharding, plus the rest.
 
     P params, Pt = trainable * P, W = world_size. fp32 master weights 4P, fp32 grads 4Pt, AdamW m and v 8Pt
@@ -94,37 +114,57 @@ def estimate_memory(shape: ModelShape, *, world_size: int, strategy: str = "fsdp
     tp = max(1, engine_tp)
     local = rollout in ("vllm", "hf")
     engine = 2 * P / tp if local else 0.0
-    kv = rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 / tp if local else 0.0
-    est = MemoryEstimate(weights=4 * P / shard_weights, grads=4 * Pt / shard_states,
-                         optimizer=8 * Pt / shard_states, reference=2 * P if kl else 0.0,
-                         activations=activations, engine_weights=engine, kv_cache=kv)
+    kv = (
+        rollout_seqs * seq_len * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 / tp if local else 0.0
+    )
+    est = MemoryEstimate(
+        weights=4 * P / shard_weights,
+        grads=4 * Pt / shard_states,
+        optimizer=8 * Pt / shard_states,
+        reference=2 * P if kl else 0.0,
+        activations=activations,
+        engine_weights=engine,
+        kv_cache=kv,
+    )
     if rollout == "vllm" and not engine_sleeps:  # the engine keeps its memory through the update
-        est = MemoryEstimate(est.weights, est.grads, est.optimizer, est.reference,
-                             est.activations + engine + kv, engine, kv)
+        est = MemoryEstimate(
+            est.weights, est.grads, est.optimizer, est.reference, est.activations + engine + kv, engine, kv
+        )
     elif rollout == "hf":  # the sampling copy stays resident; its KV cache is freed after generation
-        est = MemoryEstimate(est.weights, est.grads, est.optimizer, est.reference,
-                             est.activations + engine, engine, kv)
+        est = MemoryEstimate(
+            est.weights, est.grads, est.optimizer, est.reference, est.activations + engine, engine, kv
+        )
     return est
 
 
 def format_memory_table(rows: list[tuple[str, int, str, MemoryEstimate]], gpu_gib: float = 80.0) -> str:
     """A markdown table (model, GPUs, strategy, parts in GiB, peak, fits) for --dry-run and the docs."""
-    head = ("| model | GPUs | strategy | weights | grads | optim | ref | activ. | engine w+KV | peak GiB | "
-            f"fits {gpu_gib:g} GiB |")
+    head = (
+        "| model | GPUs | strategy | weights | grads | optim | ref | activ. | engine w+KV | peak GiB | "
+        f"fits {gpu_gib:g} GiB |"
+    )
     lines = [head, "|" + "---|" * 11]
     for name, gpus, strategy, e in rows:
         cells = [e.weights, e.grads, e.optimizer, e.reference, e.activations, e.engine_weights + e.kv_cache]
         fits = "yes" if e.peak / GiB <= gpu_gib * 0.95 else "no"
-        lines.append(f"| {name} | {gpus} | {strategy} | " + " | ".join(f"{c / GiB:.1f}" for c in cells)
-                     + f" | {e.peak / GiB:.1f} | {fits} |")
+        lines.append(
+            f"| {name} | {gpus} | {strategy} | "
+            + " | ".join(f"{c / GiB:.1f}" for c in cells)
+            + f" | {e.peak / GiB:.1f} | {fits} |"
+        )
     return "\n".join(lines)
 
 
-def memory_report(shapes: list[ModelShape], world_sizes: list[int], strategies: list[str],
-                  gpu_gib: float = 80.0, **kwargs) -> str:
+def memory_report(
+    shapes: list[ModelShape], world_sizes: list[int], strategies: list[str], gpu_gib: float = 80.0, **kwargs
+) -> str:
     """The table for every (model, world size, strategy) combination; kwargs go to estimate_memory."""
-    rows = [(s.name, w, st if w > 1 else "1 GPU", estimate_memory(s, world_size=w, strategy=st, **kwargs))
-            for s in shapes for w in world_sizes for st in (strategies if w > 1 else strategies[:1])]
+    rows = [
+        (s.name, w, st if w > 1 else "1 GPU", estimate_memory(s, world_size=w, strategy=st, **kwargs))
+        for s in shapes
+        for w in world_sizes
+        for st in (strategies if w > 1 else strategies[:1])
+    ]
     return format_memory_table(rows, gpu_gib)
 
 
@@ -148,7 +188,11 @@ def shape_for_model(name: str) -> ModelShape | None:
     (a local folder, a built-in, or a hub id already in the local cache). None when neither works."""
     key = name.lower().rsplit("/", 1)[-1].replace("-instruct", "")
     for preset, shape in MODEL_SHAPES.items():
-        if key == preset or key.startswith(preset + "-") or key == shape.name.lower().replace("-instruct", ""):
+        if (
+            key == preset
+            or key.startswith(preset + "-")
+            or key == shape.name.lower().replace("-instruct", "")
+        ):
             return shape
     try:
         from transformers import AutoConfig
@@ -161,15 +205,36 @@ def shape_for_model(name: str) -> ModelShape | None:
         return None
 
 
-def memory_plan(model: str, *, micro_batch: int, seq_len: int, rollout_seqs: int, kl: bool, engine: str,
-                trainable: float = 1.0, world_sizes=(1, 8, 16), gpu_gib: float = 80.0) -> str:
+def memory_plan(
+    model: str,
+    *,
+    micro_batch: int,
+    seq_len: int,
+    rollout_seqs: int,
+    kl: bool,
+    engine: str,
+    trainable: float = 1.0,
+    world_sizes=(1, 8, 16),
+    gpu_gib: float = 80.0,
+) -> str:
     """The `--dry-run` memory block: per-GPU GiB for each strategy and world size, from `estimate_memory`."""
     shape = shape_for_model(model)
     if shape is None:
         return f"  memory: unknown model shape for {model!r} (no local config; see docs/scale_out.md)"
-    table = memory_report([shape], list(world_sizes), list(STRATEGIES), gpu_gib=gpu_gib, trainable=trainable,
-                          micro_batch=micro_batch, seq_len=seq_len, kl=kl, rollout=engine,
-                          rollout_seqs=rollout_seqs)
-    head = (f"  memory per GPU ({shape.params / 1e9:.3g}B params, micro-batch {micro_batch} x {seq_len} tokens, "
-            f"rollout KV for {rollout_seqs} seqs, engine={engine}, kl={kl}):")
+    table = memory_report(
+        [shape],
+        list(world_sizes),
+        list(STRATEGIES),
+        gpu_gib=gpu_gib,
+        trainable=trainable,
+        micro_batch=micro_batch,
+        seq_len=seq_len,
+        kl=kl,
+        rollout=engine,
+        rollout_seqs=rollout_seqs,
+    )
+    head = (
+        f"  memory per GPU ({shape.params / 1e9:.3g}B params, micro-batch {micro_batch} x {seq_len} tokens, "
+        f"rollout KV for {rollout_seqs} seqs, engine={engine}, kl={kl}):"
+    )
     return head + "\n" + "\n".join("    " + line for line in table.splitlines())

@@ -64,8 +64,13 @@ def _build_smollm2(out: Path) -> None:
     gguf = smollm2_gguf_path()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quant = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = AutoConfig.for_model(**{k: v for k, v in quant.config.to_dict().items()
-                                     if k not in ("quantization_config", "_name_or_path")})
+    config = AutoConfig.for_model(
+        **{
+            k: v
+            for k, v in quant.config.to_dict().items()
+            if k not in ("quantization_config", "_name_or_path")
+        }
+    )
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(quant.state_dict(), strict=False)
     plain.tie_weights()
@@ -82,9 +87,11 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("tiny:"):
         from phaserl.testing import tiny
 
-        builder = tiny.BUILDERS.get(name[len("tiny:"):])
+        builder = tiny.BUILDERS.get(name[len("tiny:") :])
         if builder is None:
-            raise ValueError(f"unknown tiny model {name!r}; choose from {sorted('tiny:' + k for k in tiny.BUILDERS)}")
+            raise ValueError(
+                f"unknown tiny model {name!r}; choose from {sorted('tiny:' + k for k in tiny.BUILDERS)}"
+            )
         return str(_materialise(name, builder))
     return name
 
@@ -101,10 +108,18 @@ def _is_vlm_config(config) -> bool:
     return hasattr(config, "vision_config")
 
 
-def load_model(name: str, *, dtype: str = "float32", trust_remote_code: bool = False,
-               freeze_vision: bool = False, lora: dict | None = None, adapter: str | None = None,
-               gradient_checkpointing: bool = False,
-               attn_implementation: str | None = "sdpa", trainable_dtype: str | None = None) -> LoadedModel:
+def load_model(
+    name: str,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    freeze_vision: bool = False,
+    lora: dict | None = None,
+    adapter: str | None = None,
+    gradient_checkpointing: bool = False,
+    attn_implementation: str | None = "sdpa",
+    trainable_dtype: str | None = None,
+) -> LoadedModel:
     """Load a causal LM or a VLM plus its processor, in `dtype`.
 
     trainable_dtype: the dtype of the parameters that will train (the trainer passes "float32"). A bf16 model

@@ -35,7 +35,9 @@ def api_key_from_env(name: str | None) -> str | None:
         return None
     value = os.environ.get(name)
     if not value:
-        raise ValueError(f"environment variable {name} (named by --api-key-env / --llm-api-key-env) is not set")
+        raise ValueError(
+            f"environment variable {name} (named by --api-key-env / --llm-api-key-env) is not set"
+        )
     return value
 
 
@@ -62,8 +64,12 @@ class ChatClient:
     seed: int | None = None
 
     def body(self, messages: list[dict]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                                "max_tokens": self.max_tokens}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         if self.seed is not None:
             body["seed"] = self.seed
         return body
@@ -110,8 +116,9 @@ def _retry_after(header: str | None, default: float) -> float:
         return default
 
 
-def map_concurrent(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 8
-                   ) -> Iterator[tuple[Any, Any, BaseException | None]]:
+def map_concurrent(
+    fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 8
+) -> Iterator[tuple[Any, Any, BaseException | None]]:
     """(item, result, error) for every item, in completion order, with at most 2 x workers submitted at once
     (so a long list of image requests is not encoded all up front)."""
     it = iter(items)

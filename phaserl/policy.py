@@ -45,8 +45,8 @@ def pad_completions(completion_ids: list[list[int]], pad_id: int) -> tuple[torch
     targets = torch.full((len(completion_ids), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(completion_ids), T), dtype=torch.float32)
     for j, c in enumerate(completion_ids):
-        targets[j, :len(c)] = torch.tensor(c, dtype=torch.long)
-        mask[j, :len(c)] = 1.0
+        targets[j, : len(c)] = torch.tensor(c, dtype=torch.long)
+        mask[j, : len(c)] = 1.0
     return targets, mask
 
 
@@ -55,12 +55,13 @@ def pad_rows(rows: list[torch.Tensor], T: int) -> torch.Tensor:
     with 0 (callers mask the padding)."""
     out = torch.zeros(len(rows), T)
     for j, row in enumerate(rows):
-        out[j, :len(row)] = row[:T].float()
+        out[j, : len(row)] = row[:T].float()
     return out
 
 
-def build_sequences(processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
-                    pad_id: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def build_sequences(
+    processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool, pad_id: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Model inputs for rows (prompts[j], completion_ids[j]); returns (inputs, targets [m, T], mask [m, T])."""
     # Encode each distinct prompt once (rows of one group share their Prompt object), then repeat per row.
     uniq, row_of = [], []
@@ -159,8 +160,9 @@ class _FusedSelectiveLogp(torch.autograd.Function):
         return out.view_as(logits), None, None
 
 
-def completion_logp(model, inputs: dict[str, torch.Tensor], targets: torch.Tensor, temperature: float,
-                    autocast: bool, device) -> torch.Tensor:
+def completion_logp(
+    model, inputs: dict[str, torch.Tensor], targets: torch.Tensor, temperature: float, autocast: bool, device
+) -> torch.Tensor:
     """Log-probs of the completion tokens under `model`: [m, T] (padding positions hold finite junk)."""
     T = targets.shape[1]
     inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -176,10 +178,17 @@ def autocast_context(autocast: bool, device):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-
-
-def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool,
-                       pad_id: int, temperature: float, autocast: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+def shared_prefix_logp(
+    model,
+    processor,
+    prompts: list[Prompt],
+    completion_ids: list[list[int]],
+    is_vlm: bool,
+    pad_id: int,
+    temperature: float,
+    autocast: bool,
+    device,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [m, T] and mask [m, T] of the completions, running each distinct prompt once (see module doc).
 
     The prompts run without their last token (left padding puts every prompt's last token in the last column);
@@ -208,9 +217,14 @@ def shared_prefix_logp(model, processor, prompts: list[Prompt], completion_ids: 
     positions = torch.cat([first, continuation_positions(pos, rows, 0, T - 1)], dim=-1)  # [m, T] or [3, m, T]
     with autocast_context(autocast, device):
         out = model(**head, position_ids=pos[..., :-1], use_cache=True, logits_to_keep=1)
-        logits = model(input_ids=inputs, attention_mask=attn, position_ids=positions,
-                       past_key_values=select_cache(out.past_key_values, rows), use_cache=True,
-                       logits_to_keep=T).logits  # [m, T, V]
+        logits = model(
+            input_ids=inputs,
+            attention_mask=attn,
+            position_ids=positions,
+            past_key_values=select_cache(out.past_key_values, rows),
+            use_cache=True,
+            logits_to_keep=T,
+        ).logits  # [m, T, V]
     return selective_logp(logits, targets, temperature), mask
 
 
@@ -221,16 +235,30 @@ def checkpointing_active(model) -> bool:
     return base.training and any(getattr(m, "gradient_checkpointing", False) is True for m in base.modules())
 
 
-def rows_logp(model, processor, prompts: list[Prompt], completion_ids: list[list[int]], is_vlm: bool, pad_id: int,
-              temperature: float, autocast: bool, device, shared_prefix: bool = True
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def rows_logp(
+    model,
+    processor,
+    prompts: list[Prompt],
+    completion_ids: list[list[int]],
+    is_vlm: bool,
+    pad_id: int,
+    temperature: float,
+    autocast: bool,
+    device,
+    shared_prefix: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]): the shared-prefix form when the
     model supports it (and `shared_prefix`), no checkpointed layer would run and no sharded backward will follow
     (module doc), else the plain padded form."""
-    if shared_prefix and supports_shared_prefix(model, is_vlm) and not checkpointing_active(model) \
-            and not (torch.is_grad_enabled() and is_sharded(model)):
-        return shared_prefix_logp(model, processor, prompts, completion_ids, is_vlm, pad_id, temperature,
-                                  autocast, device)
+    if (
+        shared_prefix
+        and supports_shared_prefix(model, is_vlm)
+        and not checkpointing_active(model)
+        and not (torch.is_grad_enabled() and is_sharded(model))
+    ):
+        return shared_prefix_logp(
+            model, processor, prompts, completion_ids, is_vlm, pad_id, temperature, autocast, device
+        )
     inputs, targets, mask = build_sequences(processor, prompts, completion_ids, is_vlm, pad_id)
     return completion_logp(model, inputs, targets, temperature, autocast, device), mask
 
@@ -261,22 +289,35 @@ class Policy:
     device: torch.device | str
     dummy_vision: dict | None = None
 
-    def logp(self, prompts: list[Prompt], completion_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logp(
+        self, prompts: list[Prompt], completion_ids: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs [m, T] and mask [m, T] of rows (prompts[j], completion_ids[j]), with gradients when enabled."""
         with vision_context(self.model, self.dummy_vision, prompts):
-            return rows_logp(self.model, self.processor, prompts, completion_ids, self.is_vlm, self.pad_id,
-                             self.temperature, self.autocast, self.device)
+            return rows_logp(
+                self.model,
+                self.processor,
+                prompts,
+                completion_ids,
+                self.is_vlm,
+                self.pad_id,
+                self.temperature,
+                self.autocast,
+                self.device,
+            )
 
     @torch.no_grad()
-    def logp_rows(self, prompts: list[Prompt], completion_ids: list[list[int]], micro: int) -> list[torch.Tensor]:
+    def logp_rows(
+        self, prompts: list[Prompt], completion_ids: list[list[int]], micro: int
+    ) -> list[torch.Tensor]:
         """Per-row log-probs [N][T_i] on the CPU, without gradients, `micro` rows per forward (the old policy's
         or the reference's)."""
         out = []
         for i in range(0, len(completion_ids), micro):
-            rows = completion_ids[i:i + micro]
-            logp, _ = self.logp(prompts[i:i + micro], rows)
+            rows = completion_ids[i : i + micro]
+            logp, _ = self.logp(prompts[i : i + micro], rows)
             logp = logp.float().cpu()
-            out.extend(logp[j, :len(c)].clone() for j, c in enumerate(rows))
+            out.extend(logp[j, : len(c)].clone() for j, c in enumerate(rows))
         return out
 
     def with_model(self, model: torch.nn.Module) -> Policy:

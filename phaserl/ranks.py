@@ -20,7 +20,7 @@ def drawer(acc, mixture):
         ks = acc.gather(torch.tensor([k], device=acc.device)).tolist()  # [world]
         batch = mixture.next_batch(sum(ks))
         offset = sum(ks[:rank])
-        return batch[offset:offset + k]
+        return batch[offset : offset + k]
 
     return draw
 
@@ -40,8 +40,12 @@ def vision_balance(acc, counter, prompts) -> dict:
     images = sum(1 for p in prompts if p.images)
     both = acc.gather(torch.tensor([[counter.reset(), images]], device=acc.device))  # [world, 2]
     lo, hi = both.min(0).values.tolist(), both.max(0).values.tolist()
-    return {"dist/vision_forwards_min": lo[0], "dist/vision_forwards_max": hi[0],
-            "dist/image_prompts_min": lo[1], "dist/image_prompts_max": hi[1]}
+    return {
+        "dist/vision_forwards_min": lo[0],
+        "dist/vision_forwards_max": hi[0],
+        "dist/image_prompts_min": lo[1],
+        "dist/image_prompts_max": hi[1],
+    }
 
 
 @torch.no_grad()

@@ -24,7 +24,9 @@ import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap and are reused
-TRIM_THRESHOLD = (1 << 31) - 1  # keep up to 2 GiB of free heap top (mallopt takes a C int) instead of trimming it
+TRIM_THRESHOLD = (
+    1 << 31
+) - 1  # keep up to 2 GiB of free heap top (mallopt takes a C int) instead of trimming it
 _done: bool | None = None
 
 
@@ -44,7 +46,9 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
     return _done
 
 

@@ -37,8 +37,9 @@ def thumbnail_uri(image, px: int = THUMB_PX) -> str | None:
 
 def prompt_text(messages: list[dict]) -> tuple[str, str | None]:
     """(user text with `<image>` placeholders, system text or None) of a rendered chat prompt."""
-    system = next((m["content"] for m in messages if m.get("role") == "system" and isinstance(m["content"], str)),
-                  None)
+    system = next(
+        (m["content"] for m in messages if m.get("role") == "system" and isinstance(m["content"], str)), None
+    )
     content = messages[-1]["content"]
     if isinstance(content, str):
         return content, system
@@ -80,16 +81,25 @@ def sample_rows(r, k: int) -> list[dict]:
         completion = r.completions.texts[i]
         components = {name: v[i] for name, v in r.rewards.components.items()}
         correct = next((components[k] for k in CORRECTNESS if k in components), None)
-        out.append({
-            "id": ex.id, "source": ex.source, "group": b, "view": view,
-            "prompt": clip(text, MAX_PROMPT_CHARS), "system": system,
-            "caption": ex.caption if view == "image+caption" else None, "images": thumbs[b],
-            "completion": clip(completion, MAX_COMPLETION_CHARS),
-            "completion_tokens": len(r.completions.completion_ids[i]),
-            "extracted": extract_answer(completion), "answer": ex.answer,
-            "correct": None if correct is None else bool(correct >= 1.0),
-            "truncated": bool(r.completions.truncated[i]), "reward": r.rewards.total[i],
-            **{f"reward/{name}": v for name, v in components.items()},
-            **({"entropy": float(entropy[i])} if entropy is not None and entropy[i] is not None else {}),
-        })
+        out.append(
+            {
+                "id": ex.id,
+                "source": ex.source,
+                "group": b,
+                "view": view,
+                "prompt": clip(text, MAX_PROMPT_CHARS),
+                "system": system,
+                "caption": ex.caption if view == "image+caption" else None,
+                "images": thumbs[b],
+                "completion": clip(completion, MAX_COMPLETION_CHARS),
+                "completion_tokens": len(r.completions.completion_ids[i]),
+                "extracted": extract_answer(completion),
+                "answer": ex.answer,
+                "correct": None if correct is None else bool(correct >= 1.0),
+                "truncated": bool(r.completions.truncated[i]),
+                "reward": r.rewards.total[i],
+                **{f"reward/{name}": v for name, v in components.items()},
+                **({"entropy": float(entropy[i])} if entropy is not None and entropy[i] is not None else {}),
+            }
+        )
     return out

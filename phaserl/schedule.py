@@ -24,4 +24,5 @@ def lr_factor(step: int, steps: int, warmup_ratio: float, schedule: str) -> floa
 def make_scheduler(optimizer, optim, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """`optim`'s schedule (warmup_ratio, schedule) over `steps` optimizer-step rounds of a stage."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, optim.warmup_ratio, optim.schedule))
+        optimizer, lambda step: lr_factor(step, steps, optim.warmup_ratio, optim.schedule)
+    )

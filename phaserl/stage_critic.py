@@ -43,7 +43,9 @@ class Gathered:
 
 @dataclass
 class StageCritic:
-    model: object  # the prepared critic: DDP-wrapped when data-parallel, the sharded module itself under FSDP2
+    model: (
+        object  # the prepared critic: DDP-wrapped when data-parallel, the sharded module itself under FSDP2
+    )
     base: C.Critic  # the critic module itself
     optimizer: object
     cfg: object  # CriticConfig
@@ -59,30 +61,78 @@ class StageCritic:
 
         return vision_context(self.base, self.dummy_vision, prompts)
 
-    def values(self, processor, prompts, completion_ids, pad_id: int, autocast: bool, device) -> list[torch.Tensor]:
+    def values(
+        self, processor, prompts, completion_ids, pad_id: int, autocast: bool, device
+    ) -> list[torch.Tensor]:
         """Rollout-time values [N][T_i] (GAE's V and the value clip's reference)."""
-        return C.values_no_grad(self.model, processor, prompts, completion_ids, pad_id, self.cfg.micro_batch_size,
-                                autocast, device, context=self._context)
+        return C.values_no_grad(
+            self.model,
+            processor,
+            prompts,
+            completion_ids,
+            pad_id,
+            self.cfg.micro_batch_size,
+            autocast,
+            device,
+            context=self._context,
+        )
 
-    def update(self, acc, processor, prompts, completion_ids, old_values, returns, pad_id: int, algo, optim, seed,
-               skipped) -> dict:
+    def update(
+        self,
+        acc,
+        processor,
+        prompts,
+        completion_ids,
+        old_values,
+        returns,
+        pad_id: int,
+        algo,
+        optim,
+        seed,
+        skipped,
+    ) -> dict:
         """The value update over the step's samples (the policy's epochs and mini-batches), then one scheduler
         step; critic/* stats, with the lr this update used and this rank's share of the parameters."""
         lr = float(self.optimizer.param_groups[0]["lr"])
         if self.sharded:
-            hooks = dict(backward=lambda loss: loss.backward(), no_sync=lambda: _no_grad_sync(self.model),
-                         clip_grad_norm=lambda m: _clip_sharded(self.model, m))
+            hooks = dict(
+                backward=lambda loss: loss.backward(),
+                no_sync=lambda: _no_grad_sync(self.model),
+                clip_grad_norm=lambda m: _clip_sharded(self.model, m),
+            )
         else:
-            hooks = dict(backward=acc.backward, no_sync=lambda: acc.no_sync(self.model),
-                         clip_grad_norm=lambda m: acc.clip_grad_norm_(self.model.parameters(), m))
+            hooks = dict(
+                backward=acc.backward,
+                no_sync=lambda: acc.no_sync(self.model),
+                clip_grad_norm=lambda m: acc.clip_grad_norm_(self.model.parameters(), m),
+            )
         stats = C.critic_update(
-            self.model, self.optimizer, processor, prompts, completion_ids, old_values, returns, self.cfg, pad_id,
-            autocast=optim.bf16_autocast, device=acc.device, mini_batches=algo.mini_batches, epochs=algo.ppo_epochs,
-            seed=seed, skipped=skipped, context=self._context, same_passes=self.world > 1, **hooks)
+            self.model,
+            self.optimizer,
+            processor,
+            prompts,
+            completion_ids,
+            old_values,
+            returns,
+            self.cfg,
+            pad_id,
+            autocast=optim.bf16_autocast,
+            device=acc.device,
+            mini_batches=algo.mini_batches,
+            epochs=algo.ppo_epochs,
+            seed=seed,
+            skipped=skipped,
+            context=self._context,
+            same_passes=self.world > 1,
+            **hooks,
+        )
         if self.scheduler is not None:
             self.scheduler.step()
-        return {**{f"critic/{k}": v for k, v in stats.items()}, "critic/lr": lr,
-                "critic/local_param_share": self.local_share}
+        return {
+            **{f"critic/{k}": v for k, v in stats.items()},
+            "critic/lr": lr,
+            "critic/local_param_share": self.local_share,
+        }
 
     def gather(self) -> Gathered:
         """Everything `save` writes. A collective under FSDP2: call it on EVERY rank, before rank 0 saves. Kept
@@ -109,12 +159,15 @@ class StageCritic:
         self._gathered = None  # never write a stale gather twice
         if gathered is None:
             if self.sharded:
-                raise RuntimeError("a sharded critic is saved from StageCritic.gather(), called on every rank "
-                                   "before rank 0 saves")
+                raise RuntimeError(
+                    "a sharded critic is saved from StageCritic.gather(), called on every rank "
+                    "before rank 0 saves"
+                )
             gathered = self.gather()
         out = Path(folder) / SUBFOLDER
-        C.save_critic(self.base, out, self.optimizer, state=gathered.weights,
-                      optimizer_state=gathered.optimizer)
+        C.save_critic(
+            self.base, out, self.optimizer, state=gathered.weights, optimizer_state=gathered.optimizer
+        )
         torch.save(gathered.scheduler, out / SCHEDULER_FILE)
 
 
@@ -172,16 +225,26 @@ def local_param_share(module) -> float:
 
 def critic_schedule(cfg, optim) -> SimpleNamespace:
     """The critic's schedule settings: its own when set, else the stage's (the policy's)."""
-    return SimpleNamespace(schedule=cfg.schedule or optim.schedule,
-                           warmup_ratio=optim.warmup_ratio if cfg.warmup_ratio is None else cfg.warmup_ratio)
+    return SimpleNamespace(
+        schedule=cfg.schedule or optim.schedule,
+        warmup_ratio=optim.warmup_ratio if cfg.warmup_ratio is None else cfg.warmup_ratio,
+    )
 
 
 def _is_fsdp(acc) -> bool:
     return "FSDP" in str(getattr(acc, "distributed_type", "")) and acc.num_processes > 1
 
 
-def setup_critic(acc, stage, recipe, init_weights: str, resume: Path | None, seed: int,
-                 dummy_vision: dict | None, steps: int | None = None) -> StageCritic | None:
+def setup_critic(
+    acc,
+    stage,
+    recipe,
+    init_weights: str,
+    resume: Path | None,
+    seed: int,
+    dummy_vision: dict | None,
+    steps: int | None = None,
+) -> StageCritic | None:
     """The stage's critic, or None when its estimator needs none. Resumed from `resume/critic` when the
     checkpoint has one; else `critic.init_from`, the previous stage's final/critic, or fresh on the policy's
     starting weights with a new value head (seeded: a resumed and an uninterrupted run build the same one).
@@ -190,22 +253,34 @@ def setup_critic(acc, stage, recipe, init_weights: str, resume: Path | None, see
     if stage.algo.advantage != "gae":
         return None
     mcfg = recipe.model
-    kwargs = dict(attn_implementation=mcfg.attn_implementation, freeze_vision=mcfg.freeze_vision,
-                  gradient_checkpointing=mcfg.gradient_checkpointing)
+    kwargs = dict(
+        attn_implementation=mcfg.attn_implementation,
+        freeze_vision=mcfg.freeze_vision,
+        gradient_checkpointing=mcfg.gradient_checkpointing,
+    )
     saved = Path(resume) / SUBFOLDER if resume is not None else None
     resuming = saved is not None and C.is_critic_folder(saved)
     if resuming:
         base = C.load_critic(saved, **kwargs)
     else:
-        base = C.critic_for_stage(stage.critic, init_weights, previous=Path(init_weights) / SUBFOLDER,
-                                  seed=seed, lora=mcfg.lora, **kwargs)
+        base = C.critic_for_stage(
+            stage.critic,
+            init_weights,
+            previous=Path(init_weights) / SUBFOLDER,
+            seed=seed,
+            lora=mcfg.lora,
+            **kwargs,
+        )
     base.train()
     sharded = _is_fsdp(acc)
     if sharded:  # before the optimizer: it must hold the shards
         shard_critic(base, acc.device.type, acc.num_processes)
     optimizer = C.critic_optimizer(base, stage.critic)
-    sched = critic_schedule(stage.critic, stage.optim) if steps else SimpleNamespace(schedule="constant",
-                                                                                      warmup_ratio=0.0)
+    sched = (
+        critic_schedule(stage.critic, stage.optim)
+        if steps
+        else SimpleNamespace(schedule="constant", warmup_ratio=0.0)
+    )
     scheduler = make_scheduler(optimizer, sched, steps or 1)
     model = base
     if not sharded:
@@ -216,9 +291,17 @@ def setup_critic(acc, stage, recipe, init_weights: str, resume: Path | None, see
         _load_optimizer(base, optimizer, saved, sharded)
         if (saved / SCHEDULER_FILE).is_file():
             scheduler.load_state_dict(torch.load(saved / SCHEDULER_FILE, weights_only=True))
-    return StageCritic(model=model, base=base, optimizer=optimizer, scheduler=scheduler, cfg=stage.critic,
-                       dummy_vision=dummy_vision, sharded=sharded, world=acc.num_processes,
-                       local_share=local_param_share(base))
+    return StageCritic(
+        model=model,
+        base=base,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        cfg=stage.critic,
+        dummy_vision=dummy_vision,
+        sharded=sharded,
+        world=acc.num_processes,
+        local_share=local_param_share(base),
+    )
 
 
 def _load_optimizer(base, optimizer, saved: Path, sharded: bool) -> None:
@@ -232,5 +315,9 @@ def _load_optimizer(base, optimizer, saved: Path, sharded: bool) -> None:
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    set_optimizer_state_dict(base, optimizer, torch.load(path, map_location="cpu", weights_only=True),
-                             options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(
+        base,
+        optimizer,
+        torch.load(path, map_location="cpu", weights_only=True),
+        options=StateDictOptions(full_state_dict=True),
+    )

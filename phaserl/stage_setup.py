@@ -63,10 +63,17 @@ def setup_stage(ctx, stage: Stage, init_weights: str) -> StageRun:
     resume = latest_checkpoint(stage_dir)
     mcfg = recipe.model
     adapter = str(resume) if resume and (resume / "adapter_config.json").exists() else None
-    lm = load_model(init_weights if adapter or not resume else str(resume), dtype=mcfg.dtype,
-                    trust_remote_code=mcfg.trust_remote_code, freeze_vision=mcfg.freeze_vision, lora=mcfg.lora,
-                    adapter=adapter, gradient_checkpointing=mcfg.gradient_checkpointing,
-                    attn_implementation=mcfg.attn_implementation, trainable_dtype="float32")
+    lm = load_model(
+        init_weights if adapter or not resume else str(resume),
+        dtype=mcfg.dtype,
+        trust_remote_code=mcfg.trust_remote_code,
+        freeze_vision=mcfg.freeze_vision,
+        lora=mcfg.lora,
+        adapter=adapter,
+        gradient_checkpointing=mcfg.gradient_checkpointing,
+        attn_implementation=mcfg.attn_implementation,
+        trainable_dtype="float32",
+    )
     lm.tokenizer.padding_side = "left"
     mixture = build_mixture(stage, recipe, log=print if acc.is_main_process else (lambda *_: None))
     steps = stage_steps(stage, len(mixture))
@@ -74,8 +81,13 @@ def setup_stage(ctx, stage: Stage, init_weights: str) -> StageRun:
     params = [p for p in lm.model.parameters() if p.requires_grad]
     # fused: one vectorised kernel over all tensors; the same AdamW math. Single-process runs only: sharded
     # back ends bring their own parameter types.
-    optimizer = torch.optim.AdamW(params, lr=stage.optim.lr, betas=stage.optim.betas,
-                                  weight_decay=stage.optim.weight_decay, fused=acc.num_processes == 1 or None)
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=stage.optim.lr,
+        betas=stage.optim.betas,
+        weight_decay=stage.optim.weight_decay,
+        fused=acc.num_processes == 1 or None,
+    )
     scheduler = make_scheduler(optimizer, stage.optim, steps)
     model, optimizer = acc.prepare(lm.model, optimizer)
     start = 0
@@ -93,16 +105,38 @@ def setup_stage(ctx, stage: Stage, init_weights: str) -> StageRun:
 
         dummy = dummy_vision_inputs(lm.processor)
         calls = CallCounter(vision_tower(model))
-    policy = Policy(model=model, processor=lm.processor, is_vlm=lm.is_vlm, pad_id=lm.tokenizer.pad_token_id,
-                    temperature=stage.rollout.temperature, autocast=stage.optim.bf16_autocast, device=acc.device,
-                    dummy_vision=dummy)
+    policy = Policy(
+        model=model,
+        processor=lm.processor,
+        is_vlm=lm.is_vlm,
+        pad_id=lm.tokenizer.pad_token_id,
+        temperature=stage.rollout.temperature,
+        autocast=stage.optim.bf16_autocast,
+        device=acc.device,
+        dummy_vision=dummy,
+    )
     ref = policy.with_model(reference(init_weights, mcfg, acc.device)) if stage.algo.kl_coef > 0 else None
-    critic = setup_critic(acc, stage, recipe, init_weights, resume, derive_seed(recipe.seed, stage.index, 0), dummy,
-                          steps)
-    return StageRun(lm=lm, policy=policy, optimizer=optimizer, scheduler=scheduler, engine=engine, ref=ref,
-                    critic=critic, mixture=mixture, stage=per_rank(stage, world), steps=steps, start=start,
-                    stage_dir=stage_dir, draw=drawer(acc, mixture), any_rank=any_rank(acc),
-                    prompt_tokens=prompt_token_counter(lm.processor, lm.is_vlm), vision_calls=calls)
+    critic = setup_critic(
+        acc, stage, recipe, init_weights, resume, derive_seed(recipe.seed, stage.index, 0), dummy, steps
+    )
+    return StageRun(
+        lm=lm,
+        policy=policy,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        engine=engine,
+        ref=ref,
+        critic=critic,
+        mixture=mixture,
+        stage=per_rank(stage, world),
+        steps=steps,
+        start=start,
+        stage_dir=stage_dir,
+        draw=drawer(acc, mixture),
+        any_rank=any_rank(acc),
+        prompt_tokens=prompt_token_counter(lm.processor, lm.is_vlm),
+        vision_calls=calls,
+    )
 
 
 def build_mixture(stage: Stage, recipe: Recipe, log=print) -> Mixture:
@@ -127,16 +161,29 @@ def make_engine(stage: Stage, lm: LoadedModel, model):
         return VLLMEngine.from_model(model, lm, **r.vllm)
     from phaserl.rollout.choice import local_engine  # hf or cpu (auto: cpu when the policy is on the CPU)
 
-    return local_engine(r.engine, model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, batch_size=r.batch_size,
-                        autocast_bf16=False, rollout_dtype=torch.bfloat16 if r.bf16 else None,
-                        lean_decode=r.lean_decode, cpu_kernels=r.cpu_kernels)
+    return local_engine(
+        r.engine,
+        model,
+        lm.processor,
+        lm.tokenizer,
+        is_vlm=lm.is_vlm,
+        batch_size=r.batch_size,
+        autocast_bf16=False,
+        rollout_dtype=torch.bfloat16 if r.bf16 else None,
+        lean_decode=r.lean_decode,
+        cpu_kernels=r.cpu_kernels,
+    )
 
 
 def reference(init_weights: str, mcfg, device):
     """The frozen reference policy, in the recipe's dtype, on the policy's device. Unsharded on every rank: its
     forwards then issue no collective."""
-    ref = load_model(init_weights, dtype=mcfg.dtype, trust_remote_code=mcfg.trust_remote_code,
-                     attn_implementation=mcfg.attn_implementation).model
+    ref = load_model(
+        init_weights,
+        dtype=mcfg.dtype,
+        trust_remote_code=mcfg.trust_remote_code,
+        attn_implementation=mcfg.attn_implementation,
+    ).model
     ref.eval().requires_grad_(False)
     return ref.to(device)
 
@@ -145,8 +192,10 @@ def check_backend(acc, recipe: Recipe) -> None:
     """The engines phaserl's update is built and tested for: one process, DDP, FSDP2."""
     kind = str(getattr(acc, "distributed_type", "NO"))
     if "DEEPSPEED" in kind:
-        raise ValueError("DeepSpeed is not supported by phaserl's trainer (its engine steps the optimizer on its "
-                         "own accumulation boundaries); use configs/accelerate/fsdp2.yaml for sharded training")
+        raise ValueError(
+            "DeepSpeed is not supported by phaserl's trainer (its engine steps the optimizer on its "
+            "own accumulation boundaries); use configs/accelerate/fsdp2.yaml for sharded training"
+        )
     if "FSDP" in kind and recipe.model.lora:
         raise ValueError("LoRA under FSDP is not supported yet; use configs/accelerate/ddp.yaml for LoRA")
 
@@ -156,12 +205,16 @@ def per_rank(stage: Stage, world: int) -> Stage:
     if world == 1:
         return stage
     if stage.prompts_per_step % world:
-        raise ValueError(f"stage {stage.name}: prompts_per_step={stage.prompts_per_step} does not split over "
-                         f"{world} processes")
+        raise ValueError(
+            f"stage {stage.name}: prompts_per_step={stage.prompts_per_step} does not split over "
+            f"{world} processes"
+        )
     local = stage.model_copy(update={"prompts_per_step": stage.prompts_per_step // world})
     if local.prompts_per_step * local.rollout.group_size % local.algo.mini_batches:
-        raise ValueError(f"stage {stage.name}: per-process samples do not split into {local.algo.mini_batches} "
-                         "mini-batches")
+        raise ValueError(
+            f"stage {stage.name}: per-process samples do not split into {local.algo.mini_batches} "
+            "mini-batches"
+        )
     return local
 
 
@@ -173,9 +226,19 @@ def probe_memory(acc, run: StageRun) -> None:
         return
     t0 = time.perf_counter()
     prompt = render(run.mixture.examples[0][0], stage.view, stage.template)
-    rows, passes = memory_probe(acc, run.policy, run.optimizer, prompt, stage.algo, stage.optim,
-                                stage.rollout.max_new_tokens, stage.prompts_per_step * stage.rollout.group_size)
+    rows, passes = memory_probe(
+        acc,
+        run.policy,
+        run.optimizer,
+        prompt,
+        stage.algo,
+        stage.optim,
+        stage.rollout.max_new_tokens,
+        stage.prompts_per_step * stage.rollout.group_size,
+    )
     if acc.is_main_process:
         micro = "two micro-batches" if passes == 2 else "one micro-batch"
-        print(f"[{stage.dirname}] memory probe: {micro} of {rows} rows x {stage.rollout.max_new_tokens} tokens "
-              f"and the optimizer state in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"[{stage.dirname}] memory probe: {micro} of {rows} rows x {stage.rollout.max_new_tokens} tokens "
+            f"and the optimizer state in {time.perf_counter() - t0:.1f}s"
+        )

@@ -18,8 +18,12 @@ def length_quantiles(lengths: list[int]) -> dict:
         return {}
     xs = sorted(lengths)
     at = lambda q: float(xs[min(len(xs) - 1, int(q * len(xs)))])  # noqa: E731
-    return {"response_length/min": float(xs[0]), "response_length/p10": at(0.1),
-            "response_length/p50": at(0.5), "response_length/p90": at(0.9)}
+    return {
+        "response_length/min": float(xs[0]),
+        "response_length/p10": at(0.1),
+        "response_length/p50": at(0.5),
+        "response_length/p90": at(0.9),
+    }
 
 
 def _all_equal(components: dict[str, list], lo: int, hi: int, tol: float = 1e-8) -> bool:
@@ -49,12 +53,15 @@ def zero_var_share(r, dynamic_sampling: bool) -> float:
     return r.dropped_groups / generated if generated else 0.0
 
 
-def step_metrics(stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: float, step_time: float,
-                 scheduler, accelerator) -> dict:
+def step_metrics(
+    stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: float, step_time: float, scheduler, accelerator
+) -> dict:
     lengths = [len(c) for c in r.completions.completion_ids]
     gen_tokens = sum(lengths)
     row = {
-        "stage": stage.name, "stage_index": stage.index, "step": step,
+        "stage": stage.name,
+        "stage_index": stage.index,
+        "step": step,
         "reward/mean": _mean(r.rewards.total),
         "reward/std": float(torch.tensor(r.rewards.total).std()) if len(r.rewards.total) > 1 else 0.0,
         **{f"reward/{k}": _mean(v) for k, v in r.rewards.components.items()},

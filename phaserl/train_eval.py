@@ -18,7 +18,7 @@ def eval_examples(stage) -> list:
     key = tuple(s.model_dump_json() for s in stage.eval.data)
     if key not in _CACHE:
         examples = [ex for spec in stage.eval.data for ex in load_examples(spec, log=lambda *_: None)]
-        _CACHE[key] = examples[:stage.eval.limit]
+        _CACHE[key] = examples[: stage.eval.limit]
     return _CACHE[key]
 
 
@@ -31,13 +31,23 @@ def evaluate_greedy(engine, stage, recipe) -> dict:
     if not any(s.name == "accuracy" for s in specs):
         specs.append(RewardSpec(name="accuracy"))
     out = {}
-    params = SamplingParams(n=1, max_new_tokens=stage.eval.max_new_tokens or stage.rollout.max_new_tokens,
-                            temperature=0.0, seed=0)
+    params = SamplingParams(
+        n=1, max_new_tokens=stage.eval.max_new_tokens or stage.rollout.max_new_tokens, temperature=0.0, seed=0
+    )
     modes = [("", params)]
     if stage.eval.sampled:
-        modes.append(("sampled/", SamplingParams(n=1, max_new_tokens=params.max_new_tokens,
-                                                 temperature=stage.rollout.temperature, top_p=stage.rollout.top_p,
-                                                 seed=1234)))
+        modes.append(
+            (
+                "sampled/",
+                SamplingParams(
+                    n=1,
+                    max_new_tokens=params.max_new_tokens,
+                    temperature=stage.rollout.temperature,
+                    top_p=stage.rollout.top_p,
+                    seed=1234,
+                ),
+            )
+        )
     for view in stage.eval.views or [stage.view]:
         usable = [ex for ex in examples if view == "text" or ex.has_image]
         if view == "image+caption":
@@ -45,9 +55,12 @@ def evaluate_greedy(engine, stage, recipe) -> dict:
         if not usable:
             continue
         for prefix, p in modes:
-            _, _, completions = generate_held_out(engine, usable, p, view=view, template=stage.template,
-                                                  is_vlm=True)  # every usable example in `view`
-            rewards = compute_rewards(completions.texts, usable, specs, unparseable_gold=recipe.unparseable_gold)
+            _, _, completions = generate_held_out(
+                engine, usable, p, view=view, template=stage.template, is_vlm=True
+            )  # every usable example in `view`
+            rewards = compute_rewards(
+                completions.texts, usable, specs, unparseable_gold=recipe.unparseable_gold
+            )
             for name, values in rewards.components.items():
                 vals = [v for v in values if v is not None]
                 out[f"eval/{view}/{prefix}{name}"] = sum(vals) / len(vals) if vals else None

@@ -89,8 +89,15 @@ def run_stage(ctx: RunContext, stage: Stage, init_weights: str) -> Path:
         seed = derive_seed(ctx.recipe.seed, stage.index, step)
         seed_all(seed)
         # 1-2. draw prompts, generate G samples each, score them
-        r = collect(run.engine, run.draw, run.stage, seed, ctx.recipe.unparseable_gold, any_rank=run.any_rank,
-                    prompt_tokens=run.prompt_tokens)
+        r = collect(
+            run.engine,
+            run.draw,
+            run.stage,
+            seed,
+            ctx.recipe.unparseable_gold,
+            any_rank=run.any_rank,
+            prompt_tokens=run.prompt_tokens,
+        )
         # 3. old-policy / reference log-probs and critic values, then advantages (KL in the reward, GAE)
         ins, values, returns, t_lp = _advantages(run, r)
         # 4. policy update (and the critic's); the rollout engine then samples from the new weights
@@ -108,8 +115,13 @@ def _before_first_step(ctx: RunContext, run: StageRun) -> None:
     ctx.log.truncate_after(stage.index, run.start)
     ctx.global_step = _global_step(ctx, stage, run.start)
     if run.start == 0 and stage.eval.data and stage.eval.at_start and acc.is_main_process:
-        row = {"stage": stage.name, "stage_index": stage.index, "step": 0, "global_step": ctx.global_step,
-               **_evaluate(run.engine, stage, ctx.recipe)}
+        row = {
+            "stage": stage.name,
+            "stage_index": stage.index,
+            "step": 0,
+            "global_step": ctx.global_step,
+            **_evaluate(run.engine, stage, ctx.recipe),
+        }
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] before training: {_eval_brief(row)}")
     if run.start < run.steps and any(r.name == "accuracy" for r in stage.rewards):
@@ -121,8 +133,12 @@ def _advantages(run: StageRun, r: Rollouts) -> tuple[UpdateInputs, list | None, 
     """The update's inputs with the old-policy and reference log-probs it needs and the advantages; the critic's
     values and returns (PPO with GAE); the time the log-prob and value passes took."""
     stage = run.stage
-    ins = UpdateInputs(prompts=r.row_prompts, completion_ids=r.completions.completion_ids, adv=None,
-                       truncated=r.completions.truncated)
+    ins = UpdateInputs(
+        prompts=r.row_prompts,
+        completion_ids=r.completions.completion_ids,
+        adv=None,
+        truncated=r.completions.truncated,
+    )
     t0 = time.perf_counter()
     micro = stage.algo.micro_batch_size
     if stage.algo.ppo_epochs > 1 or stage.algo.mini_batches > 1:
@@ -132,28 +148,55 @@ def _advantages(run: StageRun, r: Rollouts) -> tuple[UpdateInputs, list | None, 
     values = None
     if run.critic is not None:
         p = run.policy
-        values = run.critic.values(p.processor, ins.prompts, ins.completion_ids, p.pad_id, p.autocast, p.device)
+        values = run.critic.values(
+            p.processor, ins.prompts, ins.completion_ids, p.pad_id, p.autocast, p.device
+        )
     t_lp = time.perf_counter() - t0
-    ins.adv, returns = step_advantages(r, stage.algo, stage.critic, ins.old_logp or r.completions.logp,
-                                       ins.ref_logp, values)
+    ins.adv, returns = step_advantages(
+        r, stage.algo, stage.critic, ins.old_logp or r.completions.logp, ins.ref_logp, values
+    )
     return ins, values, returns, t_lp
 
 
-def _update(ctx: RunContext, run: StageRun, r: Rollouts, ins: UpdateInputs, values, returns, seed: int) -> dict:
+def _update(
+    ctx: RunContext, run: StageRun, r: Rollouts, ins: UpdateInputs, values, returns, seed: int
+) -> dict:
     """The policy's update and the critic's; then every rank's engine takes the new weights."""
     acc, stage, p = ctx.accelerator, run.stage, run.policy
     constant = float(stage.rollout.max_new_tokens) if stage.algo.aggregation == "constant" else None
     upd = update_policy(acc, p, run.optimizer, run.scheduler, ins, stage.algo, stage.optim, constant, seed)
     if run.critic is not None:
-        upd.update(run.critic.update(acc, p.processor, ins.prompts, ins.completion_ids, values, returns, p.pad_id,
-                                     stage.algo, stage.optim, seed, r.skipped_rows()))
+        upd.update(
+            run.critic.update(
+                acc,
+                p.processor,
+                ins.prompts,
+                ins.completion_ids,
+                values,
+                returns,
+                p.pad_id,
+                stage.algo,
+                stage.optim,
+                seed,
+                r.skipped_rows(),
+            )
+        )
     run.engine.sync_weights(p.model if is_sharded(p.model) else acc.unwrap_model(p.model))
     acc.wait_for_everyone()  # no rank samples before every rank's weights (or rank 0's push) are in
     return upd
 
 
-def _log_and_save(ctx: RunContext, run: StageRun, step: int, r: Rollouts, ins: UpdateInputs, upd: dict,
-                  t_lp: float, seconds: float, bar) -> None:
+def _log_and_save(
+    ctx: RunContext,
+    run: StageRun,
+    step: int,
+    r: Rollouts,
+    ins: UpdateInputs,
+    upd: dict,
+    t_lp: float,
+    seconds: float,
+    bar,
+) -> None:
     """The step's metrics row (and eval, every eval.every steps), its samples, the progress bar; a checkpoint
     every checkpoint.every steps or on a stop signal, after which the stage stops (Interrupted)."""
     acc, stage, recipe = ctx.accelerator, run.stage, ctx.recipe
@@ -175,7 +218,9 @@ def _log_and_save(ctx: RunContext, run: StageRun, step: int, r: Rollouts, ins: U
         _save(ctx, run.stage_dir / f"checkpoint-{step}", run, step)
     if stopping and step < run.steps:
         bar.close()
-        raise Interrupted(f"stopped at stage {stage.dirname} step {step}; checkpoint saved in {run.stage_dir}")
+        raise Interrupted(
+            f"stopped at stage {stage.dirname} step {step}; checkpoint saved in {run.stage_dir}"
+        )
 
 
 def _finish(ctx: RunContext, run: StageRun) -> Path:
@@ -184,8 +229,14 @@ def _finish(ctx: RunContext, run: StageRun) -> Path:
     final = run.stage_dir / "final"
     same = _check_replicas(ctx, run) if acc.num_processes > 1 else True
     if acc.is_main_process and stage.eval.data:
-        row = {"stage": stage.name, "stage_index": stage.index, "step": run.steps, "final": True,
-               "global_step": ctx.global_step, **_evaluate(run.engine, stage, ctx.recipe)}
+        row = {
+            "stage": stage.name,
+            "stage_index": stage.index,
+            "step": run.steps,
+            "final": True,
+            "global_step": ctx.global_step,
+            **_evaluate(run.engine, stage, ctx.recipe),
+        }
         ctx.log.log(row, ctx.global_step)
         print(f"[{stage.dirname}] after training: {_eval_brief(row)}")
     weights, _ = gather_states(run.model, None)  # collective under FSDP
@@ -202,8 +253,10 @@ def _finish(ctx: RunContext, run: StageRun) -> Path:
         save_folder(final, write)
     acc.wait_for_everyone()
     if not same:
-        raise RuntimeError(f"data-parallel replicas diverged in stage {stage.name} (final/ holds rank 0's "
-                           "weights); see metrics.jsonl")
+        raise RuntimeError(
+            f"data-parallel replicas diverged in stage {stage.name} (final/ holds rank 0's "
+            "weights); see metrics.jsonl"
+        )
     return final
 
 
@@ -212,8 +265,13 @@ def _check_replicas(ctx: RunContext, run: StageRun) -> bool:
     acc, stage = ctx.accelerator, run.stage
     same = replicas_identical(acc, run.model)
     if acc.is_main_process:
-        row = {"stage": stage.name, "stage_index": stage.index, "step": -1, "final": True,
-               "replicas": acc.num_processes}
+        row = {
+            "stage": stage.name,
+            "stage_index": stage.index,
+            "step": -1,
+            "final": True,
+            "replicas": acc.num_processes,
+        }
         row.update({"replicas_checked": False} if same is None else {"replicas_identical": same})
         ctx.log.log(row, ctx.global_step)
         if same is False:
@@ -224,7 +282,9 @@ def _check_replicas(ctx: RunContext, run: StageRun) -> bool:
 def _global_step(ctx: RunContext, stage: Stage, start: int) -> int:
     from phaserl.logs import read_metrics
 
-    done = [r for r in read_metrics(ctx.out_dir) if r.get("stage_index", 0) < stage.index and "global_step" in r]
+    done = [
+        r for r in read_metrics(ctx.out_dir) if r.get("stage_index", 0) < stage.index and "global_step" in r
+    ]
     return (max(r["global_step"] for r in done) if done else 0) + start
 
 
@@ -236,12 +296,25 @@ def _save(ctx, folder: Path, run: StageRun, step: int) -> None:
     if run.critic is not None:  # collective under FSDP2: every rank, before rank 0 saves
         run.critic.gather()
     if acc.is_main_process:
-        state = {"stage_index": run.stage.index, "stage": run.stage.name, "step": step,
-                 "data": run.mixture.state_dict(), "seed": ctx.recipe.seed, "global_step": ctx.global_step,
-                 "world_size": acc.num_processes}
-        save_checkpoint(folder, model=acc.unwrap_model(run.model), processor=run.lm.processor,
-                        optimizer_state=optim_state, scheduler=run.scheduler, state=state, state_dict=weights,
-                        extra=run.critic.save if run.critic is not None else None)
+        state = {
+            "stage_index": run.stage.index,
+            "stage": run.stage.name,
+            "step": step,
+            "data": run.mixture.state_dict(),
+            "seed": ctx.recipe.seed,
+            "global_step": ctx.global_step,
+            "world_size": acc.num_processes,
+        }
+        save_checkpoint(
+            folder,
+            model=acc.unwrap_model(run.model),
+            processor=run.lm.processor,
+            optimizer_state=optim_state,
+            scheduler=run.scheduler,
+            state=state,
+            state_dict=weights,
+            extra=run.critic.save if run.critic is not None else None,
+        )
         prune_checkpoints(run.stage_dir, ctx.recipe.checkpoint.keep_last)
     acc.wait_for_everyone()
 
@@ -266,5 +339,10 @@ def _eval_brief(row: dict) -> str:
 def _progress(ctx: RunContext, run: StageRun):
     from tqdm import tqdm
 
-    return tqdm(total=run.steps, initial=run.start, desc=f"stage {run.stage.dirname}", dynamic_ncols=True,
-                disable=not (ctx.recipe.logging.progress and ctx.accelerator.is_main_process))
+    return tqdm(
+        total=run.steps,
+        initial=run.start,
+        desc=f"stage {run.stage.dirname}",
+        dynamic_ncols=True,
+        disable=not (ctx.recipe.logging.progress and ctx.accelerator.is_main_process),
+    )

@@ -25,7 +25,12 @@ from phaserl.algo import (
 from phaserl.policy import Policy, pad_rows, vision_context
 from phaserl.update_speed import rows_with_gradient, weight_cast_cache, zero_grads
 
-__all__ = ["UpdateInputs", "micro_loss", "update_policy", "vision_context"]  # vision_context: stage_critic's import
+__all__ = [
+    "UpdateInputs",
+    "micro_loss",
+    "update_policy",
+    "vision_context",
+]  # vision_context: stage_critic's import
 
 
 @dataclass
@@ -34,12 +39,15 @@ class UpdateInputs:
     completion_ids: list[list[int]]  # [N]
     adv: torch.Tensor | None  # [N], or [N, T] per-token advantages (GAE, REINFORCE++-baseline)
     truncated: list[bool]  # [N]
-    old_logp: list[torch.Tensor] | None = None  # [N][T_i], None: on-policy single update (old = logp.detach())
+    old_logp: list[torch.Tensor] | None = (
+        None  # [N][T_i], None: on-policy single update (old = logp.detach())
+    )
     ref_logp: list[torch.Tensor] | None = None  # [N][T_i], when KL is in the loss
 
 
-def micro_loss(policy: Policy, inp: UpdateInputs, rows: list[int], algo,
-               constant: float | None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def micro_loss(
+    policy: Policy, inp: UpdateInputs, rows: list[int], algo, constant: float | None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Loss of one micro-batch (aggregated over its own tokens) and its mask, plus stats."""
     # Each distinct prompt of the micro-batch runs once; its rows share its KV cache (policy.rows_logp).
     logp, mask = policy.logp([inp.prompts[i] for i in rows], [inp.completion_ids[i] for i in rows])  # [m, T]
@@ -62,8 +70,17 @@ def micro_loss(policy: Policy, inp: UpdateInputs, rows: list[int], algo,
     return loss, mask, stats
 
 
-def update_policy(accelerator, policy: Policy, optimizer, scheduler, inp: UpdateInputs, algo, optim,
-                  constant: float | None, seed: int) -> dict:
+def update_policy(
+    accelerator,
+    policy: Policy,
+    optimizer,
+    scheduler,
+    inp: UpdateInputs,
+    algo,
+    optim,
+    constant: float | None,
+    seed: int,
+) -> dict:
     """Run the update; returns mean stats (loss, clip_frac, kl, grad_norm) and its wall time."""
     t0 = time.perf_counter()
     N = len(inp.completion_ids)
@@ -73,13 +90,17 @@ def update_policy(accelerator, policy: Policy, optimizer, scheduler, inp: Update
     n_stats = 0
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(algo.ppo_epochs):
-        order = torch.randperm(N, generator=gen).tolist() if epoch > 0 or algo.mini_batches > 1 else list(range(N))
+        order = (
+            torch.randperm(N, generator=gen).tolist()
+            if epoch > 0 or algo.mini_batches > 1
+            else list(range(N))
+        )
         for start in range(0, N, mb_size):
-            mb = order[start:start + mb_size]
+            mb = order[start : start + mb_size]
             # Counts for exact aggregation across micro-batches (token-mean: tokens; seq-mean: sequences).
             mb_mask_counts = _minibatch_count(inp, mb, algo)
             live = rows_with_gradient(inp, mb, algo, accelerator.num_processes)  # speed: skips adv-0 rows
-            micro = [live[i:i + algo.micro_batch_size] for i in range(0, len(live), algo.micro_batch_size)]
+            micro = [live[i : i + algo.micro_batch_size] for i in range(0, len(live), algo.micro_batch_size)]
             optimizer.zero_grad(set_to_none=True)
             if not micro:  # every row has advantage 0: AdamW still steps (momentum), on zero gradients
                 zero_grads(model)

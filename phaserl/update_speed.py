@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from phaserl.update import UpdateInputs
 
 
-def memory_probe(accelerator, policy: Policy, optimizer, prompt, algo, optim, max_new_tokens: int,
-                 samples_per_step: int) -> tuple[int, int]:
+def memory_probe(
+    accelerator, policy: Policy, optimizer, prompt, algo, optim, max_new_tokens: int, samples_per_step: int
+) -> tuple[int, int]:
     """Before a stage's first step: reach the update's peak memory once, with gradients discarded. An
     out-of-memory error then comes in the first seconds rather than after the first rollout, and the step's memory
     is page-faulted in here once instead of during the first updates.

@@ -17,8 +17,16 @@ def request_key(body: dict) -> str:
 
 
 class FakeOpenAI:
-    def __init__(self, reply, *, fail_first: int = 0, fail_status: int = 503, hang_after: int | None = None,
-                 delay: float = 0.0, api_key: str | None = None):
+    def __init__(
+        self,
+        reply,
+        *,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        hang_after: int | None = None,
+        delay: float = 0.0,
+        api_key: str | None = None,
+    ):
         self.reply, self.fail_first, self.fail_status = reply, fail_first, fail_status
         self.hang_after, self.delay, self.api_key = hang_after, delay, api_key
         self.received = 0  # every POST, failed ones included
@@ -65,7 +73,9 @@ class FakeOpenAI:
                         return self._send(404, {"error": {"message": f"no route {self.path}"}})
                     if n <= fake.fail_first:
                         return self._send(fake.fail_status, {"error": {"message": "busy"}}, retry_after="0")
-                    with fake.lock:  # a slot is taken before answering, so concurrent requests cannot overshoot
+                    with (
+                        fake.lock
+                    ):  # a slot is taken before answering, so concurrent requests cannot overshoot
                         hang = fake.hang_after is not None and fake.admitted >= fake.hang_after
                         fake.admitted += not hang
                     if hang:
@@ -75,9 +85,21 @@ class FakeOpenAI:
                     text = fake.reply(body)
                     with fake.lock:
                         fake.answered[request_key(body)] += 1
-                    self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
-                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                  "finish_reason": "stop"}]})
+                    self._send(
+                        200,
+                        {
+                            "id": "x",
+                            "object": "chat.completion",
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                        },
+                    )
                 finally:
                     with fake.lock:
                         fake.in_flight -= 1

@@ -56,14 +56,18 @@ def math_variants(answer: str, neighbour: str) -> dict[str, str]:
     value = _frac_value(answer)
     if value is not None:
         out["decimal_3"] = f"{value:.3f}"
-        out["slash"] = answer.replace("\\dfrac", "\\frac").replace("\\frac{", "").replace("}{", "/").rstrip("}")
+        out["slash"] = (
+            answer.replace("\\dfrac", "\\frac").replace("\\frac{", "").replace("}{", "/").rstrip("}")
+        )
     if _INT_RE.match(answer):
         out["prefix_x"] = f"x = {answer}"
         out["unit"] = f"{answer} \\text{{ units}}"
         out["off_by_one"] = str(int(answer) + 1)
         out["times_100"] = str(int(answer) * 100)
     if _DECIMAL_RE.match(answer):
-        out["leading_zero_dropped"] = answer.replace("0.", ".", 1) if answer.startswith("0.") else answer + "0"
+        out["leading_zero_dropped"] = (
+            answer.replace("0.", ".", 1) if answer.startswith("0.") else answer + "0"
+        )
     return out
 
 
@@ -119,6 +123,7 @@ def olympiad_pairs(path: Path = SHARED / "olympiadbench" / "OE_TO_maths_en_COMP.
 
 # ---- the judges ---------------------------------------------------------------------------------------
 
+
 def math_reference(pair: Pair) -> bool:
     """MATH's own rule: the last box of the response, is_equiv with the gold."""
     return is_equiv(pair.gold, last_boxed(pair.response))
@@ -144,5 +149,7 @@ def phaserl_verdicts(pairs: list[Pair], verifier) -> list[bool]:
     """phaserl's verifier: extract_answer, then the check with the item's tolerance (None counts as False)."""
     from phaserl.rewards.extract import extract_answer
 
-    items = [{"gold": p.gold, "pred": extract_answer(p.response) or "", "tolerance": p.tolerance} for p in pairs]
+    items = [
+        {"gold": p.gold, "pred": extract_answer(p.response) or "", "tolerance": p.tolerance} for p in pairs
+    ]
     return [v is True for v in verifier.check_many(items)]

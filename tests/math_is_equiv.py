@@ -66,8 +66,18 @@ def _brace_sqrt(s: str) -> str:
 
 def strip_string(s: str) -> str:
     """The MATH normal form of an answer string (may raise Malformed)."""
-    for old, new in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"),
-                     ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", "")):
+    for old, new in (
+        ("\n", ""),
+        ("\\!", ""),
+        ("\\\\", "\\"),
+        ("tfrac", "frac"),
+        ("dfrac", "frac"),
+        ("\\left", ""),
+        ("\\right", ""),
+        ("^{\\circ}", ""),
+        ("^\\circ", ""),
+        ("\\$", ""),
+    ):
         s = s.replace(old, new)
     s = _drop_unit(s)
     s = s.replace("\\%", "").replace("%", "")
@@ -112,6 +122,6 @@ def last_boxed(text: str) -> str | None:
         elif text[i] == "}":
             depth -= 1
             if depth == 0:
-                whole = text[start:i + 1]
-                return whole[len("\\boxed{"):-1] if whole.startswith("\\boxed{") else None
+                whole = text[start : i + 1]
+                return whole[len("\\boxed{") : -1] if whole.startswith("\\boxed{") else None
     return None

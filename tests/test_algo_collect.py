@@ -26,19 +26,36 @@ class ScriptedEngine:
         self.calls.append(len(prompts))
         texts, ids = [], []
         for p in prompts:
-            q = p.messages[-1]["content"] if isinstance(p.messages[-1]["content"], str) else str(p.messages[-1])
+            q = (
+                p.messages[-1]["content"]
+                if isinstance(p.messages[-1]["content"], str)
+                else str(p.messages[-1])
+            )
             key = next(k for k in self.script if k in q)
             texts += self.script[key]
             ids += [[7] * n for n in self.lengths.get(key, [3] * params.n)]
         n = len(texts)
-        return Completions(prompt_ids=[[1]] * n, completion_ids=ids, texts=texts,
-                           logp=[torch.zeros(len(c)) for c in ids], truncated=[False] * n)
+        return Completions(
+            prompt_ids=[[1]] * n,
+            completion_ids=ids,
+            texts=texts,
+            logp=[torch.zeros(len(c)) for c in ids],
+            truncated=[False] * n,
+        )
 
 
 def make_stage(G=2, B=2, critic=None, **algo):
-    raw = {"name": "t", "rollout": {"group_size": G, "max_new_tokens": 10}, "prompts_per_step": B, "critic": critic,
-           "rewards": [{"name": "format", "weight": 0.5}, {"name": "last_number"}], "algo": algo,
-           "stages": [{"name": "s", "steps": 1, "data": [{"generator": "arithmetic", "generator_args": {"n": 4}}]}]}
+    raw = {
+        "name": "t",
+        "rollout": {"group_size": G, "max_new_tokens": 10},
+        "prompts_per_step": B,
+        "critic": critic,
+        "rewards": [{"name": "format", "weight": 0.5}, {"name": "last_number"}],
+        "algo": algo,
+        "stages": [
+            {"name": "s", "steps": 1, "data": [{"generator": "arithmetic", "generator_args": {"n": 4}}]}
+        ],
+    }
     return resolve(recipe_from_dict(raw))[0]
 
 
@@ -48,7 +65,7 @@ def stream(examples):
 
     def draw(k):
         state["ks"].append(k)
-        out = examples[state["i"]:state["i"] + k]
+        out = examples[state["i"] : state["i"] + k]
         state["i"] += k
         return out
 
@@ -61,8 +78,12 @@ def ex(name: str, gold: str = "3") -> Example:
 
 def test_accuracy_band_drops_and_refills_and_counts():
     # G=2: pass rates a: 0, b: 1, c: 0.5, d: 0.5; band [0.1, 0.9] keeps c and d
-    script = {"qa": [WRONG, WRONG], "qb": [RIGHT.format(gold=3)] * 2, "qc": [RIGHT.format(gold=3), WRONG],
-              "qd": [WRONG, RIGHT.format(gold=3)]}
+    script = {
+        "qa": [WRONG, WRONG],
+        "qb": [RIGHT.format(gold=3)] * 2,
+        "qc": [RIGHT.format(gold=3), WRONG],
+        "qd": [WRONG, RIGHT.format(gold=3)],
+    }
     draw, state = stream([ex("qa"), ex("qb"), ex("qc"), ex("qd")])
     r = collect(ScriptedEngine(script), draw, make_stage(accuracy_band=(0.1, 0.9)), seed=0)
     assert [e.id for e in r.examples] == ["qc", "qd"]
@@ -85,7 +106,11 @@ def test_band_and_dynamic_sampling_count_separately_and_fillers_get_no_gradient(
 
 
 def test_long_prompts_are_dropped_counted_and_never_generated():
-    script = {"qa": [RIGHT.format(gold=3), WRONG], "qlong": [WRONG, WRONG], "qc": [WRONG, RIGHT.format(gold=3)]}
+    script = {
+        "qa": [RIGHT.format(gold=3), WRONG],
+        "qlong": [WRONG, WRONG],
+        "qc": [WRONG, RIGHT.format(gold=3)],
+    }
     draw, state = stream([ex("qa"), ex("qlong"), ex("qc")])
     engine = ScriptedEngine(script)
 

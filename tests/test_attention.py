@@ -24,8 +24,15 @@ def _bool_mask(n, q, L, pad):
     padding = torch.ones(n, L, dtype=torch.bool)
     for j, p in enumerate(pad):
         padding[j, :p] = False
-    return sdpa_mask(batch_size=n, q_length=q, kv_length=L, q_offset=L - q, attention_mask=padding,
-                     allow_is_causal_skip=False, device="cpu")
+    return sdpa_mask(
+        batch_size=n,
+        q_length=q,
+        kv_length=L,
+        q_offset=L - q,
+        attention_mask=padding,
+        allow_is_causal_skip=False,
+        device="cpu",
+    )
 
 
 CASES = [  # n, H, kv, q, L, padded rows
@@ -76,7 +83,9 @@ def test_bf16_autocast_inputs_give_float32_scores():
     mask = _bool_mask(2, 6, 15, [0, 4])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got, _ = small_cpu_attention(_module(9, 3), query, key, value, mask, scaling=0.25)
-    ref, _ = sdpa_attention_forward(_module(9, 3), query.float(), key.float(), value.float(), mask, scaling=0.25)
+    ref, _ = sdpa_attention_forward(
+        _module(9, 3), query.float(), key.float(), value.float(), mask, scaling=0.25
+    )
     assert got.dtype == torch.bfloat16
     assert torch.allclose(got.float(), ref, atol=1e-2)
 
@@ -87,8 +96,15 @@ def test_falls_back_to_sdpa(why, monkeypatch):
     monkeypatch.setattr(attention, "gqa_attention", lambda *a, **k: calls.append(1) or _gqa(*a, **k))
     monkeypatch.setattr(attention, "SMALL_SCORES", 10 if why == "large" else attention.SMALL_SCORES)
     query, key, value = _inputs(2, 4, 2, 3, 3)
-    small_cpu_attention(_module(4, 2, causal=why != "not causal"), query, key, value, None, scaling=0.25,
-                        dropout=0.1 if why == "dropout" else 0.0)
+    small_cpu_attention(
+        _module(4, 2, causal=why != "not causal"),
+        query,
+        key,
+        value,
+        None,
+        scaling=0.25,
+        dropout=0.1 if why == "dropout" else 0.0,
+    )
     assert not calls
 
 

@@ -12,7 +12,9 @@ runner = CliRunner()
 
 
 def test_dry_run_prints_the_plan_without_a_model():
-    r = runner.invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set", "stages.0.steps=7"])
+    r = runner.invoke(
+        app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set", "stages.0.steps=7"]
+    )
     assert r.exit_code == 0, r.output
     assert "stage 1 'text'" in r.output and "steps=7" in r.output and "view=image+caption" in r.output
     assert "generated tokens" in r.output
@@ -27,12 +29,24 @@ def test_bad_recipe_key_is_named(tmp_path):
 
 def test_verify_command(tmp_path):
     pairs = tmp_path / "p.jsonl"
-    pairs.write_text("\n".join(json.dumps(x) for x in [
-        {"gold": "7", "pred": "3 + 4 = 7"}, {"gold": "\\frac{1}{2}", "pred": "0.5"}, {"gold": "B", "pred": "(C)",
-                                                                                    "answer_type": "choice"}]) + "\n")
+    pairs.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"gold": "7", "pred": "3 + 4 = 7"},
+                {"gold": "\\frac{1}{2}", "pred": "0.5"},
+                {"gold": "B", "pred": "(C)", "answer_type": "choice"},
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "o.jsonl"
-    r = subprocess.run([sys.executable, "-m", "phaserl", "verify", "--pairs", str(pairs), "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "phaserl", "verify", "--pairs", str(pairs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("3 pairs, 2 equal, 0 undecided")
     assert [json.loads(x)["equal"] for x in out.read_text().splitlines()] == [True, True, False]
@@ -41,8 +55,16 @@ def test_verify_command(tmp_path):
 def test_bad_data_file_names_file_and_line(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "q1", "answer": "1"}\n{"question": "q2"\n')
-    r = runner.invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run",
-                            "--set", f"stages.0.data=[{{path: {data}}}]"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "recipes/smoke_tiny.yaml"),
+            "--dry-run",
+            "--set",
+            f"stages.0.data=[{{path: {data}}}]",
+        ],
+    )
     assert f"{data}:2" in r.output
 
 
@@ -56,17 +78,29 @@ import typer.main  # noqa: E402
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w-])")  # --llm-model; not --advantage_estimator
 # Which command a module's messages and docstrings speak of (any one listed must have the flag).
 MODULE_COMMANDS = {
-    "phaserl/data/tools/caption.py": ["data caption"], "phaserl/data/tools/filter.py": ["data filter"],
-    "phaserl/data/tools/decontaminate.py": ["data decontaminate"], "phaserl/data/tools/inspect.py": ["data inspect"],
-    "phaserl/eval/runner.py": ["eval"], "phaserl/eval/score.py": ["score"], "phaserl/rewards/cli.py": ["verify"],
-    "phaserl/minivlm/build.py": ["demo build-mini-vlm"], "phaserl/eval/registry.py": ["eval", "score"],
-    "phaserl/eval/loaders/": ["eval", "score"], "phaserl/openai_api.py": ["data caption", "score", "eval"],
-    "phaserl/curriculum.py": ["train"], "phaserl/config.py": ["train"], "phaserl/distributed.py": ["train"],
+    "phaserl/data/tools/caption.py": ["data caption"],
+    "phaserl/data/tools/filter.py": ["data filter"],
+    "phaserl/data/tools/decontaminate.py": ["data decontaminate"],
+    "phaserl/data/tools/inspect.py": ["data inspect"],
+    "phaserl/eval/runner.py": ["eval"],
+    "phaserl/eval/score.py": ["score"],
+    "phaserl/rewards/cli.py": ["verify"],
+    "phaserl/minivlm/build.py": ["demo build-mini-vlm"],
+    "phaserl/eval/registry.py": ["eval", "score"],
+    "phaserl/eval/loaders/": ["eval", "score"],
+    "phaserl/openai_api.py": ["data caption", "score", "eval"],
+    "phaserl/curriculum.py": ["train"],
+    "phaserl/config.py": ["train"],
+    "phaserl/distributed.py": ["train"],
     "phaserl/report": ["report"],
 }
 # Modules whose flags belong to other programs: `vllm serve`'s argv, the verifier worker's own argv, pip.
-FOREIGN = ("phaserl/rollout/vllm_server.py", "phaserl/rewards/_worker.py", "phaserl/rewards/pool.py",
-           "phaserl/models.py")
+FOREIGN = (
+    "phaserl/rollout/vllm_server.py",
+    "phaserl/rewards/_worker.py",
+    "phaserl/rewards/pool.py",
+    "phaserl/models.py",
+)
 
 
 def _cli_flags() -> dict[str, set[str]]:
@@ -119,7 +153,7 @@ def test_every_flag_in_the_docs_exists():
         text = path.read_text().replace("\\\n", " ")  # shell continuation lines join their command
         for line_no, line in enumerate(text.splitlines(), start=1):
             for m in command.finditer(line):
-                rest = re.split(r"[|#`]|\s-m\s|\s&&\s", line[m.end():])[0]  # this command's own words
+                rest = re.split(r"[|#`]|\s-m\s|\s&&\s", line[m.end() :])[0]  # this command's own words
                 for flag in FLAG.findall(rest):
                     if flag not in flags[m.group(1)]:
                         bad.append(f"{path.name}:{line_no}: phaserl {m.group(1)} {flag}")
@@ -130,4 +164,6 @@ def test_score_and_eval_have_the_flags_their_docs_promise():
     flags = _cli_flags()
     assert {"--hub", "--llm-base-url", "--llm-model", "--llm-api-key-env", "--llm-cache"} <= flags["score"]
     assert {"--hub", "--view", "--top-p", "--seed", "--scorer", "--llm-api-key-env"} <= flags["eval"]
-    assert {"--backend", "--base-url", "--api-key-env", "--concurrency", "--image-path-map"} <= flags["data caption"]
+    assert {"--backend", "--base-url", "--api-key-env", "--concurrency", "--image-path-map"} <= flags[
+        "data caption"
+    ]

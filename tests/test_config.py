@@ -8,8 +8,14 @@ BASE = {
     "algo": {"advantage": "grpo", "eps_high": 0.28},
     "stages": [
         {"name": "a", "steps": 2, "data": [{"generator": "arithmetic", "generator_args": {"n": 8}}]},
-        {"name": "b", "steps": 3, "view": "image", "algo": {"kl_coef": 0.01}, "rollout": {"group_size": 8},
-         "data": [{"generator": "arithmetic_vl", "generator_args": {"n": 8}}]},
+        {
+            "name": "b",
+            "steps": 3,
+            "view": "image",
+            "algo": {"kl_coef": 0.01},
+            "rollout": {"group_size": 8},
+            "data": [{"generator": "arithmetic_vl", "generator_args": {"n": 8}}],
+        },
     ],
 }
 
@@ -42,8 +48,9 @@ def test_set_overrides_with_indices_and_wildcards(tmp_path):
 
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(BASE))
-    rec = load_recipe(path, ["model.name=tiny:llama", "stages.*.steps=1", "stages.1.algo.kl_coef=0.5",
-                             "optim.lr=2e-5"])
+    rec = load_recipe(
+        path, ["model.name=tiny:llama", "stages.*.steps=1", "stages.1.algo.kl_coef=0.5", "optim.lr=2e-5"]
+    )
     assert rec.model.name == "tiny:llama"
     assert [s.steps for s in rec.stages] == [1, 1]
     assert resolve(rec)[1].algo.kl_coef == 0.5

@@ -41,8 +41,10 @@ def llama():
 def _image_prompt():
     from PIL import Image
 
-    return Prompt(messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
-                  images=[Image.new("RGB", (56, 56), (200, 30, 30))])
+    return Prompt(
+        messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
+        images=[Image.new("RGB", (56, 56), (200, 30, 30))],
+    )
 
 
 @pytest.mark.parametrize("name", ["tiny:llama", "tiny:qwen2_5_vl"])
@@ -54,12 +56,14 @@ def test_values_of_a_padded_mixed_batch_equal_each_row_alone(name):
     values, mask = critic_values(critic, lm.processor, prompts, COMPS, pad, False, "cpu")
     assert values.shape == mask.shape == (4, 4)
     for j in range(4):
-        alone, _ = critic_values(critic, lm.processor, prompts[j:j + 1], COMPS[j:j + 1], pad, False, "cpu")
-        assert torch.allclose(values[j, :len(COMPS[j])], alone[0], atol=1e-5)
+        alone, _ = critic_values(
+            critic, lm.processor, prompts[j : j + 1], COMPS[j : j + 1], pad, False, "cpu"
+        )
+        assert torch.allclose(values[j, : len(COMPS[j])], alone[0], atol=1e-5)
     assert values[0].std() > 0  # values differ along the completion
     listed = values_no_grad(critic, lm.processor, prompts, COMPS, pad, 2, False, "cpu")
     assert [len(v) for v in listed] == [3, 2, 4, 1]
-    assert all(torch.allclose(v, values[j, :len(v)].detach(), atol=1e-5) for j, v in enumerate(listed))
+    assert all(torch.allclose(v, values[j, : len(v)].detach(), atol=1e-5) for j, v in enumerate(listed))
 
 
 def test_random_head_init_is_seeded_and_leaves_the_global_rng_alone():
@@ -77,7 +81,9 @@ def test_random_head_init_is_seeded_and_leaves_the_global_rng_alone():
 
 def test_zero_head_starts_every_value_at_zero(llama):
     critic = build_critic("tiny:llama")
-    values, _ = critic_values(critic, llama.processor, [TXT] * 4, COMPS, llama.tokenizer.pad_token_id, False, "cpu")
+    values, _ = critic_values(
+        critic, llama.processor, [TXT] * 4, COMPS, llama.tokenizer.pad_token_id, False, "cpu"
+    )
     assert torch.count_nonzero(values) == 0
     assert critic.value_head.weight.dtype == torch.float32
 
@@ -85,9 +91,14 @@ def test_zero_head_starts_every_value_at_zero(llama):
 def _update(critic, lm, cfg, returns, old=None, **kw):
     opt = kw.pop("optimizer", None) or critic_optimizer(critic, cfg)
     pad = lm.tokenizer.pad_token_id
-    old = old if old is not None else values_no_grad(critic, lm.processor, [TXT, TXT, TXT2, TXT2], COMPS, pad, 4,
-                                                     False, "cpu")
-    return critic_update(critic, opt, lm.processor, [TXT, TXT, TXT2, TXT2], COMPS, old, returns, cfg, pad, **kw), opt
+    old = (
+        old
+        if old is not None
+        else values_no_grad(critic, lm.processor, [TXT, TXT, TXT2, TXT2], COMPS, pad, 4, False, "cpu")
+    )
+    return critic_update(
+        critic, opt, lm.processor, [TXT, TXT, TXT2, TXT2], COMPS, old, returns, cfg, pad, **kw
+    ), opt
 
 
 def test_update_fits_the_returns(llama):
@@ -117,9 +128,17 @@ def test_micro_batching_is_exact_and_skipped_rows_are_out(llama):
     critic = build_critic("tiny:llama", head_init_std=0.1)
     cfg = CriticConfig(micro_batch_size=4, max_grad_norm=None)
     opt = torch.optim.SGD([p for p in critic.parameters() if p.requires_grad], lr=0.0)
-    a, _ = _update(critic, llama, cfg, [torch.zeros(len(c)) for c in COMPS], optimizer=opt, skipped=[0, 0, 0, 1])
-    b, _ = _update(critic, llama, cfg, [torch.zeros(len(c)) if j < 3 else torch.full((1,), 50.0)
-                                        for j, c in enumerate(COMPS)], optimizer=opt, skipped=[0, 0, 0, 1])
+    a, _ = _update(
+        critic, llama, cfg, [torch.zeros(len(c)) for c in COMPS], optimizer=opt, skipped=[0, 0, 0, 1]
+    )
+    b, _ = _update(
+        critic,
+        llama,
+        cfg,
+        [torch.zeros(len(c)) if j < 3 else torch.full((1,), 50.0) for j, c in enumerate(COMPS)],
+        optimizer=opt,
+        skipped=[0, 0, 0, 1],
+    )
     assert a["value_loss"] == pytest.approx(b["value_loss"])
 
 
@@ -157,8 +176,11 @@ def test_save_load_is_bitwise_and_resume_continues_identically(llama, tmp_path):
 
 
 def test_lora_critic_trains_adapters_and_head_only(llama, tmp_path):
-    critic = build_critic("tiny:llama", lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                          head_init_std=0.1)
+    critic = build_critic(
+        "tiny:llama",
+        lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        head_init_std=0.1,
+    )
     trainable = {n for n, p in critic.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
     assert "value_head.weight" in trainable
@@ -190,8 +212,18 @@ def test_forward_context_wraps_every_critic_forward(llama):
     values_no_grad(critic, llama.processor, [TXT] * 4, COMPS, pad, 3, False, "cpu", context=Ctx)
     assert seen == [3, 1]
     cfg = CriticConfig(micro_batch_size=2)
-    critic_update(critic, critic_optimizer(critic, cfg), llama.processor, [TXT] * 4, COMPS,
-                  [torch.zeros(len(c)) for c in COMPS], [torch.ones(len(c)) for c in COMPS], cfg, pad, context=Ctx)
+    critic_update(
+        critic,
+        critic_optimizer(critic, cfg),
+        llama.processor,
+        [TXT] * 4,
+        COMPS,
+        [torch.zeros(len(c)) for c in COMPS],
+        [torch.ones(len(c)) for c in COMPS],
+        cfg,
+        pad,
+        context=Ctx,
+    )
     assert seen == [3, 1, 2, 2]
 
 
@@ -204,10 +236,19 @@ LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "task_t
 def _stage(sets: list[str]):
     from phaserl.config import load_recipe, resolve
 
-    rec = load_recipe(ROOT / "recipes/smoke_tiny.yaml", ["model.name=tiny:llama", "algo.advantage=gae",
-                                                        "critic.lr=1e-2", "critic.micro_batch_size=2",
-                                                        "critic.head_init_std=0.05", "optim.bf16_autocast=false",
-                                                        "stages.0.steps=8", *sets])
+    rec = load_recipe(
+        ROOT / "recipes/smoke_tiny.yaml",
+        [
+            "model.name=tiny:llama",
+            "algo.advantage=gae",
+            "critic.lr=1e-2",
+            "critic.micro_batch_size=2",
+            "critic.head_init_std=0.05",
+            "optim.bf16_autocast=false",
+            "stages.0.steps=8",
+            *sets,
+        ],
+    )
     return rec, resolve(rec)[0]
 
 
@@ -216,8 +257,9 @@ def _trainer_critic(rec, stage, resume=None, init="tiny:llama"):
 
     from phaserl.stage_critic import setup_critic
 
-    return setup_critic(Accelerator(cpu=True), stage, rec, init, resume, seed=3, dummy_vision=None,
-                        steps=stage.steps)
+    return setup_critic(
+        Accelerator(cpu=True), stage, rec, init, resume, seed=3, dummy_vision=None, steps=stage.steps
+    )
 
 
 def _step(sc, lm, stage, seed=0) -> dict:
@@ -227,14 +269,36 @@ def _step(sc, lm, stage, seed=0) -> dict:
     prompts = [TXT, TXT, TXT2, TXT2]
     old = sc.values(lm.processor, prompts, COMPS, pad, False, "cpu")
     returns = [torch.linspace(-1, 1, len(c)) for c in COMPS]
-    return sc.update(Accelerator(cpu=True), lm.processor, prompts, COMPS, old, returns, pad, stage.algo,
-                     stage.optim, seed, [False] * 4)
+    return sc.update(
+        Accelerator(cpu=True),
+        lm.processor,
+        prompts,
+        COMPS,
+        old,
+        returns,
+        pad,
+        stage.algo,
+        stage.optim,
+        seed,
+        [False] * 4,
+    )
 
 
-@pytest.mark.parametrize("sets, schedule, warmup", [
-    (["optim.schedule=cosine", "optim.warmup_ratio=0.25"], "cosine", 0.25),  # the stage's (policy's) schedule
-    (["optim.schedule=cosine", "critic.schedule=linear", "critic.warmup_ratio=0.5"], "linear", 0.5),  # its own
-])
+@pytest.mark.parametrize(
+    "sets, schedule, warmup",
+    [
+        (
+            ["optim.schedule=cosine", "optim.warmup_ratio=0.25"],
+            "cosine",
+            0.25,
+        ),  # the stage's (policy's) schedule
+        (
+            ["optim.schedule=cosine", "critic.schedule=linear", "critic.warmup_ratio=0.5"],
+            "linear",
+            0.5,
+        ),  # its own
+    ],
+)
 def test_trainer_critic_lr_follows_the_schedule(llama, sets, schedule, warmup):
     from phaserl.schedule import lr_factor
 

@@ -19,9 +19,18 @@ def _samples(out, stage):
 def test_three_stage_views_handoff_and_layout(tmp_path):
     # stage 2 trains with a vanishing lr, so its final weights must equal stage 1's (to 1e-20; zero-initialised
     # biases move by lr itself): that proves stage 2 started from stage 1's final weights, not the base model.
-    rec = load_recipe(ROOT / "recipes/smoke_tiny.yaml", [
-        "stages.*.steps=1", "rollout.max_new_tokens=4", "logging.progress=false", "logging.samples_per_step=8",
-        "stages.1.optim={lr: 1.0e-30}", "optim.lr=1.0e-2", "algo.kl_coef=0.0"])
+    rec = load_recipe(
+        ROOT / "recipes/smoke_tiny.yaml",
+        [
+            "stages.*.steps=1",
+            "rollout.max_new_tokens=4",
+            "logging.progress=false",
+            "logging.samples_per_step=8",
+            "stages.1.optim={lr: 1.0e-30}",
+            "optim.lr=1.0e-2",
+            "algo.kl_coef=0.0",
+        ],
+    )
     out = tmp_path / "run"
     finals = run_curriculum(rec, out)
     names = ["1-text", "2-image-caption", "3-image"]
@@ -40,6 +49,7 @@ def test_three_stage_views_handoff_and_layout(tmp_path):
     # hand-off
     base = load_file(str(Path(resolve_model_path("tiny:qwen2_5_vl")) / "model.safetensors"))
     w1, w2, w3 = (load_file(str(f / "model.safetensors")) for f in finals)
+
     def gap(a, b):
         return max(float((a[k] - b[k]).abs().max()) for k in a)
 
@@ -48,5 +58,8 @@ def test_three_stage_views_handoff_and_layout(tmp_path):
     assert gap(w3, w2) > 1e-6
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["step"], r["global_step"]) for r in rows] == [
-        ("text", 1, 1), ("image-caption", 1, 2), ("image", 1, 3)]
+        ("text", 1, 1),
+        ("image-caption", 1, 2),
+        ("image", 1, 3),
+    ]
     assert (out / "recipe.resolved.yaml").exists()

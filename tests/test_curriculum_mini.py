@@ -34,6 +34,7 @@ def cm():
 
 # ---------------------------------------------------------------- planning
 
+
 def test_split_steps(cm):
     assert cm.split_steps(36, 3) == [12, 12, 12]
     assert cm.split_steps(7, 3) == [3, 2, 2]
@@ -78,11 +79,14 @@ def test_plan_lines_name_every_arm(cm):
 
 # ---------------------------------------------------------------- report
 
+
 def _fake_eval(acc: dict[str, float], fmt: float = 0.5) -> dict:
     return {v: {"accuracy": acc[v], "format": fmt, "n": 10} for v in VIEWS}
 
 
-def _write_run(out: Path, name: str, arm: str, seed: int, evals: dict, rows: list[dict] | None = None) -> None:
+def _write_run(
+    out: Path, name: str, arm: str, seed: int, evals: dict, rows: list[dict] | None = None
+) -> None:
     d = out / "runs" / name
     d.mkdir(parents=True)
     (d / "final_eval.json").write_text(json.dumps({"arm": arm, "seed": seed, "eval": evals, "seconds": 60}))
@@ -92,8 +96,16 @@ def _write_run(out: Path, name: str, arm: str, seed: int, evals: dict, rows: lis
 
 def test_results_table_means_and_stds(cm, tmp_path):
     for seed, a in enumerate([0.2, 0.4, 0.6]):
-        _write_run(tmp_path, f"direct-seed{seed}", "direct", seed, _fake_eval({"text": a, "image+caption": a, "image": a}))
-    _write_run(tmp_path, "base", "base", 0, _fake_eval({"text": 0.1, "image+caption": 0.05, "image": 0.0}, fmt=0.0))
+        _write_run(
+            tmp_path,
+            f"direct-seed{seed}",
+            "direct",
+            seed,
+            _fake_eval({"text": a, "image+caption": a, "image": a}),
+        )
+    _write_run(
+        tmp_path, "base", "base", 0, _fake_eval({"text": 0.1, "image+caption": 0.05, "image": 0.0}, fmt=0.0)
+    )
     table = cm.collect_results(tmp_path, cm.ARMS, [0, 1, 2])
     assert set(table) == {"direct", "base"}  # arms without runs are left out
     acc = table["direct"]["views"]["image"]["accuracy"]
@@ -126,6 +138,7 @@ def test_curves_average_seeds_and_keep_the_last_row_of_a_step(cm, tmp_path):
 
 # ---------------------------------------------------------------- orchestration (fake training)
 
+
 def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_path):
     calls = []
 
@@ -134,8 +147,10 @@ def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_p
         final = run_dir / "stages" / f"{len(recipe['stages'])}-x" / "final"
         final.mkdir(parents=True)
         (run_dir / "stages" / f"{len(recipe['stages'])}-x" / "checkpoint-3").mkdir()
-        rows = [{"global_step": 0, **{f"eval/{v}/last_number": 0.1 for v in VIEWS}},
-                {"global_step": 6, **{f"eval/{v}/last_number": 0.2 + recipe["seed"] / 10 for v in VIEWS}}]
+        rows = [
+            {"global_step": 0, **{f"eval/{v}/last_number": 0.1 for v in VIEWS}},
+            {"global_step": 6, **{f"eval/{v}/last_number": 0.2 + recipe["seed"] / 10 for v in VIEWS}},
+        ]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return final
 
@@ -147,7 +162,8 @@ def test_run_experiment_skips_finished_arms_and_refuses_other_settings(cm, tmp_p
     job = functools.partial(cm.run_job, train=train, evaluate=evaluate)
     result = cm.run_experiment(cm.QUICK, out, "m", [0, 1], job=job, log=lambda *_: None)
     assert sorted(c[1] for c in calls if c[0] == "train") == sorted(
-        f"mini-{a}-seed{s}" for a in ("infi_mmr", "lmm_r1", "direct") for s in (0, 1))
+        f"mini-{a}-seed{s}" for a in ("infi_mmr", "lmm_r1", "direct") for s in (0, 1)
+    )
     assert ("eval", "m") in calls and sum(c[0] == "eval" for c in calls) == 7  # base once, 3 arms x 2 seeds
     assert set(result["arms"]) == set(cm.ARMS)
     assert result["curves"]["direct"]["image"]["mean"] == pytest.approx([0.1, 0.25])
@@ -170,26 +186,52 @@ def test_parse_args(cm):
 
 # ---------------------------------------------------------------- data source
 
+
 def test_mini_tasks_through_a_dataset_spec():
-    spec = DatasetSpec(generator=GENERATOR, generator_args={"n": 6, "split": "test", "seed": 0, "kinds": ["arith"]})
+    spec = DatasetSpec(
+        generator=GENERATOR, generator_args={"n": 6, "split": "test", "seed": 0, "kinds": ["arith"]}
+    )
     examples = load_examples(spec, log=lambda *_: None)
     assert len(examples) == 6 and all(e.meta["kind"] == "arith" and e.images for e in examples)
     train = mini_tasks(n=12, split="train", seed=0)
-    assert not {e.meta["key"] for e in train} & {e.meta["key"] for e in mini_tasks(n=12, split="test", seed=0)}
+    assert not {e.meta["key"] for e in train} & {
+        e.meta["key"] for e in mini_tasks(n=12, split="test", seed=0)
+    }
     with pytest.raises(ValueError, match="unknown kinds"):
         mini_tasks(n=2, kinds=["poetry"])
 
 
-@pytest.mark.parametrize("text,score", [("42", 1.0), (" 42.\n", 1.0), ("$42$", 1.0), ("-3", 1.0),
-                                        ("The answer is 42.", 0.0), ("4 2", 0.0), ("", 0.0), ("42 apples", 0.0)])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("42", 1.0),
+        (" 42.\n", 1.0),
+        ("$42$", 1.0),
+        ("-3", 1.0),
+        ("The answer is 42.", 0.0),
+        ("4 2", 0.0),
+        ("", 0.0),
+        ("42 apples", 0.0),
+    ],
+)
 def test_answer_only(text, score):
     assert answer_only(text) == score
 
 
-@pytest.mark.parametrize("text,score", [
-    ("55", 1.0), ("The answer is 55.", 1.0), ("6 * 8 + 7 = 55", 1.0), ("\\boxed{55}", 1.0),
-    ("The image is 6 * 8 + 7.", 0.0),  # restating the problem is not solving it (the verifier says 55)
-    ("Compute 6 * 8 + 7.", 0.0), ("1,055", 0.0), ("5 5", 0.0), ("", 0.0)])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("55", 1.0),
+        ("The answer is 55.", 1.0),
+        ("6 * 8 + 7 = 55", 1.0),
+        ("\\boxed{55}", 1.0),
+        ("The image is 6 * 8 + 7.", 0.0),  # restating the problem is not solving it (the verifier says 55)
+        ("Compute 6 * 8 + 7.", 0.0),
+        ("1,055", 0.0),
+        ("5 5", 0.0),
+        ("", 0.0),
+    ],
+)
 def test_last_number_reward(text, score):
     example = mini_tasks(n=1, split="test", seed=0)[0]
     example.answer = "55"
@@ -203,6 +245,7 @@ def test_last_number_without_gold():
 
 
 # ---------------------------------------------------------------- the real thing
+
 
 @pytest.mark.learning
 @pytest.mark.timeout(2700)  # a default mini-VLM build (capped at 12 minutes) plus the three arms

@@ -12,18 +12,26 @@ from phaserl.curriculum import run_curriculum
 from phaserl.models import resolve_model_path
 
 VL_DATA = [
-    {"generator": "arithmetic_vl", "generator_args": {"n": 16, "seed": 1, "image_size": [56, 56]}, "weight": 1},
+    {
+        "generator": "arithmetic_vl",
+        "generator_args": {"n": 16, "seed": 1, "image_size": [56, 56]},
+        "weight": 1,
+    },
     {"generator": "arithmetic", "generator_args": {"n": 16, "seed": 2}, "weight": 1},
 ]
 
 
 def tiny_recipe(**algo):
     return {
-        "name": "e2e", "seed": 1,
+        "name": "e2e",
+        "seed": 1,
         "model": {"name": "tiny:qwen2_5_vl"},
         "template": "think_answer",
-        "rewards": [{"name": "format", "weight": 0.5}, {"name": "accuracy"},
-                    {"name": "phaserl.testing.rewards:short_response", "weight": 1.0}],
+        "rewards": [
+            {"name": "format", "weight": 0.5},
+            {"name": "accuracy"},
+            {"name": "phaserl.testing.rewards:short_response", "weight": 1.0},
+        ],
         "prompts_per_step": 4,
         "rollout": {"group_size": 2, "max_new_tokens": 6},
         "algo": {"micro_batch_size": 3, **algo},
@@ -38,13 +46,24 @@ def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-@pytest.mark.parametrize("algo", [
-    {"advantage": "grpo", "kl_coef": 0.05},
-    {"advantage": "dr_grpo", "aggregation": "constant"},
-    {"advantage": "rloo", "ratio": "sequence", "mini_batches": 2},
-    {"advantage": "reinforce_pp_baseline", "kl_coef": 0.01, "kl_in": "reward", "kl_estimator": "k1",
-     "ppo_epochs": 2, "eps_high": 0.28, "dynamic_sampling": True},
-], ids=["grpo", "dr_grpo", "rloo_gspo", "reinforce_pp"])
+@pytest.mark.parametrize(
+    "algo",
+    [
+        {"advantage": "grpo", "kl_coef": 0.05},
+        {"advantage": "dr_grpo", "aggregation": "constant"},
+        {"advantage": "rloo", "ratio": "sequence", "mini_batches": 2},
+        {
+            "advantage": "reinforce_pp_baseline",
+            "kl_coef": 0.01,
+            "kl_in": "reward",
+            "kl_estimator": "k1",
+            "ppo_epochs": 2,
+            "eps_high": 0.28,
+            "dynamic_sampling": True,
+        },
+    ],
+    ids=["grpo", "dr_grpo", "rloo_gspo", "reinforce_pp"],
+)
 def test_algorithms_train_on_mixed_text_and_image_batches(tmp_path, algo):
     out = tmp_path / "run"
     finals = run_curriculum(recipe_from_dict(tiny_recipe(**algo)), out)
@@ -55,8 +74,17 @@ def test_algorithms_train_on_mixed_text_and_image_batches(tmp_path, algo):
     assert changed, "no weight changed"
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
-    for key in ("reward/mean", "reward/format", "reward/accuracy", "adv/std", "clip_frac", "loss",
-                "response_length/mean", "tokens_per_s", "time/step"):
+    for key in (
+        "reward/mean",
+        "reward/format",
+        "reward/accuracy",
+        "adv/std",
+        "clip_frac",
+        "loss",
+        "response_length/mean",
+        "tokens_per_s",
+        "time/step",
+    ):
         assert key in rows[0], key
     assert rows[0]["stage"] == "mixed"
     assert (out / "stages/1-mixed/checkpoint-2/COMPLETE").exists()
@@ -66,7 +94,9 @@ def test_algorithms_train_on_mixed_text_and_image_batches(tmp_path, algo):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     trained = dict(AutoModelForImageTextToText.from_pretrained(final).named_parameters())
-    base = dict(AutoModelForImageTextToText.from_pretrained(resolve_model_path("tiny:qwen2_5_vl")).named_parameters())
+    base = dict(
+        AutoModelForImageTextToText.from_pretrained(resolve_model_path("tiny:qwen2_5_vl")).named_parameters()
+    )
     AutoProcessor.from_pretrained(final)
     assert any(not torch.equal(trained[k], base[k]) for k in base)
 
@@ -98,7 +128,9 @@ def test_verifier_workers_start_before_the_first_step(tmp_path, monkeypatch):
 
     real_collect = phaserl.collect.collect
     monkeypatch.setattr(phaserl.trainer, "get_verifier", lambda: Spy())
-    monkeypatch.setattr(phaserl.trainer, "collect", lambda *a, **k: events.append("collect") or real_collect(*a, **k))
+    monkeypatch.setattr(
+        phaserl.trainer, "collect", lambda *a, **k: events.append("collect") or real_collect(*a, **k)
+    )
     recipe = tiny_recipe()
     recipe["stages"][0]["steps"] = 1
     run_curriculum(recipe_from_dict(recipe), tmp_path / "run")

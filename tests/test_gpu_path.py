@@ -13,8 +13,10 @@ from phaserl.types import Prompt
 def _rows(lm):
     from PIL import Image
 
-    img = Prompt(messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
-                 images=[Image.new("RGB", (56, 56), (200, 30, 30))])
+    img = Prompt(
+        messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
+        images=[Image.new("RGB", (56, 56), (200, 30, 30))],
+    )
     txt = Prompt(messages=[{"role": "user", "content": "What is 2+2?"}])
     prompts = [img, img, txt, txt]
     comps = [[11, 12, 13], [14, 15], [16, 17, 18, 19], [20]]
@@ -23,8 +25,9 @@ def _rows(lm):
 
 def _logp_and_grads(lm, prompts, comps):
     lm.model.zero_grad(set_to_none=True)
-    logp, mask = rows_logp(lm.model, lm.processor, prompts, comps, True, lm.tokenizer.pad_token_id, 1.0, False,
-                           "cpu")  # float32: the two forms then agree to rounding
+    logp, mask = rows_logp(
+        lm.model, lm.processor, prompts, comps, True, lm.tokenizer.pad_token_id, 1.0, False, "cpu"
+    )  # float32: the two forms then agree to rounding
     (logp * mask).sum().backward()
     grads = {n: p.grad.detach().clone() for n, p in lm.model.named_parameters() if p.grad is not None}
     return (logp * mask).detach(), grads
@@ -50,8 +53,9 @@ def test_checkpointed_model_gives_the_plain_paths_logps_and_gradients():
         torch.testing.assert_close(g, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
     # and the no-grad pass the trainer uses for old/reference log-probs runs on a checkpointed model too
     with torch.no_grad():
-        again, _ = rows_logp(ckpt.model, ckpt.processor, prompts, comps, True, ckpt.tokenizer.pad_token_id, 1.0,
-                             False, "cpu")
+        again, _ = rows_logp(
+            ckpt.model, ckpt.processor, prompts, comps, True, ckpt.tokenizer.pad_token_id, 1.0, False, "cpu"
+        )
     torch.testing.assert_close(again * (logp != 0), logp, atol=1e-5, rtol=1e-5)
 
 
@@ -102,8 +106,18 @@ def test_dummy_vision_runs_the_tower_once_per_micro_batch_like_an_image_rank():
             counter.reset()
             ps = [prompts[i] for i in rows]
             with vision_context(lm.model, dummy, ps):
-                logp, mask = rows_logp(lm.model, lm.processor, ps, [comps[i] for i in rows], True,
-                                       lm.tokenizer.pad_token_id, 1.0, False, "cpu", shared_prefix=shared)
+                logp, mask = rows_logp(
+                    lm.model,
+                    lm.processor,
+                    ps,
+                    [comps[i] for i in rows],
+                    True,
+                    lm.tokenizer.pad_token_id,
+                    1.0,
+                    False,
+                    "cpu",
+                    shared_prefix=shared,
+                )
             (logp * mask).sum().backward()
             assert counter.reset() == 1, (shared, rows)
     with dummy_vision(lm.model, dummy):  # the context alone adds nothing to the text's value
@@ -112,8 +126,16 @@ def test_dummy_vision_runs_the_tower_once_per_micro_batch_like_an_image_rank():
     lm.model.eval()
     counter.reset()
     with torch.no_grad():
-        lm.model(**{k: v for k, v in lm.processor(text=["<|vision_start|><|image_pad|><|vision_end|>x"],
-                                                   images=[prompts[0].images[0]], return_tensors="pt").items()})
+        lm.model(
+            **{
+                k: v
+                for k, v in lm.processor(
+                    text=["<|vision_start|><|image_pad|><|vision_end|>x"],
+                    images=[prompts[0].images[0]],
+                    return_tensors="pt",
+                ).items()
+            }
+        )
     assert counter.reset() == 0  # generation (eval mode) is not counted
 
 
@@ -144,8 +166,9 @@ def test_ranks_drawing_different_counts_keep_one_cursor():
     examples = [Example(id=str(i), question=f"q{i}", answer="1") for i in range(50)]
 
     def rank(r: int, wants: list[int]):
-        acc = SimpleNamespace(num_processes=2, process_index=r, device="cpu",
-                              gather=lambda t: torch.tensor(wants))  # both ranks' k, as the all-gather returns
+        acc = SimpleNamespace(
+            num_processes=2, process_index=r, device="cpu", gather=lambda t: torch.tensor(wants)
+        )  # both ranks' k, as the all-gather returns
         mixture = Mixture([("d", examples, 1.0)], seed=3, stage=0)
         return mixture, drawer(acc, mixture)
 

@@ -19,15 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run_demo(tmp_path, sets: list[str], label: str) -> list[dict]:
     """Run the demo recipe with `sets`, print greedy and sampled accuracy before -> after, return the metric rows."""
-    rec = load_recipe(ROOT / "recipes/demo_cpu.yaml", ["logging.progress=false", "checkpoint.every=100", *sets])
+    rec = load_recipe(
+        ROOT / "recipes/demo_cpu.yaml", ["logging.progress=false", "checkpoint.every=100", *sets]
+    )
     t0 = time.time()
     run_curriculum(rec, tmp_path / "run")
     wall = time.time() - t0
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     before, after = _before_after(rows)
-    print(f"\n{label}greedy {before['eval/text/last_number']:.3f} -> {after['eval/text/last_number']:.3f}; "
-          f"sampled {before['eval/text/sampled/last_number']:.3f} -> "
-          f"{after['eval/text/sampled/last_number']:.3f}; wall {wall:.0f} s")
+    print(
+        f"\n{label}greedy {before['eval/text/last_number']:.3f} -> {after['eval/text/last_number']:.3f}; "
+        f"sampled {before['eval/text/sampled/last_number']:.3f} -> "
+        f"{after['eval/text/sampled/last_number']:.3f}; wall {wall:.0f} s"
+    )
     return rows
 
 

@@ -13,14 +13,28 @@ from phaserl.models import load_model, resolve_model_path, vision_parameters
 
 def _recipe(**model):
     return {
-        "name": "m", "seed": 3, "model": {"name": "tiny:llava", **model}, "template": "plain",
+        "name": "m",
+        "seed": 3,
+        "model": {"name": "tiny:llava", **model},
+        "template": "plain",
         "rewards": [{"name": "accuracy"}, {"name": "phaserl.testing.rewards:short_response"}],
-        "prompts_per_step": 2, "rollout": {"group_size": 2, "max_new_tokens": 5},
-        "algo": {"micro_batch_size": 4}, "optim": {"lr": 1e-2},
-        "checkpoint": {"every": 1, "keep_last": 3}, "logging": {"tensorboard": False, "progress": False},
-        "stages": [{"name": "s", "view": "image", "steps": 2, "data": [
-            {"generator": "arithmetic_vl", "generator_args": {"n": 8, "image_size": [56, 56]}},
-            {"generator": "arithmetic", "generator_args": {"n": 8}}]}],
+        "prompts_per_step": 2,
+        "rollout": {"group_size": 2, "max_new_tokens": 5},
+        "algo": {"micro_batch_size": 4},
+        "optim": {"lr": 1e-2},
+        "checkpoint": {"every": 1, "keep_last": 3},
+        "logging": {"tensorboard": False, "progress": False},
+        "stages": [
+            {
+                "name": "s",
+                "view": "image",
+                "steps": 2,
+                "data": [
+                    {"generator": "arithmetic_vl", "generator_args": {"n": 8, "image_size": [56, 56]}},
+                    {"generator": "arithmetic", "generator_args": {"n": 8}},
+                ],
+            }
+        ],
     }
 
 

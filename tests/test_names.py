@@ -14,21 +14,37 @@ Q = "model.language_model.layers.0.self_attn.q_proj.weight"  # the HF checkpoint
 
 
 def test_clean_name_strips_wrapper_parts():
-    assert clean_name("module._orig_mod.model.layers.0._fsdp_wrapped_module.mlp.weight") == "model.layers.0.mlp.weight"
-    assert clean_name("model.layers.0._checkpoint_wrapped_module.self_attn.q_proj.weight") == \
-        "model.layers.0.self_attn.q_proj.weight"
+    assert (
+        clean_name("module._orig_mod.model.layers.0._fsdp_wrapped_module.mlp.weight")
+        == "model.layers.0.mlp.weight"
+    )
+    assert (
+        clean_name("model.layers.0._checkpoint_wrapped_module.self_attn.q_proj.weight")
+        == "model.layers.0.self_attn.q_proj.weight"
+    )
     assert clean_name("module." + Q) == Q and clean_name(Q) == Q
     # whole parts only: a part that merely contains "module" stays
-    assert clean_name("base_model.model.lm_head.original_module.weight") == "base_model.model.lm_head.original_module.weight"
+    assert (
+        clean_name("base_model.model.lm_head.original_module.weight")
+        == "base_model.model.lm_head.original_module.weight"
+    )
 
 
 def test_peft_name_maps_base_weights_and_drops_adapters():
     assert peft_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.base_layer.weight") == Q
-    assert peft_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight") is None
+    assert (
+        peft_name("base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight")
+        is None
+    )
     assert peft_name("base_model.model.lm_head.modules_to_save.default.weight") == "lm_head.weight"
     assert peft_name("base_model.model.lm_head.original_module.weight") is None
-    assert hf_name("module.base_model.model.model.language_model.layers.0.self_attn.q_proj.base_layer.weight",
-                   peft=True) == Q
+    assert (
+        hf_name(
+            "module.base_model.model.model.language_model.layers.0.self_attn.q_proj.base_layer.weight",
+            peft=True,
+        )
+        == Q
+    )
     assert hf_name("module.base_model.model.x.weight") == "base_model.model.x.weight"  # not PEFT: kept
 
 
@@ -99,10 +115,13 @@ def test_ddp_and_fsdp1_names_map_back(qwen, gloo):
 
 def test_peft_names_map_back(qwen):
     peft = pytest.importorskip("peft")
-    lora = peft.get_peft_model(copy.deepcopy(qwen), peft.LoraConfig(r=2, target_modules=["q_proj"],
-                                                                      modules_to_save=["merger"]))
+    lora = peft.get_peft_model(
+        copy.deepcopy(qwen), peft.LoraConfig(r=2, target_modules=["q_proj"], modules_to_save=["merger"])
+    )
     names = _hf_names(lora)
     assert "base_model.model." + Q.replace("q_proj.", "q_proj.base_layer.") in names
     mapped = {hf_name(n, peft=True) for n in names} - {None}
-    assert mapped == _hf_names(qwen)  # every base weight once; adapters and the frozen merger original dropped
+    assert mapped == _hf_names(
+        qwen
+    )  # every base weight once; adapters and the frozen merger original dropped
     assert {n for n, _ in named_weights(lora)} == _hf_names(qwen)

@@ -15,13 +15,32 @@ import pytest
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ["stages.*.steps=2", "rollout.max_new_tokens=6", "logging.progress=false", "algo.advantage=gae",
-        "algo.kl_in=reward", "algo.kl_coef=0.01", "algo.ppo_epochs=2", "algo.mini_batches=2",
-        "critic.lr=1e-3", "critic.micro_batch_size=4", "critic.head_init_std=0.01", "optim.schedule=cosine"]
+SETS = [
+    "stages.*.steps=2",
+    "rollout.max_new_tokens=6",
+    "logging.progress=false",
+    "algo.advantage=gae",
+    "algo.kl_in=reward",
+    "algo.kl_coef=0.01",
+    "algo.ppo_epochs=2",
+    "algo.mini_batches=2",
+    "critic.lr=1e-3",
+    "critic.micro_batch_size=4",
+    "critic.head_init_std=0.01",
+    "optim.schedule=cosine",
+]
 
 
 def _cmd(out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "phaserl", "train", str(ROOT / "recipes/smoke_tiny.yaml"), "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "phaserl",
+        "train",
+        str(ROOT / "recipes/smoke_tiny.yaml"),
+        "--output",
+        str(out),
+    ]
     for s in SETS:
         cmd += ["--set", s]
     return cmd
@@ -43,8 +62,12 @@ def test_ppo_with_a_critic_runs_hands_over_and_resumes_bitwise(tmp_path):
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     steps = [x for x in rows if x.get("step", 0) > 0 and not x.get("final")]
     assert len(steps) == 6
-    assert all(x["critic/value_loss"] >= 0 and x["critic/value_loss"] == x["critic/value_loss"] for x in steps)
-    assert [x["critic/lr"] for x in steps] == pytest.approx([1e-3, 5e-4] * 3)  # cosine over each stage's 2 steps
+    assert all(
+        x["critic/value_loss"] >= 0 and x["critic/value_loss"] == x["critic/value_loss"] for x in steps
+    )
+    assert [x["critic/lr"] for x in steps] == pytest.approx(
+        [1e-3, 5e-4] * 3
+    )  # cosine over each stage's 2 steps
     a = _weights(straight)
     first = load_file(str(straight / "stages/1-text/final/critic/critic.safetensors"))
     second = load_file(str(straight / "stages/2-image-caption/checkpoint-1/critic/critic.safetensors"))

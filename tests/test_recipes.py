@@ -15,20 +15,46 @@ from phaserl.curriculum import run_curriculum
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests/fixtures/data"
 # B x G = 16 samples: whole mini-batches for both recipes (4 and 16 of them)
-SMALL = ["model.name=tiny:qwen2_5_vl", "prompts_per_step=2", "rollout.group_size=8", "rollout.max_new_tokens=6",
-         "stages.*.steps=2", "stages.*.epochs=null", "stages.*.rollout={}", "eval.limit=4",
-         "logging.tensorboard=false", "logging.progress=false", "checkpoint.every=1"]
+SMALL = [
+    "model.name=tiny:qwen2_5_vl",
+    "prompts_per_step=2",
+    "rollout.group_size=8",
+    "rollout.max_new_tokens=6",
+    "stages.*.steps=2",
+    "stages.*.epochs=null",
+    "stages.*.rollout={}",
+    "eval.limit=4",
+    "logging.tensorboard=false",
+    "logging.progress=false",
+    "checkpoint.every=1",
+]
 LAYOUTS = FIX / "layouts"  # rows in the published datasets' own layouts (tests/fixtures/data/layouts)
-CAPTIONED = "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56, 56]}}]"  # `data caption` output
+CAPTIONED = (
+    "[{generator: arithmetic_vl, generator_args: {n: 8, image_size: [56, 56]}}]"  # `data caption` output
+)
 
 
-@pytest.mark.parametrize("recipe,swap", [
-    # only where each dataset lives changes: the recipe's adapter, image_path_map and weights stay
-    ("infi_mmr_qwen2_5_vl_3b.yaml", [f"stages.0.data.0.hub={LAYOUTS}/deepscaler", f"stages.1.data={CAPTIONED}",
-                                     f"stages.2.data.0.hub={LAYOUTS}/virl39k_hub"]),
-    ("lmm_r1_qwen2_5_vl_3b.yaml", [f"stages.0.data.0.hub={LAYOUTS}/deepscaler",
-                                   f"stages.1.data.0.path={LAYOUTS}/vermulti/mathv60k_message.jsonl"]),
-])
+@pytest.mark.parametrize(
+    "recipe,swap",
+    [
+        # only where each dataset lives changes: the recipe's adapter, image_path_map and weights stay
+        (
+            "infi_mmr_qwen2_5_vl_3b.yaml",
+            [
+                f"stages.0.data.0.hub={LAYOUTS}/deepscaler",
+                f"stages.1.data={CAPTIONED}",
+                f"stages.2.data.0.hub={LAYOUTS}/virl39k_hub",
+            ],
+        ),
+        (
+            "lmm_r1_qwen2_5_vl_3b.yaml",
+            [
+                f"stages.0.data.0.hub={LAYOUTS}/deepscaler",
+                f"stages.1.data.0.path={LAYOUTS}/vermulti/mathv60k_message.jsonl",
+            ],
+        ),
+    ],
+)
 def test_paper_recipe_runs_in_miniature(tmp_path, monkeypatch, recipe, swap):
     monkeypatch.setenv("PHASERL_DATA", str(ROOT / "tests/fixtures/eval"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
@@ -45,7 +71,9 @@ def test_paper_recipe_runs_in_miniature(tmp_path, monkeypatch, recipe, swap):
     assert len(finals) == len(full.stages) and all((f / "COMPLETE").exists() for f in finals)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r.get("step", 0) > 0 and not r.get("final")]
-    assert [(r["stage_index"], r["step"]) for r in steps] == [(k, s) for k in range(len(finals)) for s in (1, 2)]
+    assert [(r["stage_index"], r["step"]) for r in steps] == [
+        (k, s) for k in range(len(finals)) for s in (1, 2)
+    ]
     assert all(r["kl"] == r["kl"] for r in steps if "kl" in r)  # KL computed, finite
     if full.eval.data:  # evaluated before and after each stage, on the recipe's own source
         assert sum(1 for r in rows if any(k.startswith("eval/") for k in r)) == 2 * len(finals)
@@ -65,5 +93,7 @@ def test_paper_settings_are_the_published_ones():
     infi = resolve(load_recipe(ROOT / "recipes/infi_mmr_qwen2_5_vl_3b.yaml"))
     assert [s.view for s in infi] == ["text", "image+caption", "image"]
     assert all(s.algo.advantage == "grpo" and s.algo.kl_coef > 0 for s in infi)
-    assert yaml.safe_load((ROOT / "recipes/infi_mmr_qwen2_5_vl_3b.yaml").read_text())["stages"][1]["view"] \
+    assert (
+        yaml.safe_load((ROOT / "recipes/infi_mmr_qwen2_5_vl_3b.yaml").read_text())["stages"][1]["view"]
         == "image+caption"
+    )

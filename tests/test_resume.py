@@ -17,7 +17,15 @@ SETS = ["stages.*.steps=2", "rollout.max_new_tokens=6", "logging.progress=false"
 
 
 def _cmd(out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "phaserl", "train", str(ROOT / "recipes/smoke_tiny.yaml"), "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "phaserl",
+        "train",
+        str(ROOT / "recipes/smoke_tiny.yaml"),
+        "--output",
+        str(out),
+    ]
     for s in SETS:
         cmd += ["--set", s]
     return cmd
@@ -75,11 +83,14 @@ def _exists(rel: str):
     return lambda out: (out / rel / "COMPLETE").exists()
 
 
-@pytest.mark.parametrize("kill_point", [
-    "stages/1-text/checkpoint-1",  # mid-stage 1
-    "stages/1-text/final",  # between stages 1 and 2
-    "stages/2-image-caption/checkpoint-1",  # mid-stage 2 (after a hand-off)
-])
+@pytest.mark.parametrize(
+    "kill_point",
+    [
+        "stages/1-text/checkpoint-1",  # mid-stage 1
+        "stages/1-text/final",  # between stages 1 and 2
+        "stages/2-image-caption/checkpoint-1",  # mid-stage 2 (after a hand-off)
+    ],
+)
 def test_sigkill_then_rerun_matches_uninterrupted(reference, tmp_path, kill_point):
     out = tmp_path / "run"
     code = _run_until(out, _exists(kill_point))

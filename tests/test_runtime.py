@@ -27,15 +27,22 @@ def reuse_faults():
 
 def _python(code: str, *args: str, env: dict | None = None) -> list[str]:
     """The words `code` prints, run in a fresh interpreter with a bare environment plus `env`."""
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})}).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    ).stdout.split()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 @pytest.mark.parametrize("env,expected", [({}, "True"), ({"PHASERL_MALLOPT": "0"}, "False")])
 def test_tune_allocator(env, expected):
-    code = ("from phaserl.runtime import tune_allocator; import torch; a = tune_allocator(); "
-            "x = torch.ones(64 << 20, dtype=torch.uint8); del x; print(a, tune_allocator())")
+    code = (
+        "from phaserl.runtime import tune_allocator; import torch; a = tune_allocator(); "
+        "x = torch.ones(64 << 20, dtype=torch.uint8); del x; print(a, tune_allocator())"
+    )
     out = _python(code, env=env)
     assert out == [expected, expected]  # the second call answers the same without re-applying
 
@@ -46,13 +53,17 @@ def test_import_phaserl_changes_no_allocator_setting():
     assert _python(code) == ["None"]
 
 
-_REUSE = """
+_REUSE = (
+    """
 import torch
 from phaserl.runtime import prepare_cpu_engine
 print(prepare_cpu_engine())  # before the first tensor, as phaserl train/eval do when the CPU engine is chosen
-""" + _FAULTS + """
+"""
+    + _FAULTS
+    + """
 print(reuse_faults())
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-fault counts from getrusage")
@@ -86,13 +97,16 @@ def test_the_trainer_applies_them_only_for_the_cpu_engine(monkeypatch):
     monkeypatch.setattr(curriculum, "_has_accelerator", lambda: False)
     for engine, expected in (("auto", 1), ("hf", 0), ("cpu", 1)):
         calls.clear()
-        recipe = load_recipe(Path(__file__).parents[1] / "recipes/smoke_tiny.yaml", [f"rollout.engine={engine}"])
+        recipe = load_recipe(
+            Path(__file__).parents[1] / "recipes/smoke_tiny.yaml", [f"rollout.engine={engine}"]
+        )
         with pytest.raises(Stop):
             curriculum.run_curriculum(recipe, "unused")
         assert len(calls) == expected, engine
 
 
-_TRAIN_START = """
+_TRAIN_START = (
+    """
 import sys
 import phaserl.curriculum as curriculum
 from phaserl.config import load_recipe
@@ -112,9 +126,12 @@ try:
 except Stop:
     pass
 import os
-""" + _FAULTS + """
+"""
+    + _FAULTS
+    + """
 print(os.environ.get("THP_MEM_ALLOC_ENABLE"), reuse_faults())
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-fault counts from getrusage")

@@ -11,8 +11,15 @@ def _plain(logits, targets, T):
     return torch.log_softmax(logits.float() / T, -1).gather(-1, targets[..., None]).squeeze(-1)
 
 
-@pytest.mark.parametrize("dtype,T,chunk", [(torch.float32, 1.0, 7000), (torch.float32, 0.7, 1000),
-                                           (torch.bfloat16, 1.0, 7000), (torch.float32, 1.3, 1 << 22)])
+@pytest.mark.parametrize(
+    "dtype,T,chunk",
+    [
+        (torch.float32, 1.0, 7000),
+        (torch.float32, 0.7, 1000),
+        (torch.bfloat16, 1.0, 7000),
+        (torch.float32, 1.3, 1 << 22),
+    ],
+)
 def test_values_and_gradients_match_autograd(monkeypatch, dtype, T, chunk):
     monkeypatch.setattr(policy, "CHUNK_ELEMENTS", chunk)  # several chunks, ragged last one; or a single one
     torch.manual_seed(0)

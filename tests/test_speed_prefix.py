@@ -61,8 +61,9 @@ def test_shared_prefix_logp_and_grads_equal_plain(lm):
     ref, ref_mask = _plain(lm, rows, comps)
     (ref * ref_mask).sum().backward()
     ref_grads = _grads(lm.model)
-    got, mask = shared_prefix_logp(lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 1.0,
-                                   False, "cpu")
+    got, mask = shared_prefix_logp(
+        lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 1.0, False, "cpu"
+    )
     (got * mask).sum().backward()
     grads = _grads(lm.model)
     assert torch.equal(mask, ref_mask)
@@ -72,7 +73,9 @@ def test_shared_prefix_logp_and_grads_equal_plain(lm):
         assert any("visual." in n or "vision_tower." in n for n in grads)  # the tower is trained too
     for name, g in grads.items():
         scale = float(ref_grads[name].abs().max())
-        assert float((g - ref_grads[name]).abs().max()) <= 1e-4 * scale + 1e-8, name  # fp32 summation order only
+        assert float((g - ref_grads[name]).abs().max()) <= 1e-4 * scale + 1e-8, (
+            name
+        )  # fp32 summation order only
 
 
 def test_shared_prefix_rows_in_any_order(lm):
@@ -81,7 +84,9 @@ def test_shared_prefix_rows_in_any_order(lm):
     order = [4, 0, 8, 1, 5]
     rows, comps = [rows[i] for i in order], [comps[i] for i in order]
     ref, mask = _plain(lm, rows, comps, temperature=0.7)
-    got, _ = rows_logp(lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 0.7, False, "cpu")
+    got, _ = rows_logp(
+        lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 0.7, False, "cpu"
+    )
     assert torch.allclose(got * mask, ref * mask, atol=1e-5)
     at_one, _ = _plain(lm, rows, comps)
     assert not torch.allclose(at_one * mask, ref * mask, atol=1e-3)  # the temperature is applied, not ignored
@@ -90,7 +95,8 @@ def test_shared_prefix_rows_in_any_order(lm):
 def test_shared_prefix_under_bf16_autocast_matches_fp32(lm):
     rows, comps = _rows(lm)
     ref, mask = _plain(lm, rows, comps)
-    got, _ = shared_prefix_logp(lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 1.0,
-                                True, "cpu")
+    got, _ = shared_prefix_logp(
+        lm.model, lm.processor, rows, comps, lm.is_vlm, lm.tokenizer.pad_token_id, 1.0, True, "cpu"
+    )
     diff = ((got.float() - ref) * mask).abs()
     assert float(diff.max()) < 0.1 and float(diff.sum() / mask.sum()) < 0.03  # bf16 has ~3 significant digits

@@ -25,16 +25,25 @@ def lm():
 
 
 def _policy(lm, model, autocast: bool) -> Policy:
-    return Policy(model=model, processor=lm.processor, is_vlm=False, pad_id=lm.tokenizer.pad_token_id,
-                  temperature=1.0, autocast=autocast, device="cpu")
+    return Policy(
+        model=model,
+        processor=lm.processor,
+        is_vlm=False,
+        pad_id=lm.tokenizer.pad_token_id,
+        temperature=1.0,
+        autocast=autocast,
+        device="cpu",
+    )
 
 
 def _inputs(adv: list[float]) -> UpdateInputs:
     prompts = [render(e, "text") for e in arithmetic(n=2, seed=3, digits=2)]
     rows = [p for p in prompts for _ in range(4)]  # B=2, G=4
     gen = torch.Generator().manual_seed(0)
-    comps = [torch.randint(0, 1000, (int(torch.randint(2, 9, (), generator=gen)),), generator=gen).tolist()
-             for _ in rows]
+    comps = [
+        torch.randint(0, 1000, (int(torch.randint(2, 9, (), generator=gen)),), generator=gen).tolist()
+        for _ in rows
+    ]
     return UpdateInputs(prompts=rows, completion_ids=comps, adv=torch.tensor(adv), truncated=[False] * 8)
 
 
@@ -47,9 +56,20 @@ def _train(lm, advs: list[list[float]], skip: bool, aggregation: str, monkeypatc
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     algo = AlgoConfig(micro_batch_size=3, aggregation=aggregation)
     optim = OptimConfig(bf16_autocast=False, max_grad_norm=1.0)
-    stats = [update_policy(Accelerator(cpu=True), _policy(lm, model, False), opt, sched, _inputs(a), algo, optim,
-                           16.0 if aggregation == "constant" else None, seed=0)
-             for a in advs]
+    stats = [
+        update_policy(
+            Accelerator(cpu=True),
+            _policy(lm, model, False),
+            opt,
+            sched,
+            _inputs(a),
+            algo,
+            optim,
+            16.0 if aggregation == "constant" else None,
+            seed=0,
+        )
+        for a in advs
+    ]
     return model, opt, stats
 
 
@@ -63,7 +83,9 @@ def test_skipping_zero_advantage_rows_gives_the_same_update(lm, aggregation, mon
     start = dict(lm.model.named_parameters())
     moved = 0
     for (name, p), q in zip(ref.named_parameters(), got.parameters()):
-        step = float((p - start[name]).abs().max())  # ~1e-2 (lr); a wrong weight on any row would show at that scale
+        step = float(
+            (p - start[name]).abs().max()
+        )  # ~1e-2 (lr); a wrong weight on any row would show at that scale
         assert float((p - q).abs().max()) <= 1e-3 * step, name
         moved += step > 0
     assert moved == len(start)  # every tensor was updated, in both steps' worth of AdamW state
@@ -77,15 +99,23 @@ def test_rows_with_gradient_keeps_everything_when_kl_is_in_the_loss():
     inp = _inputs([0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0])
     assert update_speed.rows_with_gradient(inp, list(range(8)), AlgoConfig(), world=1) == [1, 3]
     inp.ref_logp = [torch.zeros(len(c)) for c in inp.completion_ids]
-    assert update_speed.rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(range(8))
-    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [1]
-    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [0, 1]  # ranks stay in lockstep
+    assert update_speed.rows_with_gradient(inp, list(range(8)), AlgoConfig(kl_coef=0.1), world=1) == list(
+        range(8)
+    )
+    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(kl_coef=0.1, kl_in="reward"), world=1) == [
+        1
+    ]
+    assert update_speed.rows_with_gradient(inp, [0, 1], AlgoConfig(), world=2) == [
+        0,
+        1,
+    ]  # ranks stay in lockstep
 
 
 def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
     """Casting each weight once per optimizer step (one autocast region over the micro-batches) gives the same
     weights (to float32 rounding) as casting per micro-batch, over two steps with 2 mini-batches each: a cast kept past an
     optimizer step would use stale weights and show here."""
+
     def train(cache: bool):
         if not cache:
             monkeypatch.setattr(update, "weight_cast_cache", lambda *a: contextlib.nullcontext())
@@ -94,8 +124,17 @@ def test_bf16_weight_cast_cache_changes_nothing(lm, monkeypatch):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         algo, optim = AlgoConfig(micro_batch_size=2, mini_batches=2), OptimConfig(bf16_autocast=True)
         for a in ([1.0, -1.0, 0.5, -0.5, 1.2, -0.4, 0.3, -0.8], [0.7, -0.7, 0.2, -0.2, 1.0, -1.0, 0.0, 0.0]):
-            update_policy(Accelerator(cpu=True), _policy(lm, model, True), opt, sched, _inputs(a), algo, optim, None,
-                          seed=0)
+            update_policy(
+                Accelerator(cpu=True),
+                _policy(lm, model, True),
+                opt,
+                sched,
+                _inputs(a),
+                algo,
+                optim,
+                None,
+                seed=0,
+            )
         monkeypatch.undo()
         return model
 
@@ -133,8 +172,9 @@ def test_memory_probe_changes_nothing_that_is_learned(lm):
         acc = Accelerator(cpu=True)
         if probe:
             before = [p.detach().clone() for p in model.parameters()]
-            update_speed.memory_probe(acc, _policy(lm, model, True), opt, prompt, algo, optim, max_new_tokens=7,
-                                      samples_per_step=8)
+            update_speed.memory_probe(
+                acc, _policy(lm, model, True), opt, prompt, algo, optim, max_new_tokens=7, samples_per_step=8
+            )
             assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
             assert all(p.grad is None for p in model.parameters())
             assert len(opt.state) == len(before) and all(float(s["step"]) == 0 for s in opt.state.values())
@@ -167,8 +207,16 @@ def test_memory_probe_reaches_the_second_micro_batch_peak(lm, monkeypatch, sampl
     monkeypatch.setattr(policy_module, "rows_logp", spy)
     prompt = _inputs([0.0] * 8).prompts[0]
     algo = AlgoConfig(micro_batch_size=3, mini_batches=mini_batches)
-    ran = update_speed.memory_probe(Accelerator(cpu=True), _policy(lm, model, True), opt, prompt, algo,
-                                    OptimConfig(bf16_autocast=True), max_new_tokens=5, samples_per_step=samples)
+    ran = update_speed.memory_probe(
+        Accelerator(cpu=True),
+        _policy(lm, model, True),
+        opt,
+        prompt,
+        algo,
+        OptimConfig(bf16_autocast=True),
+        max_new_tokens=5,
+        samples_per_step=samples,
+    )
     assert ran == (min(3, samples // mini_batches), passes)
     n = len(list(model.parameters()))
     assert seen[:1] == [(0, 0)]

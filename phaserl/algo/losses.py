@@ -84,7 +84,11 @@ def kl_low_var(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return (torch.exp(log_r) - log_r - 1.0).clamp(min=-10.0, max=10.0)  # [N, T]
 
 
-KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k3": kl_k3, "low_var_kl": kl_low_var}
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "k1": kl_k1,
+    "k3": kl_k3,
+    "low_var_kl": kl_low_var,
+}
 
 
 def kl_estimator(name: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -142,8 +146,9 @@ def aggregation_count(mask: Tensor, mode: str = "token-mean") -> float:
     return float(mask.shape[0])
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor,
-               clip: float | None = 0.2) -> tuple[Tensor, Tensor]:
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, clip: float | None = 0.2
+) -> tuple[Tensor, Tensor]:
     """Clipped value loss per token, 0.5 * max((V - R)^2, (V_clip - R)^2) with V_clip = old_V + clamp(V - old_V,
     -clip, clip) (PPO2's value clipping as OpenRLHF `ValueLoss` and verl `compute_value_loss` write it), and
     where the clipped term won ([N, T] bool; its masked mean is the value clip fraction).

@@ -53,7 +53,9 @@ def reward_to_go(tok_rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tenso
     """[N, T] discounted return from each token on: G_t = r_t + gamma * G_{t+1} (REINFORCE returns; OpenRLHF
     `get_cumulative_returns`). Padding contributes nothing."""
     _check_tokens("token rewards", tok_rewards, mask)
-    r = torch.where(mask.bool(), tok_rewards.detach().float(), torch.zeros_like(tok_rewards, dtype=torch.float32))
+    r = torch.where(
+        mask.bool(), tok_rewards.detach().float(), torch.zeros_like(tok_rewards, dtype=torch.float32)
+    )
     out = torch.zeros_like(r)  # [N, T]
     running = torch.zeros(r.shape[0], dtype=r.dtype, device=r.device)  # [N]
     for t in reversed(range(r.shape[1])):
@@ -62,8 +64,9 @@ def reward_to_go(tok_rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tenso
     return torch.where(mask.bool(), out, torch.zeros_like(out))
 
 
-def gae(tok_rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
-        lam: float = 1.0) -> tuple[Tensor, Tensor]:
+def gae(
+    tok_rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, arXiv 1506.02438) -> (adv, returns), [N, T].
 
         delta_t = r_t + gamma * V_{t+1} - V_t        (V after the last real token is 0: the episode ended)
@@ -113,8 +116,14 @@ def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float =
     return torch.where(real, out, zero)
 
 
-def reinforce_pp_baseline_tokens(rewards: Tensor, G: int, mask: Tensor, kl: Tensor | None = None,
-                                 kl_coef: float = 0.0, normalize_reward: bool = False) -> Tensor:
+def reinforce_pp_baseline_tokens(
+    rewards: Tensor,
+    G: int,
+    mask: Tensor,
+    kl: Tensor | None = None,
+    kl_coef: float = 0.0,
+    normalize_reward: bool = False,
+) -> Tensor:
     """REINFORCE++-baseline exactly as OpenRLHF computes it (`--advantage_estimator reinforce_baseline`,
     LMM-R1's scripts): [N, T] advantages.
 
@@ -140,8 +149,16 @@ def reinforce_pp_baseline_tokens(rewards: Tensor, G: int, mask: Tensor, kl: Tens
     return masked_whiten(returns, mask)
 
 
-def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 1.0,
-                   kl: Tensor | None = None, kl_coef: float = 0.0, whiten: bool = True) -> tuple[Tensor, Tensor]:
+def gae_advantages(
+    rewards: Tensor,
+    values: Tensor,
+    mask: Tensor,
+    gamma: float = 1.0,
+    lam: float = 1.0,
+    kl: Tensor | None = None,
+    kl_coef: float = 0.0,
+    whiten: bool = True,
+) -> tuple[Tensor, Tensor]:
     """PPO with a critic, OpenRLHF's order: token rewards (KL in the reward when kl_coef > 0), GAE, then
     advantages whitened over the batch's real tokens (returns are not whitened: they are the critic's
     targets). rewards [N], values/mask/kl [N, T] -> (adv [N, T], returns [N, T])."""

@@ -23,7 +23,9 @@ def overlong_penalty(lengths: Tensor, max_len: int, buffer: int, factor: float =
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be a flat [N] tensor, got shape {tuple(lengths.shape)}")
     if not 0 < buffer <= max_len:
-        raise ValueError(f"need 0 < buffer <= max_len for overlong shaping, got buffer={buffer}, max_len={max_len}")
+        raise ValueError(
+            f"need 0 < buffer <= max_len for overlong shaping, got buffer={buffer}, max_len={max_len}"
+        )
     exceed = (lengths.float() - (max_len - buffer)).clamp(min=0.0, max=float(buffer))  # [N]
     return -exceed / buffer * factor
 

@@ -47,7 +47,7 @@ def hub_rows(spec) -> Iterator[tuple[Where, dict | DataError]]:
 
 
 def _image_feature(feature) -> str | None:
-    """"one" for an Image column, "list" for a list of Image, None otherwise."""
+    """ "one" for an Image column, "list" for a list of Image, None otherwise."""
     from datasets import Image
 
     if isinstance(feature, Image):

@@ -67,7 +67,7 @@ def load_image(ref, root: str | Path | None = None, *, where: str = ""):
 
 
 def strip_file_url(ref: str) -> str:
-    return ref[len("file://"):] if ref.startswith("file://") else ref
+    return ref[len("file://") :] if ref.startswith("file://") else ref
 
 
 def map_image_path(ref: str, path_map: dict[str, str] | None) -> str:
@@ -79,7 +79,7 @@ def map_image_path(ref: str, path_map: dict[str, str] | None) -> str:
     for old in sorted(path_map or {}, key=len, reverse=True):
         prefix = strip_file_url(old)
         if prefix and s.startswith(prefix):
-            return path_map[old] + s[len(prefix):]
+            return path_map[old] + s[len(prefix) :]
     return s
 
 

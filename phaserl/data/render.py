@@ -45,7 +45,8 @@ TEMPLATES: dict[str, PromptTemplate] = {
     "lmm_r1": PromptTemplate(system=LMM_R1_SYSTEM),
     "boxed": PromptTemplate(system=BOXED_SYSTEM),
     "think_answer": PromptTemplate(
-        suffix="\nThink inside <think></think>, then give only the final answer inside <answer></answer>."),
+        suffix="\nThink inside <think></think>, then give only the final answer inside <answer></answer>."
+    ),
     "number": PromptTemplate(suffix=" Answer with just the number."),
 }
 
@@ -68,20 +69,24 @@ def user_text(example: Example, view: str, template: PromptTemplate) -> str:
     question = example.question
     if view == "text" and example.meta.get("text_question"):
         question = example.meta["text_question"]  # a self-contained text form of an image problem
-    text = template.user.format(question=question, caption=example.caption or "",
-                                choices=format_choices(example.choices or []))
+    text = template.user.format(
+        question=question, caption=example.caption or "", choices=format_choices(example.choices or [])
+    )
     if example.choices and "{choices}" not in template.user:
         text += template.choices.format(choices=format_choices(example.choices))
     if view == "image+caption" and example.has_image:
         if not example.caption:
-            raise DataError(f"example {example.id} ({example.source}): view 'image+caption' needs a caption; "
-                            "run `phaserl data caption` or use view 'image'")
+            raise DataError(
+                f"example {example.id} ({example.source}): view 'image+caption' needs a caption; "
+                "run `phaserl data caption` or use view 'image'"
+            )
         text = template.caption.format(caption=example.caption) + text
     return text + template.suffix
 
 
-def render(example: Example, view: str, template: str | PromptTemplate = "plain",
-           image_root: str | None = None) -> Prompt:
+def render(
+    example: Example, view: str, template: str | PromptTemplate = "plain", image_root: str | None = None
+) -> Prompt:
     """Messages for one example in one view. Image parts come before the text, as Qwen2.5-VL expects."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose from {VIEWS}")

@@ -20,8 +20,9 @@ VIEWS = ("text", "image+caption", "image")
 class DataError(ValueError):
     """Bad input data; the message names the file, line and field."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None
+    ):
         where = ""
         if path is not None:
             where = f"{path}"

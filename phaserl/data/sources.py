@@ -60,8 +60,10 @@ class DatasetSpec(BaseModel):
     )
     generator: str | None = Field(None, description="built-in generated task (see phaserl.data.generators)")
     benchmark: str | None = Field(
-        None, description="a registered evaluation benchmark (mathvision:testmini, math500, ...): its file under "
-        "$PHASERL_DATA (or ../shared/data/benchmarks) when present, else its hub dataset")
+        None,
+        description="a registered evaluation benchmark (mathvision:testmini, math500, ...): its file under "
+        "$PHASERL_DATA (or ../shared/data/benchmarks) when present, else its hub dataset",
+    )
     generator_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the generator")
     limit: int | None = Field(None, ge=0, description="keep at most this many examples (the first ones)")
     weight: float = Field(1.0, ge=0, description="sampling weight of this dataset in a mixture")
@@ -236,7 +238,8 @@ def resolve_image(
             return _decode_base64(ref, check)
         raise DataError(
             f"relative image path {mapped!r} and no image_root: set image_root to the folder these paths are "
-            "relative to (or map them with image_path_map)", field="images"
+            "relative to (or map them with image_path_map)",
+            field="images",
         )
     path = resolve_image_path(mapped, root)
     if not path.is_file() and len(ref) > 100 and _BASE64.match(ref):
@@ -250,11 +253,16 @@ def resolve_image(
 
 def _not_found(ref: str, mapped: str, path: Path, root_is_default: bool, path_map) -> str:
     if not Path(mapped).expanduser().is_absolute() and root_is_default:
-        return (f"image not found: {path} (the relative path {mapped!r} resolved against the data file's "
-                "folder, as no image_root is set; set image_root to the folder it is relative to)")
+        return (
+            f"image not found: {path} (the relative path {mapped!r} resolved against the data file's "
+            "folder, as no image_root is set; set image_root to the folder it is relative to)"
+        )
     if Path(mapped).is_absolute() and mapped == ref.removeprefix("file://"):
-        hint = "" if path_map else (" (rows that carry another machine's paths need image_path_map: "
-                                    "{old_prefix: new_prefix})")
+        hint = (
+            ""
+            if path_map
+            else (" (rows that carry another machine's paths need image_path_map: {old_prefix: new_prefix})")
+        )
         return f"image not found: {path}{hint}"
     return f"image not found: {path}" + (f" (mapped from {ref!r})" if mapped != ref else "")
 
@@ -298,8 +306,12 @@ def _convert(
     """Adapter + image resolution + spec overrides, every failure re-raised naming file and line."""
     try:
         ex = adapter(row, idx, spec)
-        ex.images = [resolve_image(ref, root, check_images, path_map=spec.image_path_map,
-                                   root_is_default=spec.image_root is None) for ref in ex.images]
+        ex.images = [
+            resolve_image(
+                ref, root, check_images, path_map=spec.image_path_map, root_is_default=spec.image_root is None
+            )
+            for ref in ex.images
+        ]
     except DataError as e:
         raise DataError(e.args[0], path=where[0], line=where[1], field=e.field) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:

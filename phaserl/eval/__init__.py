@@ -10,9 +10,15 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "BENCHMARKS": "registry", "load_benchmark": "registry", "get_benchmark": "registry", "get_scorer": "registry",
-    "score_command": "score", "eval_command": "runner", "evaluate_examples": "runner",
-    "score_many": "scorers.base", "Verdict": "scorers.base",
+    "BENCHMARKS": "registry",
+    "load_benchmark": "registry",
+    "get_benchmark": "registry",
+    "get_scorer": "registry",
+    "score_command": "score",
+    "eval_command": "runner",
+    "evaluate_examples": "runner",
+    "score_many": "scorers.base",
+    "Verdict": "scorers.base",
 }
 
 __all__ = sorted(_EXPORTS)

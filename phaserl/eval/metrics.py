@@ -63,8 +63,12 @@ def summarize(item_ids: list[str], correct: list[bool]) -> dict[str, Any]:
         per_item[item_id].append(ok)
     ks = {len(v) for v in per_item.values()}
     n_correct = sum(correct)
-    result: dict[str, Any] = {"total": len(correct), "correct": n_correct,
-                              "accuracy": n_correct / len(correct) if correct else 0.0, "items": len(per_item)}
+    result: dict[str, Any] = {
+        "total": len(correct),
+        "correct": n_correct,
+        "accuracy": n_correct / len(correct) if correct else 0.0,
+        "items": len(per_item),
+    }
     if ks and max(ks) > 1:
         k = min(ks)
         result["samples_per_item"] = k if len(ks) == 1 else sorted(ks)

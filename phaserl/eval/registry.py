@@ -25,6 +25,7 @@ SCORERS: dict[str, str] = {
 }
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data" / "benchmarks"
 
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
@@ -36,39 +37,123 @@ class Benchmark:
     hub: tuple[str, str | None, str] | None = None  # (dataset, config, split) on the Hugging Face hub
     multimodal: bool = False
 
+
 _L = "phaserl.eval.loaders."
 _MV = ("subject", "level")
-_VISTA = ("question_type", "answer_type", "language", "source", "category", "task", "context", "grade", "skills")
+_VISTA = (
+    "question_type",
+    "answer_type",
+    "language",
+    "source",
+    "category",
+    "task",
+    "context",
+    "grade",
+    "skills",
+)
 _VERSE = ("problem_version", "subject", "subfield", "question_type")
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("mathvision:testmini", "mathvision/testmini.jsonl", _L + "mathvision:load_mathvision",
-           "mathvision_official", _MV, hub=("MathLLMs/MathVision", None, "testmini"), multimodal=True),
-    Benchmark("mathvision:test", "mathvision/test.jsonl", _L + "mathvision:load_mathvision", "mathvision_official",
-           _MV, hub=("MathLLMs/MathVision", None, "test"), multimodal=True),
-    Benchmark("mathvista:testmini", "mathvista/testmini.json", _L + "mathvista:load_mathvista", "mathvista_rules",
-           _VISTA, hub=("AI4Math/MathVista", None, "testmini"), multimodal=True),
-    Benchmark("mathverse:testmini_text_only", "mathverse/testmini_text_only.json", _L + "mathverse:load_mathverse",
-           "mathverse_exact", _VERSE, hub=("AI4Math/MathVerse", "testmini_text_only", "testmini_text_only")),
-    Benchmark("mathverse:testmini", "mathverse/testmini.json", _L + "mathverse:load_mathverse", "mathverse_exact",
-           _VERSE, hub=("AI4Math/MathVerse", "testmini", "testmini"), multimodal=True),
-    Benchmark("olympiadbench", "olympiadbench/OE_TO_maths_en_COMP.jsonl", _L + "olympiadbench:load_olympiadbench",
-           "olympiadbench_judge", ("subfield", "answer_type")),
-    Benchmark("math500", "math500/test.jsonl", _L + "math500:load_math500", "verifier", ("subject", "level"),
-           hub=("HuggingFaceH4/MATH-500", None, "test")),
-    Benchmark("gsm8k", "gsm8k/test.jsonl", _L + "gsm8k:load_gsm8k", "verifier", hub=("openai/gsm8k", "main", "test")),
-    Benchmark("aime24", "aime24/test.jsonl", _L + "competition:load_competition", "verifier",
-           loader_kwargs={"source": "aime24"}),
-    Benchmark("aime25", "aime25/test.jsonl", _L + "competition:load_competition", "verifier",
-           loader_kwargs={"source": "aime25"}),
-    Benchmark("amc23", "amc23/test.jsonl", _L + "competition:load_competition", "verifier",
-           loader_kwargs={"source": "amc23"}),
-    Benchmark("minerva_math", "minerva_math/test.jsonl", _L + "minerva:load_minerva", "verifier", ("type",)),
-)}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            "mathvision:testmini",
+            "mathvision/testmini.jsonl",
+            _L + "mathvision:load_mathvision",
+            "mathvision_official",
+            _MV,
+            hub=("MathLLMs/MathVision", None, "testmini"),
+            multimodal=True,
+        ),
+        Benchmark(
+            "mathvision:test",
+            "mathvision/test.jsonl",
+            _L + "mathvision:load_mathvision",
+            "mathvision_official",
+            _MV,
+            hub=("MathLLMs/MathVision", None, "test"),
+            multimodal=True,
+        ),
+        Benchmark(
+            "mathvista:testmini",
+            "mathvista/testmini.json",
+            _L + "mathvista:load_mathvista",
+            "mathvista_rules",
+            _VISTA,
+            hub=("AI4Math/MathVista", None, "testmini"),
+            multimodal=True,
+        ),
+        Benchmark(
+            "mathverse:testmini_text_only",
+            "mathverse/testmini_text_only.json",
+            _L + "mathverse:load_mathverse",
+            "mathverse_exact",
+            _VERSE,
+            hub=("AI4Math/MathVerse", "testmini_text_only", "testmini_text_only"),
+        ),
+        Benchmark(
+            "mathverse:testmini",
+            "mathverse/testmini.json",
+            _L + "mathverse:load_mathverse",
+            "mathverse_exact",
+            _VERSE,
+            hub=("AI4Math/MathVerse", "testmini", "testmini"),
+            multimodal=True,
+        ),
+        Benchmark(
+            "olympiadbench",
+            "olympiadbench/OE_TO_maths_en_COMP.jsonl",
+            _L + "olympiadbench:load_olympiadbench",
+            "olympiadbench_judge",
+            ("subfield", "answer_type"),
+        ),
+        Benchmark(
+            "math500",
+            "math500/test.jsonl",
+            _L + "math500:load_math500",
+            "verifier",
+            ("subject", "level"),
+            hub=("HuggingFaceH4/MATH-500", None, "test"),
+        ),
+        Benchmark(
+            "gsm8k",
+            "gsm8k/test.jsonl",
+            _L + "gsm8k:load_gsm8k",
+            "verifier",
+            hub=("openai/gsm8k", "main", "test"),
+        ),
+        Benchmark(
+            "aime24",
+            "aime24/test.jsonl",
+            _L + "competition:load_competition",
+            "verifier",
+            loader_kwargs={"source": "aime24"},
+        ),
+        Benchmark(
+            "aime25",
+            "aime25/test.jsonl",
+            _L + "competition:load_competition",
+            "verifier",
+            loader_kwargs={"source": "aime25"},
+        ),
+        Benchmark(
+            "amc23",
+            "amc23/test.jsonl",
+            _L + "competition:load_competition",
+            "verifier",
+            loader_kwargs={"source": "amc23"},
+        ),
+        Benchmark(
+            "minerva_math", "minerva_math/test.jsonl", _L + "minerva:load_minerva", "verifier", ("type",)
+        ),
+    )
+}
+
 
 def _import(spec: str):
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
 
 def get_benchmark(name: str) -> Benchmark:
     """A registered benchmark; `olympiadbench:<file stem>` names any other OlympiadBench split file."""
@@ -77,15 +162,19 @@ def get_benchmark(name: str) -> Benchmark:
     if name.startswith("olympiadbench:"):
         base = BENCHMARKS["olympiadbench"]
         stem = name.split(":", 1)[1]
-        return Benchmark(name, f"olympiadbench/{stem}.jsonl", base.loader, base.scorer, base.breakdown,
-                         multimodal=True)
-    raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))} "
-                   "(and olympiadbench:<file stem>)")
+        return Benchmark(
+            name, f"olympiadbench/{stem}.jsonl", base.loader, base.scorer, base.breakdown, multimodal=True
+        )
+    raise KeyError(
+        f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))} (and olympiadbench:<file stem>)"
+    )
+
 
 def get_scorer(name: str):
     if name not in SCORERS:
         raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
     return _import(SCORERS[name])()
+
 
 def resolve_data_dir(data_dir: Path | None) -> tuple[Path, str]:
     """(benchmark data directory, where that choice came from) following --data-dir, $PHASERL_DATA, default."""
@@ -94,7 +183,11 @@ def resolve_data_dir(data_dir: Path | None) -> tuple[Path, str]:
     env = os.environ.get("PHASERL_DATA")
     if env:
         return Path(env), "$PHASERL_DATA"
-    return Path.cwd() / DEFAULT_DATA_DIR, "the default ../shared/data/benchmarks relative to the current directory"
+    return (
+        Path.cwd() / DEFAULT_DATA_DIR,
+        "the default ../shared/data/benchmarks relative to the current directory",
+    )
+
 
 def data_file(bench: Benchmark, data_dir: Path | None) -> Path:
     """The benchmark's file under the data directory (also tried: DIR/benchmarks/..., .json for .jsonl)."""
@@ -107,11 +200,19 @@ def data_file(bench: Benchmark, data_dir: Path | None) -> Path:
     raise DataError(
         f"benchmark {bench.name}: data file {rel} not found under {root.resolve()} (data directory from "
         f"{origin}). Pass --data-dir DIR (the folder that holds {rel}), set $PHASERL_DATA, or name the "
-        "hub dataset with --hub if you can reach the Hugging Face hub.")
+        "hub dataset with --hub if you can reach the Hugging Face hub."
+    )
 
-def load_benchmark(name: str, data_dir: Path | None = None, *, limit: int | None = None,
-                   image_dir: Path | None = None, missing_images: str = "error",
-                   hub: bool = False) -> list[Example]:
+
+def load_benchmark(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    limit: int | None = None,
+    image_dir: Path | None = None,
+    missing_images: str = "error",
+    hub: bool = False,
+) -> list[Example]:
     """The examples of one benchmark, from the data directory (or the hub when `hub` is true)."""
     bench = get_benchmark(name)
     if hub:
@@ -121,6 +222,7 @@ def load_benchmark(name: str, data_dir: Path | None = None, *, limit: int | None
     if bench.multimodal:
         kwargs.update(image_dir=image_dir, missing_images=missing_images)
     return loader(data_file(bench, data_dir), **kwargs)
+
 
 def _load_from_hub(bench: Benchmark, limit: int | None) -> list[Example]:
     from phaserl.eval.loaders.hub import hub_rows, rows_to_examples

@@ -36,11 +36,14 @@ def read_predictions(path: Path, known: dict[str, Example]) -> list[dict[str, An
             raise DataError("missing", path=str(path), line=line, field="id")
         row["id"] = str(row["id"])
         if row["id"] not in known:
-            raise DataError(f"id {row['id']!r} is not in the benchmark", path=str(path), line=line, field="id")
+            raise DataError(
+                f"id {row['id']!r} is not in the benchmark", path=str(path), line=line, field="id"
+            )
         has_extraction = row.get("extraction") is not None
         if not has_extraction and not isinstance(row.get("response"), str):
-            raise DataError("needs a string 'response' or an 'extraction'", path=str(path), line=line,
-                            field="response")
+            raise DataError(
+                "needs a string 'response' or an 'extraction'", path=str(path), line=line, field="response"
+            )
         if has_extraction:
             row["extraction"] = str(row["extraction"])
         rows.append(row)
@@ -49,9 +52,16 @@ def read_predictions(path: Path, known: dict[str, Example]) -> list[dict[str, An
     return rows
 
 
-def build_scoring(benchmark: str, scorer: str | None = None, llm_base_url: str | None = None,
-                  llm_model: str | None = None, llm_api_key: str | None = None, *,
-                  llm_cache: str | Path | None = None, llm_concurrency: int = 8):
+def build_scoring(
+    benchmark: str,
+    scorer: str | None = None,
+    llm_base_url: str | None = None,
+    llm_model: str | None = None,
+    llm_api_key: str | None = None,
+    *,
+    llm_cache: str | Path | None = None,
+    llm_concurrency: int = 8,
+):
     """(scorer, extractor or None): the benchmark's scorer unless overridden; LLM steps when configured."""
     name = scorer or get_benchmark(benchmark).scorer
     if not llm_base_url:
@@ -76,8 +86,9 @@ def build_scoring(benchmark: str, scorer: str | None = None, llm_base_url: str |
     return get_scorer(name), LLMExtractor(asker)
 
 
-def prefetch_llm(scorer, extractor, items: list[Example], responses: list[str | None],
-                 given: list[str | None]) -> None:
+def prefetch_llm(
+    scorer, extractor, items: list[Example], responses: list[str | None], given: list[str | None]
+) -> None:
     """Send the LLM prompts a scoring will ask, concurrently, before score_many asks them one by one (from the
     cache): the extraction prompts, then the judge prompts of extractions that are not the gold verbatim."""
     if extractor is None or not hasattr(extractor, "prefetch"):
@@ -100,8 +111,11 @@ def llm_record(scorer, extractor) -> dict[str, Any] | None:
     if asker is None:
         return None
     judge = getattr(scorer, "llm_judge", None)
-    return {**asker.describe(), "extract_prompt": extractor.prompt,
-            "judge_prompt": getattr(judge, "prompt", None)}
+    return {
+        **asker.describe(),
+        "extract_prompt": extractor.prompt,
+        "judge_prompt": getattr(judge, "prompt", None),
+    }
 
 
 def result_dict(benchmark: str, scorer, examples: list[Example], verdicts: list[Verdict]) -> dict[str, Any]:
@@ -112,26 +126,45 @@ def result_dict(benchmark: str, scorer, examples: list[Example], verdicts: list[
     result.update(summarize(ids, correct))
     per_item = item_scores(ids, correct)
     unique = list({e.id: e for e in examples}.values())
-    result["breakdown"] = breakdown(unique, [per_item[e.id] for e in unique], get_benchmark(benchmark).breakdown)
+    result["breakdown"] = breakdown(
+        unique, [per_item[e.id] for e in unique], get_benchmark(benchmark).breakdown
+    )
     result["extraction"] = dict(Counter(v.method for v in verdicts))
     result["undecided"] = sum(not v.decided for v in verdicts)
     return result
 
 
 def format_line(result: dict[str, Any]) -> str:
-    return (f"{result['benchmark']}: {result['correct']}/{result['total']} = "
-            f"{100 * result['accuracy']:.2f}%")
+    return f"{result['benchmark']}: {result['correct']}/{result['total']} = {100 * result['accuracy']:.2f}%"
 
 
-def score_command(benchmark: str, predictions: Path, data_dir: Path | None = None, out: Path | None = None,
-                  *, scorer: str | None = None, llm_base_url: str | None = None, llm_model: str | None = None,
-                  llm_api_key: str | None = None, llm_cache: str | Path | None = None, llm_concurrency: int = 8,
-                  hub: bool = False, echo=print) -> dict[str, Any]:
+def score_command(
+    benchmark: str,
+    predictions: Path,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+    *,
+    scorer: str | None = None,
+    llm_base_url: str | None = None,
+    llm_model: str | None = None,
+    llm_api_key: str | None = None,
+    llm_cache: str | Path | None = None,
+    llm_concurrency: int = 8,
+    hub: bool = False,
+    echo=print,
+) -> dict[str, Any]:
     """Score a predictions file; print a short report whose last line is `BENCHMARK: c/t = acc%`."""
     examples = {e.id: e for e in load_benchmark(benchmark, data_dir, missing_images="ignore", hub=hub)}
     rows = read_predictions(predictions, examples)
-    the_scorer, extractor = build_scoring(benchmark, scorer, llm_base_url, llm_model, llm_api_key,
-                                          llm_cache=llm_cache, llm_concurrency=llm_concurrency)
+    the_scorer, extractor = build_scoring(
+        benchmark,
+        scorer,
+        llm_base_url,
+        llm_model,
+        llm_api_key,
+        llm_cache=llm_cache,
+        llm_concurrency=llm_concurrency,
+    )
     items = [examples[r["id"]] for r in rows]
     responses, given = [r.get("response") for r in rows], [r.get("extraction") for r in rows]
     prefetch_llm(the_scorer, extractor, items, responses, given)
@@ -142,18 +175,26 @@ def score_command(benchmark: str, predictions: Path, data_dir: Path | None = Non
         result["llm"] = llm
     result["predictions"] = str(predictions)
     result["missing_predictions"] = len(examples) - result["items"]
-    result["verdicts"] = [{"id": e.id, "extraction": v.extraction, "correct": v.correct, "method": v.method}
-                          for e, v in zip(items, verdicts)]
+    result["verdicts"] = [
+        {"id": e.id, "extraction": v.extraction, "correct": v.correct, "method": v.method}
+        for e, v in zip(items, verdicts)
+    ]
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1, ensure_ascii=False))
     echo(f"scorer: {the_scorer.name} ({the_scorer.version}); extraction: {result['extraction']}")
     if llm is not None:
-        echo(f"llm {llm['model']} at {llm['base_url']}: {llm['requests']} requests, {llm['cache_hits']} cached")
+        echo(
+            f"llm {llm['model']} at {llm['base_url']}: {llm['requests']} requests, {llm['cache_hits']} cached"
+        )
     if result["missing_predictions"]:
-        echo(f"warning: {result['missing_predictions']} of {len(examples)} items have no prediction "
-             "(accuracy is over the predictions given)")
+        echo(
+            f"warning: {result['missing_predictions']} of {len(examples)} items have no prediction "
+            "(accuracy is over the predictions given)"
+        )
     if "samples_per_item" in result:
-        echo(", ".join(f"{k} = {100 * v:.2f}%" for k, v in result.items() if k.startswith(("pass@", "mean@"))))
+        echo(
+            ", ".join(f"{k} = {100 * v:.2f}%" for k, v in result.items() if k.startswith(("pass@", "mean@")))
+        )
     echo(format_line(result))
     return result

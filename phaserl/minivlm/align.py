@@ -77,27 +77,37 @@ def vision_modules(model) -> list[torch.nn.Module]:
 
 def patch_features(model, pixels: torch.Tensor) -> torch.Tensor:
     """[n, P, D] exactly what the LM receives in place of the <image> tokens."""
-    out = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=model.config.vision_feature_layer,
-                                         vision_feature_select_strategy=model.config.vision_feature_select_strategy)
+    out = model.model.get_image_features(
+        pixel_values=pixels,
+        vision_feature_layer=model.config.vision_feature_layer,
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+    )
     return torch.stack(list(out.pooler_output))
 
 
-def make_batch(grids: list[Grid], token_ids: dict[str, int], cfg: AlignConfig,
-               rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    grids: list[Grid], token_ids: dict[str, int], cfg: AlignConfig, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixels [n, 3, H, W], target token ids [n, P]) for some grids, each drawn in a fresh random style."""
     images = [render_array(g, cfg.cell_px, rng) for g in grids]
     targets = [[token_ids[ch] for ch in g.labels()] for g in grids]
     return to_pixels(images), torch.tensor(targets)
 
 
-def sample_grids(n: int, cfg: AlignConfig, rng: random.Random,
-                 problem_grids: Callable[[random.Random], Grid] | None) -> list[Grid]:
-    return [problem_grids(rng) if problem_grids is not None and rng.random() < cfg.problem_share
-            else random_grid(cfg.cells, rng) for _ in range(n)]
+def sample_grids(
+    n: int, cfg: AlignConfig, rng: random.Random, problem_grids: Callable[[random.Random], Grid] | None
+) -> list[Grid]:
+    return [
+        problem_grids(rng)
+        if problem_grids is not None and rng.random() < cfg.problem_share
+        else random_grid(cfg.cells, rng)
+        for _ in range(n)
+    ]
 
 
-def hidden_features(model, pixels: torch.Tensor, targets: torch.Tensor, blank_id: int, blank_keep: float,
-                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def hidden_features(
+    model, pixels: torch.Tensor, targets: torch.Tensor, blank_id: int, blank_keep: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(g [M, D], t [M]): the projector's hidden layer for all character patches and a random share of
     blank ones. The projector is per patch, so skipping most blank patches after the tower saves most of
     its cost and changes nothing else (the tower still sees every patch)."""
@@ -126,8 +136,9 @@ def classify_loss(g: torch.Tensor, t: torch.Tensor, head: torch.nn.Linear, tg: T
     return F.cross_entropy(head(g), tg.class_of[t], reduction="none")  # [M]
 
 
-def refine_loss(model, g: torch.Tensor, t: torch.Tensor, head: torch.nn.Linear, tg: Targets,
-                tau: float) -> tuple[torch.Tensor, dict[str, float]]:
+def refine_loss(
+    model, g: torch.Tensor, t: torch.Tensor, head: torch.nn.Linear, tg: Targets, tau: float
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Phase 3 per-patch loss on f = linear_2(g) [M, D] against e = embed[t] [M, D]."""
     f = model.model.multi_modal_projector.linear_2(g)  # [M, D]
     e = tg.embed[t]  # [M, D]
@@ -135,7 +146,12 @@ def refine_loss(model, g: torch.Tensor, t: torch.Tensor, head: torch.nn.Linear, 
     mse = (f - e).pow(2).sum(-1) / tg.scale  # [M]
     ce = F.cross_entropy(-sq_dist(f, tg.embed[tg.glyph_ids]) / tau, tg.class_of[t], reduction="none")  # [M]
     sep = classify_loss(g, t, head, tg)  # [M]
-    stats = {"cos": cos.mean().item(), "mse": mse.mean().item(), "ce": ce.mean().item(), "sep": sep.mean().item()}
+    stats = {
+        "cos": cos.mean().item(),
+        "mse": mse.mean().item(),
+        "ce": ce.mean().item(),
+        "sep": sep.mean().item(),
+    }
     return balanced_mean(cos + mse + ce + sep, t, tg.blank_id), stats
 
 
@@ -151,9 +167,21 @@ def lr_factor(step: int, steps: int) -> float:
 class Aligner:
     """Holds what the three phases share: the model, the frozen targets, the data stream and the clock."""
 
-    def __init__(self, model, token_ids: dict[str, int], cfg: AlignConfig,
-                 problem_grids: Callable[[random.Random], Grid] | None, log: Callable[[str], None]):
-        self.model, self.token_ids, self.cfg, self.problem_grids, self.log = model, token_ids, cfg, problem_grids, log
+    def __init__(
+        self,
+        model,
+        token_ids: dict[str, int],
+        cfg: AlignConfig,
+        problem_grids: Callable[[random.Random], Grid] | None,
+        log: Callable[[str], None],
+    ):
+        self.model, self.token_ids, self.cfg, self.problem_grids, self.log = (
+            model,
+            token_ids,
+            cfg,
+            problem_grids,
+            log,
+        )
         self.tg = Targets.from_model(model, token_ids)
         self.rng = random.Random(f"minivlm:align:{cfg.seed}")
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -174,8 +202,9 @@ class Aligner:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def run_phase(self, name: str, steps: int, lr: float, params: list[torch.nn.Parameter],
-                  deadline: float | None) -> None:
+    def run_phase(
+        self, name: str, steps: int, lr: float, params: list[torch.nn.Parameter], deadline: float | None
+    ) -> None:
         """AdamW with warm-up and cosine decay; stops early at the deadline (seconds since start)."""
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps))
@@ -219,9 +248,13 @@ class Aligner:
         return float(((lin(g) - self.tg.embed[t]).pow(2).sum(-1) / self.tg.scale).mean())
 
 
-def train_alignment(model, token_ids: dict[str, int], cfg: AlignConfig,
-                    problem_grids: Callable[[random.Random], Grid] | None = None,
-                    log: Callable[[str], None] = print) -> dict:
+def train_alignment(
+    model,
+    token_ids: dict[str, int],
+    cfg: AlignConfig,
+    problem_grids: Callable[[random.Random], Grid] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train the vision tower and projector in place (three phases, see the module docstring); the LM
     stays frozen. Returns training metrics."""
     model.requires_grad_(False)
@@ -234,14 +267,25 @@ def train_alignment(model, token_ids: dict[str, int], cfg: AlignConfig,
     n_classify = max(1, round(cfg.steps * cfg.classify_share))
     cap = cfg.max_seconds
     # Phase 1 trains what comes before linear_2 (plus the temporary head); phase 2 then solves linear_2.
-    first = [*model.model.vision_tower.parameters(), *model.model.multi_modal_projector.linear_1.parameters(),
-             *al.head.parameters()]
+    first = [
+        *model.model.vision_tower.parameters(),
+        *model.model.multi_modal_projector.linear_1.parameters(),
+        *al.head.parameters(),
+    ]
     al.run_phase("classify", n_classify, cfg.lr, first, None if cap is None else cap * cfg.classify_share)
     fit_error = al.fit_output_layer()
-    log(f"align fit: least-squares output layer, relative squared error {fit_error:.3f} ({al.elapsed():.0f}s)")
+    log(
+        f"align fit: least-squares output layer, relative squared error {fit_error:.3f} ({al.elapsed():.0f}s)"
+    )
     if cfg.steps - n_classify > 0:
-        al.run_phase("refine", cfg.steps - n_classify, cfg.refine_lr, params + list(al.head.parameters()), cap)
+        al.run_phase(
+            "refine", cfg.steps - n_classify, cfg.refine_lr, params + list(al.head.parameters()), cap
+        )
     for m in vision_modules(model):
         m.eval()
     model.requires_grad_(True)  # as a freshly loaded model would be
-    return {"align_steps": al.steps_done, "align_seconds": round(al.elapsed(), 1), "fit_error": round(fit_error, 4)}
+    return {
+        "align_steps": al.steps_done,
+        "align_seconds": round(al.elapsed(), 1),
+        "fit_error": round(fit_error, 4),
+    }

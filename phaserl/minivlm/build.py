@@ -71,8 +71,10 @@ def char_token_ids(tokenizer) -> dict[str, int]:
     for ch in CHARSET + BLANK:
         enc = tokenizer.encode(ch, add_special_tokens=False)
         if len(enc) != 1:
-            raise ValueError(f"character {ch!r} is {len(enc)} tokens in this tokenizer; the glyph alignment "
-                             "needs one token per character")
+            raise ValueError(
+                f"character {ch!r} is {len(enc)} tokens in this tokenizer; the glyph alignment "
+                "needs one token per character"
+            )
         ids[ch] = enc[0]
     return ids
 
@@ -80,38 +82,66 @@ def char_token_ids(tokenizer) -> dict[str, int]:
 def make_processor(tokenizer, image_size: int, patch_size: int):
     from transformers import LlavaProcessor, SiglipImageProcessor
 
-    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size},
-                                           image_mean=[PIXEL_MEAN] * 3, image_std=[PIXEL_STD] * 3)
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
-                          vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-                          image_token=IMAGE_TOKEN, num_additional_image_tokens=0)
+    image_processor = SiglipImageProcessor(
+        size={"height": image_size, "width": image_size},
+        image_mean=[PIXEL_MEAN] * 3,
+        image_std=[PIXEL_STD] * 3,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=0,
+    )
 
 
-def make_config(lm_config, tokenizer, *, image_size: int, patch_size: int, vision_layers: int,
-                vision_hidden: int):
+def make_config(
+    lm_config, tokenizer, *, image_size: int, patch_size: int, vision_layers: int, vision_hidden: int
+):
     from transformers import LlavaConfig, SiglipVisionConfig
 
     if image_size % patch_size:
         raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
-    vision = SiglipVisionConfig(hidden_size=vision_hidden, intermediate_size=vision_hidden * 2,
-                                num_hidden_layers=vision_layers, num_attention_heads=max(1, vision_hidden // 64),
-                                image_size=image_size, patch_size=patch_size, num_channels=3,
-                                vision_use_head=False)
+    vision = SiglipVisionConfig(
+        hidden_size=vision_hidden,
+        intermediate_size=vision_hidden * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=max(1, vision_hidden // 64),
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=3,
+        vision_use_head=False,
+    )
     text = lm_config.to_dict()
     text["vocab_size"] = len(tokenizer)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     text.update(eos_token_id=eos, pad_token_id=eos)
-    config = LlavaConfig(vision_config=vision.to_dict(), text_config=text,
-                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-                         image_seq_length=(image_size // patch_size) ** 2, projector_hidden_act="gelu",
-                         vision_feature_select_strategy="full", vision_feature_layer=-1,
-                         tie_word_embeddings=lm_config.tie_word_embeddings)
+    config = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=(image_size // patch_size) ** 2,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        tie_word_embeddings=lm_config.tie_word_embeddings,
+    )
     config.vision_config.model_type = "siglip_vision_model"
     return config
 
 
-def assemble(lm_path: str, *, image_size: int = 192, patch_size: int = 16, vision_layers: int = 2,
-             vision_hidden: int = 128, seed: int = 0):
+def assemble(
+    lm_path: str,
+    *,
+    image_size: int = 192,
+    patch_size: int = 16,
+    vision_layers: int = 2,
+    vision_hidden: int = 128,
+    seed: int = 0,
+):
     """(model, processor): a LLaVA with a fresh vision side and SmolLM2's weights as its language model.
 
     The LLaVA skeleton is built on the meta device and its parts are then put in: a randomly initialised
@@ -122,8 +152,14 @@ def assemble(lm_path: str, *, image_size: int = 192, patch_size: int = 16, visio
 
     tokenizer = make_tokenizer(lm_path)
     lm = AutoModelForCausalLM.from_pretrained(lm_path, dtype=torch.float32)
-    config = make_config(lm.config, tokenizer, image_size=image_size, patch_size=patch_size,
-                         vision_layers=vision_layers, vision_hidden=vision_hidden)
+    config = make_config(
+        lm.config,
+        tokenizer,
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_hidden=vision_hidden,
+    )
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(config)
     torch.manual_seed(seed)
@@ -159,10 +195,22 @@ def language_model_with_image_token(lm, vocab_size: int):
     return decoder
 
 
-def build_mini_vlm(output: Path, *, steps: int = 500, image_size: int = 192, patch_size: int = 16,
-                   vision_layers: int = 2, vision_hidden: int = 128, batch_size: int = 16, lr: float = 3e-3,
-                   seed: int = 0, lm: str = "builtin:smollm2-135m-instruct", max_minutes: float | None = 12.0,
-                   eval_images: int = 32, log: Callable[[str], None] = print) -> dict:
+def build_mini_vlm(
+    output: Path,
+    *,
+    steps: int = 500,
+    image_size: int = 192,
+    patch_size: int = 16,
+    vision_layers: int = 2,
+    vision_hidden: int = 128,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    lm: str = "builtin:smollm2-135m-instruct",
+    max_minutes: float | None = 12.0,
+    eval_images: int = 32,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Assemble, align the vision side, measure perception, save. Returns the metrics (also written to the
     folder's minivlm.json): perception accuracy on held-out glyph grids and on test-split problem images.
 
@@ -175,25 +223,51 @@ def build_mini_vlm(output: Path, *, steps: int = 500, image_size: int = 192, pat
 
     start = time.perf_counter()
     output = Path(output)
-    model, processor = assemble(resolve_model_path(lm), image_size=image_size, patch_size=patch_size,
-                                vision_layers=vision_layers, vision_hidden=vision_hidden, seed=seed)
+    model, processor = assemble(
+        resolve_model_path(lm),
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_layers=vision_layers,
+        vision_hidden=vision_hidden,
+        seed=seed,
+    )
     token_ids = char_token_ids(processor.tokenizer)
-    cfg = AlignConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, cell_px=patch_size,
-                      cells=image_size // patch_size, max_seconds=None if max_minutes is None else 60 * max_minutes)
-    log(f"mini VLM: SigLIP tower {vision_layers} layers x {vision_hidden}, {cfg.cells}x{cfg.cells} patches of "
-        f"{patch_size}px, LM {lm}; aligning for {steps} steps of {batch_size} images")
+    cfg = AlignConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        cell_px=patch_size,
+        cells=image_size // patch_size,
+        max_seconds=None if max_minutes is None else 60 * max_minutes,
+    )
+    log(
+        f"mini VLM: SigLIP tower {vision_layers} layers x {vision_hidden}, {cfg.cells}x{cfg.cells} patches of "
+        f"{patch_size}px, LM {lm}; aligning for {steps} steps of {batch_size} images"
+    )
     problem_grids = train_grid_sampler(cfg.cells, seed)
     metrics = train_alignment(model, token_ids, cfg, problem_grids=problem_grids, log=log)
     metrics.update(perception_report(model, token_ids, cfg, n_images=eval_images))
     model.save_pretrained(output)
     processor.save_pretrained(output)
     metrics["build_seconds"] = round(time.perf_counter() - start, 1)
-    metrics["config"] = {"steps": steps, "image_size": image_size, "patch_size": patch_size,
-                         "vision_layers": vision_layers, "vision_hidden": vision_hidden, "batch_size": batch_size,
-                         "lr": lr, "seed": seed, "lm": lm, "max_minutes": max_minutes}
+    metrics["config"] = {
+        "steps": steps,
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "vision_layers": vision_layers,
+        "vision_hidden": vision_hidden,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "lm": lm,
+        "max_minutes": max_minutes,
+    }
     (output / "minivlm.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log(f"perception accuracy (nearest of all {model.config.text_config.vocab_size} tokens is the drawn "
+    log(
+        f"perception accuracy (nearest of all {model.config.text_config.vocab_size} tokens is the drawn "
         f"character, held-out grids): {metrics['perception_accuracy']:.1%} (chance {metrics['chance_accuracy']:.1%}); "
         f"on test problem images: {metrics['problem_char_accuracy']:.1%}; built in {metrics['build_seconds']:.0f}s "
-        f"-> {output}")
+        f"-> {output}"
+    )
     return metrics

@@ -26,8 +26,14 @@ ANSWER_ONLY = "phaserl.minivlm.data:answer_only"
 _ANSWER_ONLY_RE = re.compile(r"\$?\s*-?\d+\s*\$?\.?")
 
 
-def mini_tasks(n: int = 600, split: str = "train", seed: int = 0, kinds: list[str] | tuple[str, ...] = KINDS,
-               cells: int = MIN_CELLS, cell_px: int = 16) -> list[Example]:
+def mini_tasks(
+    n: int = 600,
+    split: str = "train",
+    seed: int = 0,
+    kinds: list[str] | tuple[str, ...] = KINDS,
+    cells: int = MIN_CELLS,
+    cell_px: int = 16,
+) -> list[Example]:
     """n distinct problems of one split (train and test never share a problem, whatever the seeds).
 
     cells * cell_px must be the mini VLM's image size for one character per vision patch (12 * 16 = 192

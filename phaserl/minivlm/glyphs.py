@@ -52,8 +52,10 @@ class Grid:
 
     def rows(self) -> list[str]:
         """The grid as text lines (trailing blanks stripped), for captions and debugging."""
-        lines = ["".join(self.text.get((r, c), BLANK) for c in range(self.cells)).rstrip()
-                 for r in range(self.cells)]
+        lines = [
+            "".join(self.text.get((r, c), BLANK) for c in range(self.cells)).rstrip()
+            for r in range(self.cells)
+        ]
         return lines
 
 
@@ -87,7 +89,11 @@ def _style(rng: random.Random, invert: float = 0.0) -> dict:
     dark = [rng.randint(0, 100) for _ in range(3)]
     if invert and rng.random() < invert:
         light, dark = dark, light
-    return {"bg": np.array(light, np.float32), "ink": np.array(dark, np.float32), "noise": rng.uniform(0.0, 18.0)}
+    return {
+        "bg": np.array(light, np.float32),
+        "ink": np.array(dark, np.float32),
+        "noise": rng.uniform(0.0, 18.0),
+    }
 
 
 def draw_grid(grid: Grid, cell_px: int, rng: random.Random, *, jitter: int = 2) -> Image.Image:
@@ -101,7 +107,7 @@ def render_array(grid: Grid, cell_px: int, rng: random.Random, *, jitter: int = 
     style = _style(rng)
     strokes = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(strokes)
-    for (a, b) in grid.strokes:
+    for a, b in grid.strokes:
         ends = [((p[1] + 0.5) * cell_px, (p[0] + 0.5) * cell_px) for p in (a, b)]
         draw.line(ends, fill=255, width=rng.choice((1, 2)))
     ink = np.asarray(strokes, dtype=np.float32) / 255.0  # [H, W] ink coverage
@@ -109,22 +115,49 @@ def render_array(grid: Grid, cell_px: int, rng: random.Random, *, jitter: int = 
         mask = glyph_mask(ch, rng.randint(max(8, cell_px - 5), max(9, cell_px - 2)))
         h, w = min(mask.shape[0], cell_px), min(mask.shape[1], cell_px)
         # Centre the ink box in the cell, then jitter within the slack that keeps it inside the cell.
-        dy = (cell_px - h) // 2 + rng.randint(-min(jitter, (cell_px - h) // 2), min(jitter, (cell_px - h) // 2))
-        dx = (cell_px - w) // 2 + rng.randint(-min(jitter, (cell_px - w) // 2), min(jitter, (cell_px - w) // 2))
+        dy = (cell_px - h) // 2 + rng.randint(
+            -min(jitter, (cell_px - h) // 2), min(jitter, (cell_px - h) // 2)
+        )
+        dx = (cell_px - w) // 2 + rng.randint(
+            -min(jitter, (cell_px - w) // 2), min(jitter, (cell_px - w) // 2)
+        )
         y, x = row * cell_px + dy, col * cell_px + dx
-        np.maximum(ink[y:y + h, x:x + w], mask[:h, :w], out=ink[y:y + h, x:x + w])
+        np.maximum(ink[y : y + h, x : x + w], mask[:h, :w], out=ink[y : y + h, x : x + w])
     arr = style["bg"] + (style["ink"] - style["bg"]) * ink[:, :, None]  # [H, W, 3]
     if style["noise"] > 0:
         bank = _noise_bank(max(512, size + 1))
         y, x = rng.randrange(bank.shape[0] - size), rng.randrange(bank.shape[1] - size)
-        arr = arr + style["noise"] * bank[y:y + size, x:x + size]
+        arr = arr + style["noise"] * bank[y : y + size, x : x + size]
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
 # Words that appear in the generated problems' images; random grids use them too so the alignment sees
 # letters in the combinations it will meet.
-WORDS = ("has", "buys", "gets", "gives", "eats", "bags", "boxes", "each", "left", "total", "apples",
-         "pens", "cards", "area", "sides", "angle", "rect", "square", "tri", "perim", "x", "cost", "sum")
+WORDS = (
+    "has",
+    "buys",
+    "gets",
+    "gives",
+    "eats",
+    "bags",
+    "boxes",
+    "each",
+    "left",
+    "total",
+    "apples",
+    "pens",
+    "cards",
+    "area",
+    "sides",
+    "angle",
+    "rect",
+    "square",
+    "tri",
+    "perim",
+    "x",
+    "cost",
+    "sum",
+)
 
 
 def random_run(rng: random.Random, max_len: int) -> str:
@@ -179,6 +212,8 @@ def to_pixels(images: list) -> torch.Tensor:
     """[n, 3, H, W] float32 from PIL images or [H, W, 3] uint8 arrays: what the mini VLM's
     SiglipImageProcessor gives for an image already at the model's size. The alignment loop uses this
     because it is far faster than the processor (a test checks that the two agree)."""
-    arr = np.stack([np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img) for img in images])
+    arr = np.stack(
+        [np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img) for img in images]
+    )
     pixels = torch.from_numpy(arr).permute(0, 3, 1, 2).float()  # [n, 3, H, W]
     return (pixels / 255.0 - PIXEL_MEAN) / PIXEL_STD

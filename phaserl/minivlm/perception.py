@@ -25,24 +25,36 @@ def nearest_tokens(feats: torch.Tensor, embed: torch.Tensor, chunk: int = 1024) 
 
 
 @torch.no_grad()
-def perception_accuracy(model, grids: list[Grid], token_ids: dict[str, int], cfg: AlignConfig,
-                        rng: random.Random, blank_every: int = 8) -> dict[str, float]:
+def perception_accuracy(
+    model,
+    grids: list[Grid],
+    token_ids: dict[str, int],
+    cfg: AlignConfig,
+    rng: random.Random,
+    blank_every: int = 8,
+) -> dict[str, float]:
     """Nearest-token accuracy (full vocabulary) on the character cells of these grids and on every
     `blank_every`-th blank cell (the full-vocabulary search is the costly part; blanks are plentiful)."""
     embed = model.get_input_embeddings().weight  # [V, D]
     hits = {"char": 0, "blank": 0}
     totals = {"char": 0, "blank": 0}
     for i in range(0, len(grids), 16):
-        pixels, targets = make_batch(grids[i:i + 16], token_ids, cfg, rng)
+        pixels, targets = make_batch(grids[i : i + 16], token_ids, cfg, rng)
         feats = patch_features(model, pixels).flatten(0, 1)  # [n*P, D]
         t = targets.reshape(-1)  # [n*P]
         blank = t == token_ids[BLANK]
-        for name, rows in (("char", (~blank).nonzero().squeeze(1)), ("blank", blank.nonzero().squeeze(1)[::blank_every])):
+        for name, rows in (
+            ("char", (~blank).nonzero().squeeze(1)),
+            ("blank", blank.nonzero().squeeze(1)[::blank_every]),
+        ):
             pred = nearest_tokens(feats[rows], embed)
             hits[name] += int((pred == t[rows]).sum())
             totals[name] += len(rows)
-    return {"char_accuracy": hits["char"] / max(1, totals["char"]),
-            "blank_accuracy": hits["blank"] / max(1, totals["blank"]), "chars": totals["char"]}
+    return {
+        "char_accuracy": hits["char"] / max(1, totals["char"]),
+        "blank_accuracy": hits["blank"] / max(1, totals["blank"]),
+        "chars": totals["char"],
+    }
 
 
 def perception_report(model, token_ids: dict[str, int], cfg: AlignConfig, n_images: int = 32) -> dict:
@@ -56,6 +68,11 @@ def perception_report(model, token_ids: dict[str, int], cfg: AlignConfig, n_imag
     problems = [p.grid for p in generate_problems("test", n_images, seed=cfg.seed, cells=cfg.cells)]
     prob = perception_accuracy(model, problems, token_ids, cfg, rng)
     chance = 1 / (len(set(token_ids.values())) - 1)
-    return {"perception_accuracy": held["char_accuracy"], "blank_accuracy": held["blank_accuracy"],
-            "problem_char_accuracy": prob["char_accuracy"], "problem_blank_accuracy": prob["blank_accuracy"],
-            "chance_accuracy": chance, "heldout_chars": held["chars"]}
+    return {
+        "perception_accuracy": held["char_accuracy"],
+        "blank_accuracy": held["blank_accuracy"],
+        "problem_char_accuracy": prob["char_accuracy"],
+        "problem_blank_accuracy": prob["blank_accuracy"],
+        "chance_accuracy": chance,
+        "heldout_chars": held["chars"],
+    }

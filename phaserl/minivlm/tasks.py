@@ -86,8 +86,14 @@ def gen_arith(rng: random.Random, cells: int) -> Problem:
     line = expr + "=?"
     grid = Grid(cells)
     grid.put(rng.randrange(cells), rng.randint(0, cells - len(line)), line)
-    return Problem("arith", f"arith:{expr}", f"Compute {spaced}.",
-                   f"The image shows the expression {spaced} = ? written on one line.", answer, grid)
+    return Problem(
+        "arith",
+        f"arith:{expr}",
+        f"Compute {spaced}.",
+        f"The image shows the expression {spaced} = ? written on one line.",
+        answer,
+        grid,
+    )
 
 
 # ---------------------------------------------------------------- word problems
@@ -102,16 +108,28 @@ def _word_story(rng: random.Random) -> tuple[str, str, list[str], int]:
     shape = rng.randrange(3)
     if shape == 0:
         a, b = rng.randint(2, 20), rng.randint(1, 9)
-        return (f"more:{item}:{a}:{b}", f"{name} has {a} {item} and buys {b} more. How many {item} does "
-                f"{name} have now?", [f"has {a} {item}", f"buys {b}", "total=?"], a + b)
+        return (
+            f"more:{item}:{a}:{b}",
+            f"{name} has {a} {item} and buys {b} more. How many {item} does {name} have now?",
+            [f"has {a} {item}", f"buys {b}", "total=?"],
+            a + b,
+        )
     if shape == 1:
         a = rng.randint(5, 20)
         b = rng.randint(1, min(9, a - 1))
-        return (f"gives:{item}:{a}:{b}", f"{name} has {a} {item} and gives away {b}. How many {item} are "
-                "left?", [f"has {a} {item}", f"gives {b}", "left=?"], a - b)
+        return (
+            f"gives:{item}:{a}:{b}",
+            f"{name} has {a} {item} and gives away {b}. How many {item} are left?",
+            [f"has {a} {item}", f"gives {b}", "left=?"],
+            a - b,
+        )
     price, count = rng.randint(2, 9), rng.randint(2, 5)
-    return (f"cost:{price}:{count}", f"One pen costs {price} dollars. {name} buys {count} pens. How many "
-            "dollars does that cost?", [f"pen costs {price}", f"buys {count} pens", "cost=?"], price * count)
+    return (
+        f"cost:{price}:{count}",
+        f"One pen costs {price} dollars. {name} buys {count} pens. How many dollars does that cost?",
+        [f"pen costs {price}", f"buys {count} pens", "cost=?"],
+        price * count,
+    )
 
 
 def gen_word(rng: random.Random, cells: int) -> Problem:
@@ -130,6 +148,7 @@ def gen_word(rng: random.Random, cells: int) -> Problem:
 
 # ---------------------------------------------------------------- geometry
 # Each shape is drawn with strokes through cell centres; number labels sit in cells no stroke crosses.
+
 
 def _quad(grid: Grid, rng: random.Random, square: bool) -> tuple[str, str, str, int, str]:
     """Rectangle or square: width under the bottom side, height (rectangle only) right of the right side."""
@@ -186,7 +205,10 @@ def gen_geometry(rng: random.Random, cells: int) -> Problem:
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
-    "arith": gen_arith, "word": gen_word, "geometry": gen_geometry}
+    "arith": gen_arith,
+    "word": gen_word,
+    "geometry": gen_geometry,
+}
 
 
 # ---------------------------------------------------------------- examples and splits
@@ -194,8 +216,9 @@ GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
 MIN_CELLS = 12  # the longest image line ("pen costs 9", "has 15 cards") needs 12 cells
 
 
-def generate_problems(split: str, n: int, *, seed: int = 0, cells: int = MIN_CELLS,
-                      kinds: tuple[str, ...] = KINDS) -> list[Problem]:
+def generate_problems(
+    split: str, n: int, *, seed: int = 0, cells: int = MIN_CELLS, kinds: tuple[str, ...] = KINDS
+) -> list[Problem]:
     """n distinct problems of `split`, kinds in turn. Deterministic in (split, n, seed, cells, kinds)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
@@ -213,8 +236,10 @@ def generate_problems(split: str, n: int, *, seed: int = 0, cells: int = MIN_CEL
             seen.add(problem.key)
             out.append(problem)
     if len(out) < n:
-        raise ValueError(f"could only find {len(out)} distinct {split} problems of kinds {kinds} "
-                         f"in {max_draws} draws; ask for fewer")
+        raise ValueError(
+            f"could only find {len(out)} distinct {split} problems of kinds {kinds} "
+            f"in {max_draws} draws; ask for fewer"
+        )
     return out
 
 
@@ -223,21 +248,41 @@ def to_example(problem: Problem, split: str, *, seed: int = 0, cell_px: int = 16
     image = draw_grid(problem.grid, cell_px, random.Random(f"minivlm:style:{seed}:{problem.key}"))
     digest = hashlib.sha256(problem.key.encode()).hexdigest()[:10]
     return Example(
-        id=f"minivlm-{problem.kind}-{digest}", question=IMAGE_QUESTIONS[problem.kind], answer=str(problem.answer),
-        images=[image], caption=problem.caption, answer_type="number", source=f"minivlm/{problem.kind}",
-        meta={"text_question": problem.text_question, "kind": problem.kind, "key": problem.key, "split": split,
-              "cell_labels": "".join(problem.grid.labels()), "image_lines": problem.grid.rows()})
+        id=f"minivlm-{problem.kind}-{digest}",
+        question=IMAGE_QUESTIONS[problem.kind],
+        answer=str(problem.answer),
+        images=[image],
+        caption=problem.caption,
+        answer_type="number",
+        source=f"minivlm/{problem.kind}",
+        meta={
+            "text_question": problem.text_question,
+            "kind": problem.kind,
+            "key": problem.key,
+            "split": split,
+            "cell_labels": "".join(problem.grid.labels()),
+            "image_lines": problem.grid.rows(),
+        },
+    )
 
 
-def make_split(split: str, n: int, *, seed: int = 0, cells: int = MIN_CELLS, cell_px: int = 16,
-               kinds: tuple[str, ...] = KINDS) -> list[Example]:
+def make_split(
+    split: str,
+    n: int,
+    *,
+    seed: int = 0,
+    cells: int = MIN_CELLS,
+    cell_px: int = 16,
+    kinds: tuple[str, ...] = KINDS,
+) -> list[Example]:
     """n Examples of one split (image-view question in `question`; see the module docstring)."""
     problems = generate_problems(split, n, seed=seed, cells=cells, kinds=kinds)
     return [to_example(p, split, seed=seed, cell_px=cell_px) for p in problems]
 
 
-def make_splits(n_train: int, n_test: int, *, seed: int = 0, cells: int = MIN_CELLS,
-                cell_px: int = 16) -> tuple[list[Example], list[Example]]:
+def make_splits(
+    n_train: int, n_test: int, *, seed: int = 0, cells: int = MIN_CELLS, cell_px: int = 16
+) -> tuple[list[Example], list[Example]]:
     """Train and test Examples, checked to share no problem."""
     train = make_split("train", n_train, seed=seed, cells=cells, cell_px=cell_px)
     test = make_split("test", n_test, seed=seed, cells=cells, cell_px=cell_px)
@@ -257,8 +302,12 @@ def for_view(examples: list[Example], view: str) -> list[Example]:
     """The Examples to render in `view`: for "text" the text question and no image, else unchanged."""
     if view != "text":
         return list(examples)
-    return [dataclasses.replace(e, question=e.meta["text_question"], images=[], caption=None,
-                                meta={**e.meta, "view": "text"}) for e in examples]
+    return [
+        dataclasses.replace(
+            e, question=e.meta["text_question"], images=[], caption=None, meta={**e.meta, "view": "text"}
+        )
+        for e in examples
+    ]
 
 
 def train_grid_sampler(cells: int = MIN_CELLS, seed: int = 0) -> Callable[[random.Random], Grid]:

@@ -25,7 +25,9 @@ def summary(out_dir: Path) -> str:
     rows = [r for r in read_metrics(out_dir) if not r.get("final") and r.get("step", 0) > 0]  # training steps
     if not rows:
         return f"{out_dir}: no training step logged yet"
-    lines = [f"{'stage':<24} {'steps':>5} {'reward first->last':>20} {'accuracy first->last':>22} {'s/step':>7}"]
+    lines = [
+        f"{'stage':<24} {'steps':>5} {'reward first->last':>20} {'accuracy first->last':>22} {'s/step':>7}"
+    ]
     for stage in dict.fromkeys(r["stage"] for r in rows):
         rs = [r for r in rows if r["stage"] == stage]
         rw = _first_last(rs, "reward/mean")
@@ -50,8 +52,11 @@ def plot_curves(out_dir: Path, png: Path | None = None) -> Path:
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for stage in dict.fromkeys(r["stage"] for r in rows):
-            pts = [(r["global_step"], r[key]) for r in rows if r["stage"] == stage and r.get(key) is not None
-                   and "global_step" in r]
+            pts = [
+                (r["global_step"], r[key])
+                for r in rows
+                if r["stage"] == stage and r.get(key) is not None and "global_step" in r
+            ]
             if pts:
                 ax.plot(*zip(*pts), label=stage, lw=1.2)
         ax.set_title(key)
@@ -74,8 +79,9 @@ def write_report(out_dir: Path, html: Path | None = None, watch: float | None = 
     return write_page(payload, Path(html or Path(out_dir) / "report.html"))
 
 
-def watch_report(out_dir: Path, seconds: float, echo=print, html: Path | None = None,
-                 rounds: int | None = None) -> Path:
+def watch_report(
+    out_dir: Path, seconds: float, echo=print, html: Path | None = None, rounds: int | None = None
+) -> Path:
     """Rewrite the report every `seconds` until interrupted (or `rounds` times); the page reloads itself."""
     done = 0
     while True:

@@ -28,9 +28,11 @@ PANELS: list[tuple[str, list[str], tuple[str, str] | None]] = [
     ("reward (total)", ["reward/mean"], None),
     ("accuracy", ["reward/accuracy"], None),
     ("format", ["reward/format"], None),
-    ("response length (tokens)",
-     ["response_length/mean", "response_length/p50", "response_length/min", "response_length/max"],
-     ("response_length/p10", "response_length/p90")),
+    (
+        "response length (tokens)",
+        ["response_length/mean", "response_length/p50", "response_length/min", "response_length/max"],
+        ("response_length/p10", "response_length/p90"),
+    ),
     ("truncated share", ["truncated_frac"], None),
     ("share of groups with zero reward variance", ["groups/zero_var_frac"], None),
     ("clip fraction", ["clip_frac"], None),
@@ -77,11 +79,20 @@ def stage_table(rows: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["stage"] for r in rows):
         rs = [r for r in rows if r["stage"] == name]
         gs = [r["global_step"] for r in rs if "global_step" in r]
-        entry = {"name": name, "index": rs[0].get("stage_index", 0), "steps": len(rs),
-                 "first_global_step": min(gs) if gs else None, "last_global_step": max(gs) if gs else None}
+        entry = {
+            "name": name,
+            "index": rs[0].get("stage_index", 0),
+            "steps": len(rs),
+            "first_global_step": min(gs) if gs else None,
+            "last_global_step": max(gs) if gs else None,
+        }
         acc = next((f"reward/{k}" for k in CORRECTNESS if any(_num(r.get(f"reward/{k}")) for r in rs)), None)
-        for key, name in (("reward/mean", "reward"), (acc, "accuracy"), ("response_length/mean", "length"),
-                          ("time/step", "time/step")):
+        for key, name in (
+            ("reward/mean", "reward"),
+            (acc, "accuracy"),
+            ("response_length/mean", "length"),
+            ("time/step", "time/step"),
+        ):
             vals = [r[key] for r in rs if _num(r.get(key))] if key else []
             if vals:
                 k = max(1, min(5, len(vals) // 2 or 1))
@@ -103,17 +114,28 @@ def series(rows: list[dict]) -> dict:
     """Column form of the step rows: x (global step), step, stage index, and one value list per numeric key."""
     keys = sorted({k for r in rows for k, v in r.items() if _num(v)} - SKIP_KEYS)
     keys = [k for k in keys if not k.startswith(SKIP_PREFIXES)]
-    return {"global_step": [r.get("global_step", i + 1) for i, r in enumerate(rows)],
-            "step": [r.get("step") for r in rows], "stage": [r.get("stage_index", 0) for r in rows],
-            "values": {k: [r[k] if _num(r.get(k)) else None for r in rows] for k in keys}}
+    return {
+        "global_step": [r.get("global_step", i + 1) for i, r in enumerate(rows)],
+        "step": [r.get("step") for r in rows],
+        "stage": [r.get("stage_index", 0) for r in rows],
+        "values": {k: [r[k] if _num(r.get(k)) else None for r in rows] for k in keys},
+    }
 
 
 def eval_block(evals: list[dict]) -> dict:
     """Evaluation rows (table and curves): keys eval/<view>/<metric>, point x = global step."""
     keys = sorted({k for r in evals for k, v in r.items() if k.startswith("eval/") and _num(v)})
-    rows = [{"stage": r.get("stage"), "stage_index": r.get("stage_index", 0), "step": r.get("step"),
-             "global_step": r.get("global_step", 0), "final": bool(r.get("final")),
-             **{k: r.get(k) for k in keys}} for r in evals]
+    rows = [
+        {
+            "stage": r.get("stage"),
+            "stage_index": r.get("stage_index", 0),
+            "step": r.get("step"),
+            "global_step": r.get("global_step", 0),
+            "final": bool(r.get("final")),
+            **{k: r.get(k) for k in keys},
+        }
+        for r in evals
+    ]
     return {"keys": keys, "rows": rows}
 
 
@@ -148,8 +170,10 @@ class StepCost:
         self.epoch, self.bytes, self.images, self.rows = epoch, 0, set(), 0
 
     def add(self, r: dict) -> None:
-        over = sum(max(0, len(r.get(k) or "") - cap) for k, cap in (("completion", MAX_COMPLETION_CHARS),
-                                                                    ("prompt", MAX_PROMPT_CHARS)))
+        over = sum(
+            max(0, len(r.get(k) or "") - cap)
+            for k, cap in (("completion", MAX_COMPLETION_CHARS), ("prompt", MAX_PROMPT_CHARS))
+        )
         self.bytes += len(json.dumps(r)) - over + 40
         self.images.update(r.get("images") or [])
         self.rows += 1
@@ -206,6 +230,7 @@ def clip(text: str | None, limit: int) -> str | None:
 
 def browser_row(r: dict, strings: dict[str, int]) -> dict:
     """A sample row in the browser's form: prompt and system text as indexes into a shared string table."""
+
     def intern(s):
         if s is None:
             return None
@@ -216,15 +241,26 @@ def browser_row(r: dict, strings: dict[str, int]) -> dict:
     if "correct" not in r:  # rows logged before samples.py
         score = next((comps[k] for k in CORRECTNESS if comps.get(k) is not None), None)
         correct = None if score is None else score >= 1.0
-    return {"group": r.get("stage"), "step": r.get("step"), "pg": r.get("group"), "id": r.get("id"),
-            "view": r.get("view"),
-            "prompt": intern(clip(r.get("prompt"), MAX_PROMPT_CHARS)), "system": intern(r.get("system")),
-            "caption": r.get("caption"), "images": r.get("images") or [],
-            "completion": clip(r.get("completion") or "", MAX_COMPLETION_CHARS),
-            "extracted": r.get("extracted"), "gold": r.get("answer"),
-            "correct": None if correct is None else bool(correct), "truncated": r.get("truncated"),
-            "reward": r.get("reward"), "components": comps, "tokens": r.get("completion_tokens"),
-            "entropy": r.get("entropy")}
+    return {
+        "group": r.get("stage"),
+        "step": r.get("step"),
+        "pg": r.get("group"),
+        "id": r.get("id"),
+        "view": r.get("view"),
+        "prompt": intern(clip(r.get("prompt"), MAX_PROMPT_CHARS)),
+        "system": intern(r.get("system")),
+        "caption": r.get("caption"),
+        "images": r.get("images") or [],
+        "completion": clip(r.get("completion") or "", MAX_COMPLETION_CHARS),
+        "extracted": r.get("extracted"),
+        "gold": r.get("answer"),
+        "correct": None if correct is None else bool(correct),
+        "truncated": r.get("truncated"),
+        "reward": r.get("reward"),
+        "components": comps,
+        "tokens": r.get("completion_tokens"),
+        "entropy": r.get("entropy"),
+    }
 
 
 def choose_steps(stages: dict[str, dict[int, StepCost]], thumb_size, budget: int) -> dict[str, set[int]]:
@@ -290,11 +326,20 @@ def load_samples(out_dir: Path, budget: int = SAMPLE_BUDGET_BYTES) -> dict:
     rows.sort(key=lambda r: (r["group"], r["step"]))  # steps in order even where a resume rewrote them
     shown_steps = sum(len(v) for v in chosen.values())
     all_steps = sum(len(v) for v in stages.values())
-    note = (f"all {total} logged samples" if len(rows) == total else
-            f"{len(rows)} of {total} logged samples: {shown_steps} of {all_steps} steps, spread evenly over each "
-            "stage (the page is kept under its size budget)")
-    return {"rows": rows, "strings": list(strings), "thumbs": {k: v for k, v in thumbs.items() if v},
-            "total": total, "shown": len(rows), "note": note}
+    note = (
+        f"all {total} logged samples"
+        if len(rows) == total
+        else f"{len(rows)} of {total} logged samples: {shown_steps} of {all_steps} steps, spread evenly over each "
+        "stage (the page is kept under its size budget)"
+    )
+    return {
+        "rows": rows,
+        "strings": list(strings),
+        "thumbs": {k: v for k, v in thumbs.items() if v},
+        "total": total,
+        "shown": len(rows),
+        "note": note,
+    }
 
 
 def _data_uri(path: Path) -> str | None:
@@ -308,6 +353,14 @@ def run_payload(out_dir: Path, watch: float | None = None, budget: int = SAMPLE_
     """Everything the run page shows, as one JSON-able dict."""
     out_dir = Path(out_dir)
     steps, evals = split_rows(read_metrics(out_dir))
-    return {"kind": "run", "title": f"phaserl run: {out_dir.resolve().name}", "source": str(out_dir.resolve()),
-            "watch": watch, "stages": stage_table(steps), "panels": curve_panels(steps), "series": series(steps),
-            "eval": eval_block(evals), "samples": load_samples(out_dir, budget)}
+    return {
+        "kind": "run",
+        "title": f"phaserl run: {out_dir.resolve().name}",
+        "source": str(out_dir.resolve()),
+        "watch": watch,
+        "stages": stage_table(steps),
+        "panels": curve_panels(steps),
+        "series": series(steps),
+        "eval": eval_block(evals),
+        "samples": load_samples(out_dir, budget),
+    }

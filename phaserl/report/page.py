@@ -19,8 +19,9 @@ SCRIPTS = ("common.js", "chart.js", "sections.js", "browser.js", "main.js")  # o
 
 def _json_for_script(payload: dict) -> str:
     """JSON that cannot end its <script> element early (`</` is escaped as `<\\/`)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                      default=str).replace("</", "<\\/")
+    return json.dumps(
+        payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str
+    ).replace("</", "<\\/")
 
 
 def _finite(x):
@@ -36,16 +37,24 @@ def _finite(x):
 
 def render_page(payload: dict) -> str:
     css = (ASSETS / "report.css").read_text(encoding="utf-8")
-    js = '"use strict";\n(function () {\n' + "\n".join(
-        (ASSETS / name).read_text(encoding="utf-8") for name in SCRIPTS) + "})();\n"
-    refresh = (f'<meta http-equiv="refresh" content="{max(1, round(payload["watch"]))}">'
-               if payload.get("watch") else "")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{html.escape(payload.get("title", "phaserl report"))}</title>\n<style>{css}</style></head>\n'
-            f'<body><div id="app"><p class="loading">loading report...</p></div>\n'
-            f'<script id="payload" type="application/json">{_json_for_script(_finite(payload))}</script>\n'
-            f'<script>{js}</script></body></html>\n')
+    js = (
+        '"use strict";\n(function () {\n'
+        + "\n".join((ASSETS / name).read_text(encoding="utf-8") for name in SCRIPTS)
+        + "})();\n"
+    )
+    refresh = (
+        f'<meta http-equiv="refresh" content="{max(1, round(payload["watch"]))}">'
+        if payload.get("watch")
+        else ""
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{refresh}'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(payload.get('title', 'phaserl report'))}</title>\n<style>{css}</style></head>\n"
+        f'<body><div id="app"><p class="loading">loading report...</p></div>\n'
+        f'<script id="payload" type="application/json">{_json_for_script(_finite(payload))}</script>\n'
+        f"<script>{js}</script></body></html>\n"
+    )
 
 
 def write_page(payload: dict, path: Path) -> Path:

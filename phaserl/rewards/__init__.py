@@ -9,11 +9,17 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "extract_answer": "extract", "last_boxed": "extract", "answer_block": "extract",
-    "think_answer_format": "format", "boxed_format": "format",
-    "Verifier": "verify", "get_verifier": "verify",
+    "extract_answer": "extract",
+    "last_boxed": "extract",
+    "answer_block": "extract",
+    "think_answer_format": "format",
+    "boxed_format": "format",
+    "Verifier": "verify",
+    "get_verifier": "verify",
     "accuracy": "accuracy",
-    "REWARDS": "combine", "RewardSpec": "combine", "compute_rewards": "combine",
+    "REWARDS": "combine",
+    "RewardSpec": "combine",
+    "compute_rewards": "combine",
 }
 
 __all__ = sorted(_EXPORTS)

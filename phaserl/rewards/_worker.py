@@ -37,7 +37,9 @@ def _limit_memory(max_memory_mb: int) -> None:
         return
     need = _footprint_mb() + _HEADROOM_MB
     if max_memory_mb < need:
-        raise ValueError(f"max_memory_mb={max_memory_mb} is below what a worker needs to run (~{need:.0f} MB)")
+        raise ValueError(
+            f"max_memory_mb={max_memory_mb} is below what a worker needs to run (~{need:.0f} MB)"
+        )
     limit = max_memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
@@ -69,8 +71,14 @@ def _serve(out, decide) -> None:
         message = {"id": req["id"], "result": None}
         fatal = False
         try:
-            message["result"] = decide(req["gold"], req["pred"], req.get("answer_type", "auto"),
-                                       req.get("choices"), req.get("tolerance"), req.get("rel_tolerance"))
+            message["result"] = decide(
+                req["gold"],
+                req["pred"],
+                req.get("answer_type", "auto"),
+                req.get("choices"),
+                req.get("tolerance"),
+                req.get("rel_tolerance"),
+            )
         except (MemoryError, RecursionError) as err:  # the interpreter may be damaged: reply, then go
             message["error"], fatal = type(err).__name__, True
         except Exception as err:  # any failure of one check is that check's None

@@ -12,9 +12,14 @@ from phaserl.rewards.verify import Verifier, get_verifier
 
 def check_item(text: str, example) -> dict:
     """The verifier request for one response to one example (answer extracted here, in the parent)."""
-    return {"gold": example.answer, "pred": extract_answer(text) or "",
-            "answer_type": example.answer_type, "choices": example.choices,
-            "tolerance": example.tolerance, "rel_tolerance": example.rel_tolerance}
+    return {
+        "gold": example.answer,
+        "pred": extract_answer(text) or "",
+        "answer_type": example.answer_type,
+        "choices": example.choices,
+        "tolerance": example.tolerance,
+        "rel_tolerance": example.rel_tolerance,
+    }
 
 
 def _score(verdict: bool | None) -> float | None:

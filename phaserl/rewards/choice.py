@@ -19,8 +19,11 @@ _LETTER_RES = [
     re.compile(r"\[([A-Z])\]\.?"),  # [B]
     re.compile(r"\(([A-Z])\)\s+\S.*"),  # (B) 12
     re.compile(r"([A-Z])[.):]\s+\S.*"),  # B. 12   B) 12   B: 12
-    re.compile(r"(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*"
-               r"(?:option\s+|choice\s+)?\(?((?-i:[A-Z]))\)?(?:[.:)]?(?:\s.*)?)", re.IGNORECASE),
+    re.compile(
+        r"(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*"
+        r"(?:option\s+|choice\s+)?\(?((?-i:[A-Z]))\)?(?:[.:)]?(?:\s.*)?)",
+        re.IGNORECASE,
+    ),
     re.compile(r"(?:option|choice)\s+\(?((?-i:[A-Z]))\)?\.?", re.IGNORECASE),
     # a sentence that ends by naming the option: "So the card for Michael must be A."
     re.compile(r"(?:.*\s)?(?:is|be)\s+(?:option\s+|choice\s+)?\(?((?-i:[A-Z]))\)?\.?", re.IGNORECASE),
@@ -85,8 +88,9 @@ def option_index(text: str, choices: list[str]) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def resolve_letter(text: str, choices: list[str] | None,
-                   same: Callable[[str, str], bool | None] | None = None) -> str | None:
+def resolve_letter(
+    text: str, choices: list[str] | None, same: Callable[[str, str], bool | None] | None = None
+) -> str | None:
     """The option `text` picks: a stated letter, else the option whose text it is, else (when `same`
     is given) the one option it equals mathematically, e.g. "\\frac{1}{4}" for the option "1:4".
     """
@@ -103,8 +107,9 @@ def resolve_letter(text: str, choices: list[str] | None,
     return None if idx is None else chr(ord("A") + idx)
 
 
-def choice_equal(gold: str, pred: str, choices: list[str] | None,
-                 same: Callable[[str, str], bool | None] | None = None) -> bool | None:
+def choice_equal(
+    gold: str, pred: str, choices: list[str] | None, same: Callable[[str, str], bool | None] | None = None
+) -> bool | None:
     """True/False when the gold names an option, None when it names none (an unparseable gold)."""
     gold_letter = resolve_letter(gold, choices)
     if gold_letter is None:

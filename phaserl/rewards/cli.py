@@ -40,7 +40,9 @@ def _check_options(row: dict, path: Path, line: int) -> None:
         raise bad("choices", "must be a list of option texts")
     for name in ("tolerance", "rel_tolerance"):
         value = row.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
             raise bad(name, "must be a non-negative number")
 
 
@@ -56,9 +58,14 @@ def read_pairs(path: Path) -> Iterator[dict]:
 
 
 def _request(row: dict) -> dict:
-    return {"gold": row["gold"], "pred": row["extracted"] or "", "answer_type": row.get("answer_type"),
-            "choices": row.get("choices"), "tolerance": row.get("tolerance"),
-            "rel_tolerance": row.get("rel_tolerance")}
+    return {
+        "gold": row["gold"],
+        "pred": row["extracted"] or "",
+        "answer_type": row.get("answer_type"),
+        "choices": row.get("choices"),
+        "tolerance": row.get("tolerance"),
+        "rel_tolerance": row.get("rel_tolerance"),
+    }
 
 
 def _chunks(rows: Iterator[dict]) -> Iterator[list[dict]]:

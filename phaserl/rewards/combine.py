@@ -56,8 +56,9 @@ def _component(spec: RewardSpec, texts: list[str], examples: list, verifier) -> 
     return [fn(text, ex) for text, ex in zip(texts, examples)]
 
 
-def compute_rewards(texts: list[str], examples: list, specs: list[RewardSpec], verifier=None,
-                    unparseable_gold: str = "skip") -> RewardOutput:
+def compute_rewards(
+    texts: list[str], examples: list, specs: list[RewardSpec], verifier=None, unparseable_gold: str = "skip"
+) -> RewardOutput:
     """Score N responses (texts[i] answers examples[i]): components by name and total = sum(weight * value).
 
     unparseable_gold: what an undecidable check becomes when the example does have a gold answer:
@@ -66,7 +67,9 @@ def compute_rewards(texts: list[str], examples: list, specs: list[RewardSpec], v
     if len(texts) != len(examples):
         raise ValueError(f"{len(texts)} texts but {len(examples)} examples")
     if unparseable_gold not in UNPARSEABLE_GOLD_POLICIES:
-        raise ValueError(f"unparseable_gold must be one of {UNPARSEABLE_GOLD_POLICIES}, got {unparseable_gold!r}")
+        raise ValueError(
+            f"unparseable_gold must be one of {UNPARSEABLE_GOLD_POLICIES}, got {unparseable_gold!r}"
+        )
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"each reward may appear once, got {names}")
@@ -91,6 +94,7 @@ def undecidable(rewards: RewardOutput, examples: list) -> list[bool]:
     n = len(rewards.total)
     if len(examples) != n:
         raise ValueError(f"{n} rewards but {len(examples)} examples")
-    return [ex.answer is not None and any(v[i] is None for v in rewards.components.values())
-            for i, ex in enumerate(examples)]
-
+    return [
+        ex.answer is not None and any(v[i] is None for v in rewards.components.values())
+        for i, ex in enumerate(examples)
+    ]

@@ -33,7 +33,9 @@ _SPACE_RE = re.compile(r"\s+")
 _SPACE_NEAR_SIGN_RE = re.compile(r"\s*([^\w\s])\s*")
 _THOUSANDS_RE = re.compile(r"\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*")
 _MAX_LIST = 16  # answers in a list matched element by element
-TOLERANCE_SLACK = 1.01  # OlympiadBench's judge accepts |gold - pred| <= 1.01 x tolerance (absorbs 1e34's rounding)
+TOLERANCE_SLACK = (
+    1.01  # OlympiadBench's judge accepts |gold - pred| <= 1.01 x tolerance (absorbs 1e34's rounding)
+)
 
 
 class Undecidable(Exception):
@@ -74,7 +76,12 @@ def resolve_type(gold: str, answer_type: str, choices: list[str] | None) -> str:
 def _latex_key(text: str) -> str:
     """A cheap normal form: identical keys are certainly equal, so math-verify can be skipped."""
     s = text.strip().strip("$").strip().rstrip(".")
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = (
+        s.replace("\\left", "")
+        .replace("\\right", "")
+        .replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac")
+    )
     s = _SPACE_NEAR_SIGN_RE.sub(r"\1", s)  # "x + 1" is "x+1", but "3 4" is not "34"
     return _SPACE_RE.sub(" ", s)
 
@@ -163,8 +170,15 @@ def _mv_verify(gold: list, pred: list, float_rounding: int) -> bool:
     undecided = False
     for g, p in product(gold, pred):
         try:
-            if verify(g, p, float_rounding=float_rounding, strict=True, allow_set_relation_comp=True,
-                      timeout_seconds=None, raise_on_error=True):
+            if verify(
+                g,
+                p,
+                float_rounding=float_rounding,
+                strict=True,
+                allow_set_relation_comp=True,
+                timeout_seconds=None,
+                raise_on_error=True,
+            ):
                 return True
         except (MemoryError, RecursionError):
             undecided = True
@@ -196,8 +210,9 @@ def math_equal(gold: str, pred: str, tolerance: float | None = None) -> bool | N
     return _math_verdict(gold, pred, tolerance)[0]
 
 
-def number_equal(gold: str, pred: str, tolerance: float | None = None,
-                 rel_tolerance: float | None = None) -> bool | None:
+def number_equal(
+    gold: str, pred: str, tolerance: float | None = None, rel_tolerance: float | None = None
+) -> bool | None:
     """Numeric equality. A prediction that is a statement rather than a value ("3 + 4 = 7", "It is 7
     apples") falls back to its last number; an expression such as \\frac{1+\\sqrt{5}}{2} does not.
     """
@@ -232,13 +247,14 @@ def _undelimited(text: str) -> str | None:
     s = text.strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-            s = s[len(left):len(s) - len(right)].strip()
+            s = s[len(left) : len(s) - len(right)].strip()
             break
     return None if _DELIMITED_RE.search(s) else s
 
 
-def list_equal(gold: str, pred: str, tolerance: float | None = None,
-               rel_tolerance: float | None = None) -> bool | None:
+def list_equal(
+    gold: str, pred: str, tolerance: float | None = None, rel_tolerance: float | None = None
+) -> bool | None:
     """Comma-separated answers matched as a multiset (OlympiadBench's rule); None unless both are lists.
 
     Pairing is greedy in the official judge's order (gold answers 1st, 3rd, 2nd, ...), each with the first
@@ -260,7 +276,9 @@ def list_equal(gold: str, pred: str, tolerance: float | None = None,
     while gold_items:
         cursor = (cursor + 1) % len(gold_items)
         item = gold_items.pop(cursor)
-        match = next((i for i, p in enumerate(pred_items) if _scalar_equal(item, p, tolerance, rel_tolerance)), None)
+        match = next(
+            (i for i, p in enumerate(pred_items) if _scalar_equal(item, p, tolerance, rel_tolerance)), None
+        )
         if match is None:
             return False
         pred_items.pop(match)  # the cursor then moves past the answer that slid into its place, as officially
@@ -274,8 +292,14 @@ def string_equal(gold: str, pred: str) -> bool | None:
     return normalize_option(pred) == want
 
 
-def decide(gold: str, pred: str, answer_type: str = "auto", choices: list[str] | None = None,
-           tolerance: float | None = None, rel_tolerance: float | None = None) -> bool | None:
+def decide(
+    gold: str,
+    pred: str,
+    answer_type: str = "auto",
+    choices: list[str] | None = None,
+    tolerance: float | None = None,
+    rel_tolerance: float | None = None,
+) -> bool | None:
     """The verdict for one (gold, already-extracted pred) pair; None when undecidable."""
     gold = gold_text(gold)
     if not gold or too_deep(gold):

@@ -74,7 +74,7 @@ def answer_block(text: str) -> str | None:
     open_ = text.rfind("<answer>", 0, close)
     if open_ < 0:
         return None
-    return text[open_ + len("<answer>"):close].strip()
+    return text[open_ + len("<answer>") : close].strip()
 
 
 def _last_answer_is(text: str) -> tuple[int, str] | None:
@@ -84,7 +84,7 @@ def _last_answer_is(text: str) -> tuple[int, str] | None:
         pass
     if last is None:
         return None
-    rest = text[last.end():].lstrip(" :\t*")
+    rest = text[last.end() :].lstrip(" :\t*")
     end = _SENTENCE_END_RE.search(rest)
     said = rest[: end.start()] if end else rest
     return last.start(), said.strip().strip("*").strip()
@@ -107,7 +107,7 @@ def boxed_group(text: str) -> tuple[int, str] | None:
         return None
     group = [spans[-1]]
     for prev in reversed(spans[:-1]):
-        between = _BOX_OPEN_TAIL_RE.sub("", text[prev[1] + 1:group[0][0]])
+        between = _BOX_OPEN_TAIL_RE.sub("", text[prev[1] + 1 : group[0][0]])
         if not _LIST_SEP_RE.fullmatch(between):
             break
         group.insert(0, prev)
@@ -119,8 +119,12 @@ def _is_balanced(chunk: str) -> bool:
     depth = 0
     for ch in chunk:
         depth += (ch == "{") - (ch == "}")
-    return (depth == 0 and chunk.count("$$") % 2 == 0 and chunk.count("\\[") == chunk.count("\\]")
-            and chunk.count("\\begin") == chunk.count("\\end"))
+    return (
+        depth == 0
+        and chunk.count("$$") % 2 == 0
+        and chunk.count("\\[") == chunk.count("\\]")
+        and chunk.count("\\begin") == chunk.count("\\end")
+    )
 
 
 def final_line(text: str) -> str | None:
@@ -142,7 +146,7 @@ def _reasoning_stripped(text: str) -> str | None:
     """
     close = text.rfind("</think>")
     if close >= 0:
-        return text[close + len("</think>"):]
+        return text[close + len("</think>") :]
     if "<think>" in text:
         return None
     return text
@@ -186,7 +190,7 @@ def extract_answer(text: str) -> str | None:
         return _from_answer_region(block)
     opened = region.rfind("<answer>")
     if opened >= 0:  # truncated before </answer>: still only the answer region counts
-        return _from_answer_region(region[opened + len("<answer>"):])
+        return _from_answer_region(region[opened + len("<answer>") :])
     found = _boxed_or_said(region)
     if found is not None:
         return _clean(found)

@@ -44,7 +44,7 @@ def boxed_format(text: str, example=None) -> float:
     """
     close = text.rfind("</think>")
     if close >= 0:
-        region = text[close + len("</think>"):]
+        region = text[close + len("</think>") :]
     elif "<think>" in text:
         return 0.0
     else:
@@ -57,5 +57,5 @@ def boxed_format(text: str, example=None) -> float:
     start, end = spans[0]
     if not region[start:end].strip():
         return 0.0
-    tail = region[end + 1:] if end < len(region) and region[end] == "}" else region[end:]
+    tail = region[end + 1 :] if end < len(region) and region[end] == "}" else region[end:]
     return 1.0 if _AFTER_BOX_RE.fullmatch(tail) else 0.0

@@ -16,7 +16,9 @@ _MAX_SCAN = 10_000  # last_number() looks at this many trailing characters
 _MAX_DIGITS = 400
 _DEFAULT_REL = Fraction(1, 10**6)  # floats printed to ~7 significant digits still match
 
-_TEXT_WRAP_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|textnormal|textit|mathbf|operatorname)\s*\{([^{}]*)\}")
+_TEXT_WRAP_RE = re.compile(
+    r"\\(?:text|mbox|mathrm|textbf|textnormal|textit|mathbf|operatorname)\s*\{([^{}]*)\}"
+)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
 _DROP_RE = re.compile(r"\\left|\\right|\\[!,;: ]|~|\\\(|\\\)|\\\[|\\\]|\$")
 _FRAC_CMD_RE = re.compile(r"\\[dtc]frac")
@@ -40,14 +42,18 @@ _TAIL = (
 _WHOLE_RE = re.compile(rf"\s*{_NUMBER}{_TAIL}", re.ASCII)
 _FRACTION_RE = re.compile(
     r"\s*(?P<sign>[+-])?\s*(?:\\frac\s*\{\s*(?P<a>[+-]?[0-9.]+)\s*\}\s*\{\s*(?P<b>[+-]?[0-9.]+)\s*\}"
-    r"|\\frac(?P<a1>[0-9])(?P<b1>[0-9])|(?P<a2>[0-9.]+)\s*/\s*(?P<b2>[0-9.]+))\s*\.?", re.ASCII)
+    r"|\\frac(?P<a1>[0-9])(?P<b1>[0-9])|(?P<a2>[0-9.]+)\s*/\s*(?P<b2>[0-9.]+))\s*\.?",
+    re.ASCII,
+)
 # Candidates for the last number in running text: not glued to a letter before it (AZYUK2A is no 2).
 _SCAN_RE = re.compile(
     r"(?<![A-Za-z0-9.])(?P<sign>-)?"
     r"(?:(?P<thou>[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?)(?![0-9])"
     r"|(?P<comma>[0-9]+,[0-9]{1,2})(?![0-9])"
     r"|(?P<plain>[0-9]+(?:\.[0-9]+)?|\.[0-9]+))"
-    r"(?P<pct>\s?%)?", re.ASCII)
+    r"(?P<pct>\s?%)?",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,9 @@ def _close(gold: Fraction, pred: Fraction, tolerance: float | None, rel_toleranc
     return rel_tolerance is not None and diff <= Fraction(rel_tolerance) * abs(gold)
 
 
-def numbers_equal(gold: Num, pred: Num, tolerance: float | None = None,
-                  rel_tolerance: float | None = None) -> bool:
+def numbers_equal(
+    gold: Num, pred: Num, tolerance: float | None = None, rel_tolerance: float | None = None
+) -> bool:
     """Equal within the example's absolute or relative tolerance (either suffices), else within 1e-6 relative
     (two whole numbers, though, only when equal).
 

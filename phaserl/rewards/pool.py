@@ -42,7 +42,11 @@ def _spawn(max_memory_mb: int) -> _Worker:
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-m", "phaserl.rewards._worker", "--max-memory-mb", str(max_memory_mb)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        close_fds=True,
     )
     return _Worker(proc, time.monotonic())
 

@@ -37,9 +37,14 @@ def _request(item: dict) -> dict:
     if answer_type not in ANSWER_TYPES:
         raise ValueError(f"answer_type {answer_type!r} not in {ANSWER_TYPES}")
     choices = item.get("choices")
-    return {"gold": gold, "pred": pred or "", "answer_type": answer_type,
-            "choices": [str(c) for c in choices] if choices else None,
-            "tolerance": item.get("tolerance"), "rel_tolerance": item.get("rel_tolerance")}
+    return {
+        "gold": gold,
+        "pred": pred or "",
+        "answer_type": answer_type,
+        "choices": [str(c) for c in choices] if choices else None,
+        "tolerance": item.get("tolerance"),
+        "rel_tolerance": item.get("rel_tolerance"),
+    }
 
 
 def _key(request: dict) -> bytes:
@@ -55,8 +60,16 @@ class Verifier:
     max_chars: longer gold/pred strings are undecidable without being sent (no answer is that long).
     """
 
-    def __init__(self, workers: int = 2, timeout: float = 5.0, max_memory_mb: int = 1024,
-                 cache_size: int = 100_000, *, max_chars: int = 20_000, startup_timeout: float = 120.0):
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout: float = 5.0,
+        max_memory_mb: int = 1024,
+        cache_size: int = 100_000,
+        *,
+        max_chars: int = 20_000,
+        startup_timeout: float = 120.0,
+    ):
         if workers < 1 or timeout <= 0:
             raise ValueError("need workers >= 1 and timeout > 0")
         self.timeout = timeout
@@ -67,14 +80,36 @@ class Verifier:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._pool = WorkerPool(workers, max_memory_mb, startup_timeout, self.stats)
-        self._finalizer = weakref.finalize(self, self._pool.close)  # a forgotten verifier still stops its workers
-        self.last_seconds: list[float] = []  # per item of the last check_many: seconds in a worker (0 = not sent)
+        self._finalizer = weakref.finalize(
+            self, self._pool.close
+        )  # a forgotten verifier still stops its workers
+        self.last_seconds: list[
+            float
+        ] = []  # per item of the last check_many: seconds in a worker (0 = not sent)
 
-    def check(self, gold: str, pred: str, *, answer_type: str = "auto", choices: list[str] | None = None,
-              tolerance: float | None = None, rel_tolerance: float | None = None) -> bool | None:
+    def check(
+        self,
+        gold: str,
+        pred: str,
+        *,
+        answer_type: str = "auto",
+        choices: list[str] | None = None,
+        tolerance: float | None = None,
+        rel_tolerance: float | None = None,
+    ) -> bool | None:
         """Is the already-extracted `pred` the `gold` answer? None when undecidable."""
-        return self.check_many([{"gold": gold, "pred": pred, "answer_type": answer_type, "choices": choices,
-                                 "tolerance": tolerance, "rel_tolerance": rel_tolerance}])[0]
+        return self.check_many(
+            [
+                {
+                    "gold": gold,
+                    "pred": pred,
+                    "answer_type": answer_type,
+                    "choices": choices,
+                    "tolerance": tolerance,
+                    "rel_tolerance": rel_tolerance,
+                }
+            ]
+        )[0]
 
     def check_many(self, items: list[dict]) -> list[bool | None]:
         """check() for many items at once, in parallel across the pool; duplicates are checked once."""

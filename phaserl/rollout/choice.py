@@ -27,8 +27,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def local_engine(engine: str, model, processor, tokenizer, *, lean_decode: bool = True, cpu_kernels: bool = True,
-                 **kwargs):
+def local_engine(
+    engine: str, model, processor, tokenizer, *, lean_decode: bool = True, cpu_kernels: bool = True, **kwargs
+):
     """An HFEngine or CPUEngine sampling from `model` (`engine` resolved on the model's device; vllm is not
     built here). kwargs: HFEngine's (is_vlm, batch_size, autocast_bf16, rollout_dtype, decoder); lean_decode
     and cpu_kernels are switches of the CPU engine."""
@@ -36,7 +37,9 @@ def local_engine(engine: str, model, processor, tokenizer, *, lean_decode: bool 
     if kind == "cpu":
         from phaserl.rollout.cpu import CPUEngine
 
-        return CPUEngine(model, processor, tokenizer, lean_decode=lean_decode, cpu_kernels=cpu_kernels, **kwargs)
+        return CPUEngine(
+            model, processor, tokenizer, lean_decode=lean_decode, cpu_kernels=cpu_kernels, **kwargs
+        )
     if kind == "hf":
         from phaserl.rollout.hf import HFEngine
 

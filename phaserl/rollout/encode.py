@@ -9,7 +9,9 @@ from phaserl.types import Prompt
 
 def prompt_texts(processor, prompts: list[Prompt]) -> list[str]:
     """Apply the model's chat template (with the generation prompt) to each prompt's messages."""
-    return [processor.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False) for p in prompts]
+    return [
+        processor.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False) for p in prompts
+    ]
 
 
 def encode_prompts(processor, prompts: list[Prompt], is_vlm: bool) -> dict[str, torch.Tensor]:
@@ -27,11 +29,15 @@ def encode_prompts(processor, prompts: list[Prompt], is_vlm: bool) -> dict[str, 
     else:
         if images:
             raise ValueError("this model is text-only but a prompt carries images; use view 'text' for it")
-        enc = processor(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = processor(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        )
     return dict(enc)
 
 
-def repeat_interleave_inputs(enc: dict[str, torch.Tensor], G: int, counts: list[int]) -> dict[str, torch.Tensor]:
+def repeat_interleave_inputs(
+    enc: dict[str, torch.Tensor], G: int, counts: list[int]
+) -> dict[str, torch.Tensor]:
     """Repeat each prompt's inputs G times (rows i*G..i*G+G-1), vision tensors included.
 
     counts[i] is the number of images of prompt i; pixel_values rows are grouped per image by image_grid_thw."""
@@ -48,8 +54,8 @@ def repeat_interleave_inputs(enc: dict[str, torch.Tensor], G: int, counts: list[
         px, th = [], []
         for c in counts:
             for _ in range(G):
-                px.extend(chunks[img:img + c])
-                th.extend(grids[img:img + c])
+                px.extend(chunks[img : img + c])
+                th.extend(grids[img : img + c])
             img += c
         out["pixel_values"] = torch.cat(px, 0)
         out["image_grid_thw"] = torch.cat(th, 0)
@@ -59,7 +65,7 @@ def repeat_interleave_inputs(enc: dict[str, torch.Tensor], G: int, counts: list[
         img = 0
         for c in counts:
             for _ in range(G):
-                rows.append(pv[img:img + c])
+                rows.append(pv[img : img + c])
             img += c
         out["pixel_values"] = torch.cat(rows, 0)
     for key, value in enc.items():
@@ -69,6 +75,7 @@ def repeat_interleave_inputs(enc: dict[str, torch.Tensor], G: int, counts: list[
 
 
 # ---- shared prompt prefix: encode and run each distinct prompt once, then fan its KV cache out to its rows ------
+
 
 def unique_prompts(prompts: list[Prompt]) -> tuple[list[Prompt], list[int]]:
     """Distinct prompts (by identity: the G rows of a group share one Prompt object) and each row's index."""
@@ -111,8 +118,12 @@ def prefix_position_ids(model, enc: dict[str, torch.Tensor], is_vlm: bool) -> to
     mask = enc["attention_mask"]
     fn = rope_index_fn(model) if is_vlm else None
     if fn is not None and "image_grid_thw" in enc:
-        pos, _ = fn(enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
-                    image_grid_thw=enc["image_grid_thw"], attention_mask=mask)
+        pos, _ = fn(
+            enc["input_ids"],
+            mm_token_type_ids=enc["mm_token_type_ids"],
+            image_grid_thw=enc["image_grid_thw"],
+            attention_mask=mask,
+        )
         return pos
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
     return pos.unsqueeze(0).expand(3, -1, -1) if fn is not None else pos
@@ -135,5 +146,6 @@ def select_cache(cache, rows: torch.Tensor):
     """A new DynamicCache whose row j is row rows[j] of `cache` (differentiable: gradients sum per prompt)."""
     from transformers import DynamicCache
 
-    return DynamicCache([(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
-                         for layer in cache.layers])
+    return DynamicCache(
+        [(layer.keys.index_select(0, rows), layer.values.index_select(0, rows)) for layer in cache.layers]
+    )

@@ -63,9 +63,9 @@ class ReservedLayer(DynamicLayer):
         L, q = self.keys.shape[-2], key_states.shape[-2]
         if L + q > self._k.shape[-2]:
             return super().update(key_states, value_states)
-        self._k[:, :, L:L + q] = key_states
-        self._v[:, :, L:L + q] = value_states
-        self.keys, self.values = self._k[:, :, :L + q], self._v[:, :, :L + q]
+        self._k[:, :, L : L + q] = key_states
+        self._v[:, :, L : L + q] = value_states
+        self.keys, self.values = self._k[:, :, : L + q], self._v[:, :, : L + q]
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -111,9 +111,19 @@ class HFEngine:
     """Rollouts on the trainer's own model (weights shared: sync is a no-op) or on a copy of it in
     `rollout_dtype` (sync refreshes the copy)."""
 
-    def __init__(self, model, processor, tokenizer, *, is_vlm: bool = False, batch_size: int = 64,
-                 autocast_bf16: bool = False, rollout_dtype: torch.dtype | None = None, decoder: str = "auto",
-                 copy_attn_implementation: str | None = "phaserl_gqa"):
+    def __init__(
+        self,
+        model,
+        processor,
+        tokenizer,
+        *,
+        is_vlm: bool = False,
+        batch_size: int = 64,
+        autocast_bf16: bool = False,
+        rollout_dtype: torch.dtype | None = None,
+        decoder: str = "auto",
+        copy_attn_implementation: str | None = "phaserl_gqa",
+    ):
         """rollout_dtype: sample from a copy of the weights in this dtype (bf16: no per-step casts of fp32
         weights, as autocast would do on every decoding step); sync_weights refreshes the copy.
         decoder: "loop", "generate" or "auto" (the loop when the architecture supports it).
@@ -137,14 +147,20 @@ class HFEngine:
         self.autocast_bf16 = autocast_bf16
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        )
         loop_ok = supports_shared_prefix(self.model, is_vlm)
         if decoder == "loop" and not loop_ok:
             raise ValueError("decoder='loop' does not support this architecture; use 'generate'")
         self.decoder = "loop" if decoder == "loop" or (decoder == "auto" and loop_ok) else "generate"
 
     def _copy(self, model):
-        clone = _plain_copy(model, self.rollout_dtype) if self.sharded else copy.deepcopy(model).to(self.rollout_dtype)
+        clone = (
+            _plain_copy(model, self.rollout_dtype)
+            if self.sharded
+            else copy.deepcopy(model).to(self.rollout_dtype)
+        )
         clone.eval().requires_grad_(False)
         # RoPE frequencies stay float32, as in the trained model: .to(bf16) rounds them by up to 2^-9, which at
         # position 100 turns a rotation by up to 0.14 rad in SmolLM2 (a positional code the trained model does not
@@ -175,7 +191,7 @@ class HFEngine:
         parts = []
         for i in range(0, len(prompts), self.batch_size):
             seed = None if params.seed is None else params.seed + i
-            batch = prompts[i:i + self.batch_size]
+            batch = prompts[i : i + self.batch_size]
             run = self._decode_batch if self.decoder == "loop" else self._generate_batch
             parts.append(run(batch, params, seed))
         return _concat(parts)
@@ -245,20 +261,31 @@ class HFEngine:
         greedy = params.temperature <= 0
         warper = _RecordingWarper(params.temperature, 1.0 if greedy else params.top_p, P)
         config = GenerationConfig(
-            do_sample=not greedy, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=params.max_new_tokens,
-            num_return_sequences=params.n, eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
-            use_cache=True)
+            do_sample=not greedy,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+            use_cache=True,
+        )
         devices = [self.device] if self.device.type != "cpu" else []
-        rng = torch.random.fork_rng(devices=devices, device_type=self.device.type) if seed is not None \
+        rng = (
+            torch.random.fork_rng(devices=devices, device_type=self.device.type)
+            if seed is not None
             else contextlib.nullcontext()
+        )
         was_training = self.model.training
         self.model.eval()
         try:
             with rng, self._autocast():
                 if seed is not None:
                     torch.manual_seed(seed)
-                seqs = self.model.generate(**enc, generation_config=config,
-                                           logits_processor=LogitsProcessorList([warper]))
+                seqs = self.model.generate(
+                    **enc, generation_config=config, logits_processor=LogitsProcessorList([warper])
+                )
         finally:
             self.model.train(was_training)
         gen = seqs[:, P:]  # [N, T]
@@ -268,8 +295,14 @@ class HFEngine:
         return self._unpad(prompt_ids, prompt_mask, gen, logp, params.max_new_tokens)
 
     def _unpad(self, prompt_ids, prompt_mask, gen, logp, max_new_tokens, entropy=None) -> Completions:
-        out = Completions(prompt_ids=[], completion_ids=[], texts=[], logp=[], truncated=[],
-                          entropy=[] if entropy is not None else None)
+        out = Completions(
+            prompt_ids=[],
+            completion_ids=[],
+            texts=[],
+            logp=[],
+            truncated=[],
+            entropy=[] if entropy is not None else None,
+        )
         gen, logp = gen.cpu(), logp.cpu()  # one transfer, not one per row
         prompt_ids, prompt_mask = prompt_ids.cpu(), prompt_mask.cpu()
         entropy = entropy.cpu() if entropy is not None else None
@@ -303,9 +336,14 @@ class _ModelSteps:
     def step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
         """Logits [n, V] after token t of each row."""
         self.attn = torch.cat([self.attn, self.attn.new_ones(len(tok), 1)], dim=1)
-        out = self.model(input_ids=tok[:, None], attention_mask=self.attn, past_key_values=self.cache,
-                         use_cache=True, position_ids=continuation_positions(self.pos, self.rows, t, 1),
-                         logits_to_keep=1)
+        out = self.model(
+            input_ids=tok[:, None],
+            attention_mask=self.attn,
+            past_key_values=self.cache,
+            use_cache=True,
+            position_ids=continuation_positions(self.pos, self.rows, t, 1),
+            logits_to_keep=1,
+        )
         self.cache = out.past_key_values
         return out.logits[:, -1]
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Next tokens [n] from logits [n, V] (greedy when temperature <= 0), their log_softmax(logits / T) [n] and
     the entropy of softmax(logits / T) [n]: the quantities the trainer recomputes (no nucleus renormalisation in
     the log-probs). `gen`, when given, is a generator of the logits' device."""

@@ -81,10 +81,19 @@ def sampling_params_list(params: SamplingParams, N: int) -> list:
     from vllm import SamplingParams as VSP
 
     greedy = params.temperature <= 0
-    return [VSP(n=1, temperature=0.0 if greedy else params.temperature, top_p=1.0 if greedy else params.top_p,
-                max_tokens=params.max_new_tokens, logprobs=0, seed=seed,
-                detokenize=False, skip_special_tokens=True)
-            for seed in row_seeds(params.seed, N)]
+    return [
+        VSP(
+            n=1,
+            temperature=0.0 if greedy else params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            max_tokens=params.max_new_tokens,
+            logprobs=0,
+            seed=seed,
+            detokenize=False,
+            skip_special_tokens=True,
+        )
+        for seed in row_seeds(params.seed, N)
+    ]
 
 
 def sampled_logprobs(token_ids: list[int], steps) -> torch.Tensor:
@@ -108,8 +117,9 @@ def to_completions(outputs, tokenizer) -> Completions:
     return out
 
 
-def weight_chunks(named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype,
-                  chunk_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+def weight_chunks(
+    named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, chunk_bytes: int
+) -> Iterator[list[tuple[str, torch.Tensor]]]:
     """Group (name, tensor) pairs, cast to the engine's dtype, into lists of at most ~chunk_bytes."""
     chunk, size = [], 0
     for name, tensor in named:
@@ -133,7 +143,9 @@ def model_folder(model) -> str:
         base = base.get_base_model()
     path = getattr(getattr(base, "config", None), "_name_or_path", "") or getattr(base, "name_or_path", "")
     if not path:
-        raise ValueError("cannot tell which folder the policy was loaded from (config._name_or_path is empty)")
+        raise ValueError(
+            "cannot tell which folder the policy was loaded from (config._name_or_path is empty)"
+        )
     return str(path)
 
 
@@ -144,11 +156,24 @@ def _on_gpu() -> bool:
 class VLLMEngine:
     """RolloutEngine on an in-process `vllm.LLM` (colocated with the trainer)."""
 
-    def __init__(self, model: str, *, processor=None, tokenizer=None, dtype: str = "auto", seed: int = 0,
-                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.3,
-                 kv_cache_gib: float | None = None, enforce_eager: bool | None = None,
-                 sleep_level: int | None = 1, chunk_mb: int = 512, logprobs_mode: str = "processed_logprobs",
-                 limit_images: int | None = None, llm_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        processor=None,
+        tokenizer=None,
+        dtype: str = "auto",
+        seed: int = 0,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.3,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool | None = None,
+        sleep_level: int | None = 1,
+        chunk_mb: int = 512,
+        logprobs_mode: str = "processed_logprobs",
+        limit_images: int | None = None,
+        llm_kwargs: dict | None = None,
+    ):
         from vllm import LLM
 
         if processor is None or tokenizer is None:
@@ -156,11 +181,18 @@ class VLLMEngine:
         self.processor, self.tokenizer = processor, tokenizer
         self.chunk_bytes = chunk_mb * 2**20
         self.sleep_level = sleep_level if _on_gpu() else None  # vLLM's sleep mode needs CUDA
-        kwargs = dict(model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                      gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True,
-                      enforce_eager=(not _on_gpu()) if enforce_eager is None else enforce_eager,
-                      enable_sleep_mode=self.sleep_level is not None, logprobs_mode=logprobs_mode,
-                      worker_extension_cls=WORKER_EXTENSION)
+        kwargs = dict(
+            model=model,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+            enforce_eager=(not _on_gpu()) if enforce_eager is None else enforce_eager,
+            enable_sleep_mode=self.sleep_level is not None,
+            logprobs_mode=logprobs_mode,
+            worker_extension_cls=WORKER_EXTENSION,
+        )
         if kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         if limit_images is not None:

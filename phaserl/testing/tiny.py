@@ -41,11 +41,19 @@ def build_tiny_llama(out: Path, hidden: int = 64, layers: int = 2) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = smollm2_tokenizer()
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                         pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
@@ -54,8 +62,9 @@ def build_tiny_llama(out: Path, hidden: int = 64, layers: int = 2) -> None:
     tok.save_pretrained(out)
 
 
-def build_tiny_qwen2_5_vl(out: Path, hidden: int = 64, layers: int = 2, vision_depth: int = 2,
-                          vision_hidden: int = 32) -> None:
+def build_tiny_qwen2_5_vl(
+    out: Path, hidden: int = 64, layers: int = 2, vision_depth: int = 2, vision_hidden: int = 32
+) -> None:
     """A Qwen2.5-VL with the real architecture (window attention vision tower, M-RoPE) at toy size."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -63,18 +72,39 @@ def build_tiny_qwen2_5_vl(out: Path, hidden: int = 64, layers: int = 2, vision_d
     tok, ids = qwen_vl_tokenizer()
     head_dim = hidden // 4
     config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                          "mrope_section": _mrope_section(head_dim)},
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id),
-        vision_config=dict(depth=vision_depth, hidden_size=vision_hidden, intermediate_size=vision_hidden * 2,
-                           num_heads=2, out_hidden_size=hidden, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[vision_depth - 1]),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": _mrope_section(head_dim),
+            },
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        ),
+        vision_config=dict(
+            depth=vision_depth,
+            hidden_size=vision_hidden,
+            intermediate_size=vision_hidden * 2,
+            num_heads=2,
+            out_hidden_size=hidden,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[vision_depth - 1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
@@ -88,11 +118,21 @@ def build_tiny_qwen2_5_vl(out: Path, hidden: int = 64, layers: int = 2, vision_d
 def qwen_vl_tokenizer():
     """The SmolLM2 tokenizer with Qwen2.5-VL's vision tokens and image chat template, and those tokens' ids."""
     tok = smollm2_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": [
-        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    tok.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                "<|vision_start|>",
+                "<|vision_end|>",
+                "<|image_pad|>",
+                "<|video_pad|>",
+            ]
+        }
+    )
     tok.chat_template = CHATML_VL.replace("{{ IMAGE }}", QWEN_IMAGE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                    "<|video_pad|>", "<|im_end|>")}
+    ids = {
+        t: tok.convert_tokens_to_ids(t)
+        for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_end|>")
+    }
     return tok, ids
 
 
@@ -101,8 +141,12 @@ def qwen_vl_processor(tok):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 64)
-    return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
-                               video_processor=Qwen2VLVideoProcessor(), chat_template=tok.chat_template)
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=tok.chat_template,
+    )
 
 
 def _mrope_section(head_dim: int) -> list[int]:
@@ -113,7 +157,9 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
-def build_tiny_llava(out: Path, hidden: int = 64, layers: int = 2, image_size: int = 56, patch: int = 14) -> None:
+def build_tiny_llava(
+    out: Path, hidden: int = 64, layers: int = 2, image_size: int = 56, patch: int = 14
+) -> None:
     """LLaVA: a SigLIP tower, the two-layer projector, a Llama LM; fixed-size images (16 tokens each)."""
     import torch
     from transformers import (
@@ -130,22 +176,47 @@ def build_tiny_llava(out: Path, hidden: int = 64, layers: int = 2, image_size: i
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     n_patches = (image_size // patch) ** 2
     config = LlavaConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2, image_size=image_size, patch_size=patch),
-        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id),
-        image_token_index=image_id, image_seq_length=n_patches, vision_feature_select_strategy="full",
-        vision_feature_layer=-1, tie_word_embeddings=True)
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            eos_token_id=eos,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+        ),
+        image_token_index=image_id,
+        image_seq_length=n_patches,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = tok.pad_token_id
     image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
-                               vision_feature_select_strategy="full", num_additional_image_tokens=0,
-                               chat_template=tok.chat_template)
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=0,
+        chat_template=tok.chat_template,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
 

@@ -6,9 +6,18 @@ from phaserl.config import ConfigError, CriticConfig, recipe_from_dict, resolve
 
 
 def recipe(algo=None, rollout=None, critic=None, stage=None):
-    st = {"name": "s", "steps": 1, "data": [{"generator": "arithmetic", "generator_args": {"n": 4}}], **(stage or {})}
-    raw = {"name": "t", "rollout": {"group_size": 4, "max_new_tokens": 32, **(rollout or {})},
-           "algo": algo or {}, "stages": [st]}
+    st = {
+        "name": "s",
+        "steps": 1,
+        "data": [{"generator": "arithmetic", "generator_args": {"n": 4}}],
+        **(stage or {}),
+    }
+    raw = {
+        "name": "t",
+        "rollout": {"group_size": 4, "max_new_tokens": 32, **(rollout or {})},
+        "algo": algo or {},
+        "stages": [st],
+    }
     if critic is not None:
         raw["critic"] = critic
     return raw
@@ -26,14 +35,24 @@ def test_gae_needs_a_critic_and_works_with_group_size_one():
         recipe_from_dict(recipe({"advantage": "gae"}))
     stage = resolve(recipe_from_dict(recipe({"advantage": "gae"}, {"group_size": 1}, critic={})))[0]
     assert stage.critic == CriticConfig()
-    assert (stage.critic.lr, stage.critic.gamma, stage.critic.lam, stage.critic.value_clip) == (9e-6, 1.0, 1.0, 0.2)
+    assert (stage.critic.lr, stage.critic.gamma, stage.critic.lam, stage.critic.value_clip) == (
+        9e-6,
+        1.0,
+        1.0,
+        0.2,
+    )
 
 
 def test_critic_overrides_per_stage_and_a_stage_may_declare_one():
-    stage = resolve(recipe_from_dict(recipe({"advantage": "gae"}, critic={"lr": 1e-5},
-                                            stage={"critic": {"value_clip": 0.5}})))[0]
+    stage = resolve(
+        recipe_from_dict(
+            recipe({"advantage": "gae"}, critic={"lr": 1e-5}, stage={"critic": {"value_clip": 0.5}})
+        )
+    )[0]
     assert stage.critic.lr == 1e-5 and stage.critic.value_clip == 0.5
-    stage = resolve(recipe_from_dict(recipe(stage={"algo": {"advantage": "gae"}, "critic": {"lam": 0.95}})))[0]
+    stage = resolve(recipe_from_dict(recipe(stage={"algo": {"advantage": "gae"}, "critic": {"lam": 0.95}})))[
+        0
+    ]
     assert stage.critic.lam == 0.95
     assert resolve(recipe_from_dict(recipe()))[0].critic is None
     with pytest.raises(ConfigError, match="critic.lr"):
@@ -43,8 +62,13 @@ def test_critic_overrides_per_stage_and_a_stage_may_declare_one():
 
 
 def test_accuracy_band_overlong_shaping_and_prompt_cap_fields():
-    stage = resolve(recipe_from_dict(recipe({"accuracy_band": [0.1, 0.9], "max_prompt_tokens": 4096,
-                                             "overlong_shaping": {"buffer": 8}})))[0]
+    stage = resolve(
+        recipe_from_dict(
+            recipe(
+                {"accuracy_band": [0.1, 0.9], "max_prompt_tokens": 4096, "overlong_shaping": {"buffer": 8}}
+            )
+        )
+    )[0]
     assert stage.algo.accuracy_band == (0.1, 0.9) and stage.algo.max_prompt_tokens == 4096
     assert stage.algo.overlong_shaping.buffer == 8 and stage.algo.overlong_shaping.factor == 1.0
     with pytest.raises(ConfigError, match="accuracy_band needs 0 <= low <= high <= 1"):
@@ -52,7 +76,9 @@ def test_accuracy_band_overlong_shaping_and_prompt_cap_fields():
     with pytest.raises(ConfigError, match="overlong_shaping.buffer = 64 exceeds rollout.max_new_tokens = 32"):
         recipe_from_dict(recipe({"overlong_shaping": {"buffer": 64}}))
     with pytest.raises(ConfigError, match="accuracy_band filters on the group pass rate"):
-        recipe_from_dict(recipe({"advantage": "gae", "accuracy_band": [0.1, 0.9]}, {"group_size": 1}, critic={}))
+        recipe_from_dict(
+            recipe({"advantage": "gae", "accuracy_band": [0.1, 0.9]}, {"group_size": 1}, critic={})
+        )
     with pytest.raises(ConfigError, match="max_prompt_tokens"):
         recipe_from_dict(recipe({"max_prompt_tokens": 0}))
 

@@ -211,20 +211,29 @@ def test_openai_backend_is_concurrent_retried_and_right(tmp_path):
 
     data, out = colour_rows(tmp_path), tmp_path / "out.jsonl"
     with FakeOpenAI(describe, fail_first=2, delay=0.05) as server:
-        summary = caption_command("served-vlm", str(data), str(out), backend="openai", base_url=server.url,
-                                  concurrency=4, log=lambda m: None)
+        summary = caption_command(
+            "served-vlm",
+            str(data),
+            str(out),
+            backend="openai",
+            base_url=server.url,
+            concurrency=4,
+            log=lambda m: None,
+        )
     rows = {r["id"]: r for r in read(out)}
     assert len(rows) == 11 and summary["captioned"] == 11 and summary["failed"] == 0
     assert rows["r3"]["caption"] == "a 8x8 image starting with (60, 0, 0)"
-    assert rows["two"]["caption"] == ("Image 1: a 8x8 image starting with (0, 20, 0)\n"
-                                      "Image 2: a 8x8 image starting with (0, 40, 0)")
+    assert rows["two"]["caption"] == (
+        "Image 1: a 8x8 image starting with (0, 20, 0)\nImage 2: a 8x8 image starting with (0, 40, 0)"
+    )
     assert rows["r3"]["meta"]["caption_model"] == "served-vlm"
     assert server.received == 12 + 2  # 12 images, the first 2 answers were 503 and retried
     assert sum(server.answered.values()) == 12 and max(server.answered.values()) == 1
     assert server.max_in_flight > 1 and summary["requests"] == 12
     assert not Path(str(out) + ".parts").exists()  # the per-image journal goes once every row is written
-    again = caption_command("served-vlm", str(data), str(out), backend="openai", base_url="http://127.0.0.1:9",
-                            log=lambda m: None)
+    again = caption_command(
+        "served-vlm", str(data), str(out), backend="openai", base_url="http://127.0.0.1:9", log=lambda m: None
+    )
     assert again["resumed"] == 11 and again["requests"] == 0  # nothing left: no server needed
 
 
@@ -233,8 +242,16 @@ def test_openai_client_error_is_not_retried(tmp_path):
 
     data, out = colour_rows(tmp_path, 2), tmp_path / "out.jsonl"
     with FakeOpenAI(describe, api_key="right") as server:
-        summary = caption_command("m", str(data), str(out), backend="openai", base_url=server.url, api_key="wrong",
-                                  retries=3, log=lambda m: None)
+        summary = caption_command(
+            "m",
+            str(data),
+            str(out),
+            backend="openai",
+            base_url=server.url,
+            api_key="wrong",
+            retries=3,
+            log=lambda m: None,
+        )
         assert server.received == 4  # one 401 per image, no retries
     # 3 rows, 4 images: no row is written, so a rerun with the right key asks for them again
     assert summary["failed"] == 3 and summary["request_errors"] == 4 and not out.read_text().strip()
@@ -243,8 +260,25 @@ def test_openai_client_error_is_not_retried(tmp_path):
     from phaserl.cli import app
 
     with FakeOpenAI(describe, api_key="right") as server:
-        r = CliRunner().invoke(app, ["data", "caption", "--backend", "openai", "--model", "m", "--input", str(data),
-                                     "--output", str(out), "--base-url", server.url, "--retries", "0"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "data",
+                "caption",
+                "--backend",
+                "openai",
+                "--model",
+                "m",
+                "--input",
+                str(data),
+                "--output",
+                str(out),
+                "--base-url",
+                server.url,
+                "--retries",
+                "0",
+            ],
+        )
     assert r.exit_code == 1 and "4 image(s) not captioned" in r.output
 
 
@@ -262,10 +296,32 @@ def test_openai_killed_run_continues_without_asking_twice(tmp_path):
     parts = Path(str(out) + ".parts")
     with FakeOpenAI(describe, hang_after=5) as server:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "CAPTION_KEY": "k"}
-        proc = subprocess.Popen([sys.executable, "-m", "phaserl", "data", "caption", "--backend", "openai",
-                                 "--model", "served-vlm", "--input", str(data), "--output", str(out),
-                                 "--base-url", server.url, "--api-key-env", "CAPTION_KEY", "--concurrency", "3"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "phaserl",
+                "data",
+                "caption",
+                "--backend",
+                "openai",
+                "--model",
+                "served-vlm",
+                "--input",
+                str(data),
+                "--output",
+                str(out),
+                "--base-url",
+                server.url,
+                "--api-key-env",
+                "CAPTION_KEY",
+                "--concurrency",
+                "3",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while sum(server.answered.values()) < 5 and time.time() < deadline:
             assert proc.poll() is None, "the caption run ended before the kill"
@@ -278,8 +334,9 @@ def test_openai_killed_run_continues_without_asking_twice(tmp_path):
         journaled = len(read(out)) + (len(parts.read_text().splitlines()) if parts.exists() else 0)
         assert journaled >= 5  # answered images are on disk (rows, or parts of the two-image row)
         server.hang_after = None
-        summary = caption_command("served-vlm", str(data), str(out), backend="openai", base_url=server.url,
-                                  log=lambda m: None)
+        summary = caption_command(
+            "served-vlm", str(data), str(out), backend="openai", base_url=server.url, log=lambda m: None
+        )
     assert max(server.answered.values()) == 1 and sum(server.answered.values()) == 12  # none asked twice
     assert summary["requests"] == 12 - first
     rows = read(out)

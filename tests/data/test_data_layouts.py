@@ -76,7 +76,9 @@ def test_mathv360k_json_list_needs_its_image_root():
     path = L / "mathv360k/train_samples_all_tuning.json"
     exs = load(path=str(path), adapter="mathv360k", image_root=str(L / "mathv360k/data_images"))
     assert [(e.id, e.answer, e.answer_type, e.source) for e in exs] == [
-        ("identity_12", "1", "auto", "TabMWP"), ("identity_3001", "A", "choice", "GeoQA+")]
+        ("identity_12", "1", "auto", "TabMWP"),
+        ("identity_3001", "A", "choice", "GeoQA+"),
+    ]
     assert pixel(exs[0].images[0]) == (30, 30, 220)
     with pytest.raises(DataError) as err:  # paths are relative to data_images/, not to the JSON's folder
         load(path=str(path), adapter="mathv360k")
@@ -95,8 +97,11 @@ def test_vermulti_foreign_paths_are_remapped():
     assert [e.answer for e in exs] == ["12", "1"] and exs[0].meta["system"] == "You are a helpful assistant."
     assert pixel(exs[1].images[0]) == (220, 30, 30)
     # the prefix may be written without file://, and an absolute new prefix needs no image_root
-    exs = load(path=str(path), adapter="vermulti",
-               image_path_map={FOREIGN.removeprefix("file://"): str(L / "vermulti/mathv60k_img") + "/"})
+    exs = load(
+        path=str(path),
+        adapter="vermulti",
+        image_path_map={FOREIGN.removeprefix("file://"): str(L / "vermulti/mathv60k_img") + "/"},
+    )
     assert exs[1].images == [str(L / "vermulti/mathv60k_img/red_2.png")]
 
 
@@ -106,7 +111,8 @@ def test_hub_rows_with_relative_paths_and_no_image_root(tmp_path):
     folder = tmp_path / "rel_hub" / "data"
     folder.mkdir(parents=True)
     datasets.Dataset.from_dict({"question": ["q?"], "answer": ["1"], "image": ["imgs/a.png"]}).to_parquet(
-        folder / "train-00000-of-00001.parquet")
+        folder / "train-00000-of-00001.parquet"
+    )
     with pytest.raises(DataError) as err:
         load(hub=str(tmp_path / "rel_hub"))
     msg = str(err.value)
@@ -114,18 +120,35 @@ def test_hub_rows_with_relative_paths_and_no_image_root(tmp_path):
     (tmp_path / "root" / "imgs").mkdir(parents=True)
     Image.new("RGB", (4, 4), "red").save(tmp_path / "root" / "imgs" / "a.png")
     assert load(hub=str(tmp_path / "rel_hub"), image_root=str(tmp_path / "root"))[0].images == [
-        str(tmp_path / "root" / "imgs" / "a.png")]
+        str(tmp_path / "root" / "imgs" / "a.png")
+    ]
 
 
 def test_dry_run_fails_on_an_unresolvable_image_naming_file_line_and_field():
     path = L / "vermulti/mathv60k_message.jsonl"
-    r = CliRunner().invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set",
-                                 f"stages.0.data=[{{path: {path}, adapter: vermulti}}]"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "recipes/smoke_tiny.yaml"),
+            "--dry-run",
+            "--set",
+            f"stages.0.data=[{{path: {path}, adapter: vermulti}}]",
+        ],
+    )
     assert r.exit_code == 2, r.output
     assert f"{path}:1 (field 'images')" in r.output and "image_path_map" in r.output
-    ok = CliRunner().invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set",
-                                  f"stages.0.data=[{{path: {path}, adapter: vermulti, "
-                                  f"image_path_map: {{'{FOREIGN}': mathv60k_img/}}}}]"])
+    ok = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "recipes/smoke_tiny.yaml"),
+            "--dry-run",
+            "--set",
+            f"stages.0.data=[{{path: {path}, adapter: vermulti, "
+            f"image_path_map: {{'{FOREIGN}': mathv60k_img/}}}}]",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "mathv60k_message (2 ex" in ok.output
 
@@ -142,6 +165,14 @@ def test_unreachable_hub_dataset_is_missing_data(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataMissing, match="org/set: cannot load from the hub"):
         load(hub="org/set")
-    r = CliRunner().invoke(app, ["train", str(ROOT / "recipes/smoke_tiny.yaml"), "--dry-run", "--set",
-                                 "stages.0.data=[{hub: org/set}]"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "recipes/smoke_tiny.yaml"),
+            "--dry-run",
+            "--set",
+            "stages.0.data=[{hub: org/set}]",
+        ],
+    )
     assert r.exit_code == 0 and "[missing: org/set: cannot load from the hub" in r.output

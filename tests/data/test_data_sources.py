@@ -152,10 +152,13 @@ def test_hub_loading_goes_through_datasets(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # read at call time
     folder = tmp_path / "org_set"
     folder.mkdir()
-    features = datasets.Features({"problem": datasets.Value("string"), "answer": datasets.Value("string"),
-                                  "image": datasets.Image()})
-    datasets.Dataset.from_dict({"problem": ["hub q"], "answer": ["5"], "image": [{"bytes": png_bytes(), "path": None}]},
-                               features=features).to_parquet(folder / "test.parquet")
+    features = datasets.Features(
+        {"problem": datasets.Value("string"), "answer": datasets.Value("string"), "image": datasets.Image()}
+    )
+    datasets.Dataset.from_dict(
+        {"problem": ["hub q"], "answer": ["5"], "image": [{"bytes": png_bytes(), "path": None}]},
+        features=features,
+    ).to_parquet(folder / "test.parquet")
     calls, real = [], datasets.load_dataset
 
     def load_dataset(name, subset, split):

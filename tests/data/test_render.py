@@ -39,7 +39,13 @@ def test_text_example_in_image_view_renders_as_text_and_missing_caption_is_an_er
 
 
 def test_text_view_uses_the_text_form_of_an_image_problem():
-    ex = Example(id="6", question="Solve the problem in the image.", answer="5", images=[IMG], caption="2+3",
-                 meta={"text_question": "What is 2+3?"})
+    ex = Example(
+        id="6",
+        question="Solve the problem in the image.",
+        answer="5",
+        images=[IMG],
+        caption="2+3",
+        meta={"text_question": "What is 2+3?"},
+    )
     assert _text(render(ex, "text")) == "What is 2+3?"
     assert _text(render(ex, "image")) == "Solve the problem in the image."

@@ -24,9 +24,22 @@ def _port() -> int:
 def command(backend: str, recipe: Path, out: Path, sets: list[str]) -> list[str]:
     """The launch command for `backend` (ddp, fsdp2) with `--set` overrides, on a free port."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    cmd = [accelerate, "launch", "--config_file", str(ROOT / f"configs/accelerate/{backend}.yaml"),
-           "--num_processes", "2", "--main_process_port", str(_port()), "-m", "phaserl", "train", str(recipe),
-           "--output", str(out)]
+    cmd = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(ROOT / f"configs/accelerate/{backend}.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(_port()),
+        "-m",
+        "phaserl",
+        "train",
+        str(recipe),
+        "--output",
+        str(out),
+    ]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -45,8 +58,9 @@ def run(cmd: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
 
 def start(cmd: list[str]) -> subprocess.Popen:
     """Start in the background, in its own session (for kill_tree)."""
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), cwd=ROOT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), cwd=ROOT, start_new_session=True
+    )
 
 
 def _descendants(pid: int) -> list[int]:

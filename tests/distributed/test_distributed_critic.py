@@ -24,11 +24,23 @@ import yaml
 
 ROOT = launching.ROOT
 CRITIC_LR = 1e-3
-FAST = ["stages.*.steps=1", "rollout.max_new_tokens=4", "logging.progress=false",
-        "model.gradient_checkpointing=true", "algo.kl_coef=0.0"]
-SLOW = ["stages.*.steps=3", "rollout.max_new_tokens=6", "logging.progress=false",
-        "model.gradient_checkpointing=true", "algo.ppo_epochs=2", "algo.mini_batches=2",
-        "optim.schedule=cosine", "critic.schedule=cosine"]
+FAST = [
+    "stages.*.steps=1",
+    "rollout.max_new_tokens=4",
+    "logging.progress=false",
+    "model.gradient_checkpointing=true",
+    "algo.kl_coef=0.0",
+]
+SLOW = [
+    "stages.*.steps=3",
+    "rollout.max_new_tokens=6",
+    "logging.progress=false",
+    "model.gradient_checkpointing=true",
+    "algo.ppo_epochs=2",
+    "algo.mini_batches=2",
+    "optim.schedule=cosine",
+    "critic.schedule=cosine",
+]
 
 
 def _recipe(folder: Path) -> Path:
@@ -78,7 +90,9 @@ def test_ppo_critic_on_two_processes_through_the_trainer(tmp_path, backend):
     first, second = out / "stages/1-text/final/critic", out / "stages/2-image-caption/final/critic"
     assert is_critic_folder(first) and is_critic_folder(second)
     c1, c2 = load_critic(first), load_critic(second)
-    start = dict(load_model("tiny:qwen2_5_vl").model.model.named_parameters())  # the critic's starting backbone
+    start = dict(
+        load_model("tiny:qwen2_5_vl").model.model.named_parameters()
+    )  # the critic's starting backbone
     own = dict(c1.backbone.named_parameters())
     assert own.keys() == start.keys()
     assert any(not torch.equal(own[n].detach(), start[n].detach()) for n in own)  # the backbone trained
@@ -99,7 +113,8 @@ def test_sigkill_mid_stage_and_rerun_keeps_policy_and_critic_bitwise(tmp_path, b
     launching.run(launching.command(backend, recipe, straight, SLOW))
     steps = [r for r in launching.rows(straight) if r.get("step", 0) > 0 and not r.get("final")]
     assert [r["critic/lr"] for r in steps] == pytest.approx(
-        [CRITIC_LR * lr_factor(r["step"] - 1, 3, 0.0, "cosine") for r in steps])  # changes every step
+        [CRITIC_LR * lr_factor(r["step"] - 1, 3, 0.0, "cosine") for r in steps]
+    )  # changes every step
 
     out = tmp_path / "killed"
     proc = launching.start(launching.command(backend, recipe, out, SLOW))

@@ -24,11 +24,19 @@ def _batches(processor):
     from PIL import Image
 
     def enc(texts, images=None):
-        msgs = [[{"role": "user", "content": ([{"type": "image"}] if images else []) + [{"type": "text",
-                                                                                       "text": t}]}]
-                for t in texts]
-        prompts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) + "The answer is 4."
-                   for m in msgs]
+        msgs = [
+            [
+                {
+                    "role": "user",
+                    "content": ([{"type": "image"}] if images else []) + [{"type": "text", "text": t}],
+                }
+            ]
+            for t in texts
+        ]
+        prompts = [
+            processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) + "The answer is 4."
+            for m in msgs
+        ]
         kw = {"images": images} if images else {}
         return dict(processor(text=prompts, return_tensors="pt", padding=True, padding_side="left", **kw))
 
@@ -44,7 +52,9 @@ def _token_mask(batch, image_pad: int) -> torch.Tensor:
 def _loss_sum(model, batch, image_pad: int) -> torch.Tensor:
     """Summed next-token NLL of the real text tokens (pads and image placeholders excluded)."""
     logits = model(**batch).logits[:, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
+    nll = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none"
+    )
     return (nll * _token_mask(batch, image_pad)).sum()
 
 
@@ -121,8 +131,19 @@ def test_fsdp2_text_only_rank_matches_single_process(tiny_vl, tmp_path):
     from safetensors.torch import load_file
 
     env = {**os.environ, "TINY_VL": tiny_vl, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), __file__, str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        __file__,
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     sharded = load_file(str(tmp_path / "fsdp2.safetensors"))
@@ -144,16 +165,32 @@ def test_fsdp2_text_only_rank_matches_single_process(tiny_vl, tmp_path):
     assert max(v for n, v in moved.items() if "language_model" in n) > 1e-4
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["none", "loss"])
 def test_without_the_in_forward_dummy_the_sharded_step_breaks(tiny_vl, tmp_path, mode):
     """The failure this guards against: with no dummy pass, or with the dummy added to the loss after the
     forward (DDP-style), rank 1's all-gathers do not line up with rank 0's and the gloo run aborts."""
-    env = {**os.environ, "TINY_VL": tiny_vl, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "DUMMY_MODE": mode, "PG_TIMEOUT": "40"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), __file__, str(tmp_path)]
+    env = {
+        **os.environ,
+        "TINY_VL": tiny_vl,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DUMMY_MODE": mode,
+        "PG_TIMEOUT": "40",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        __file__,
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert not (tmp_path / "fsdp2.safetensors").exists()

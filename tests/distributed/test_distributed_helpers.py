@@ -36,9 +36,16 @@ def test_iter_full_params_through_ddp_style_and_peft_wrappers():
     merged = dict(iter_full_params(lora))
     assert set(merged) == set(plain)  # base names, no adapter or original_module copies
     base_w = lora.base_model.model.proj.base_layer.weight.detach().clone()
-    delta = (lora.base_model.model.proj.lora_B["default"].weight @ lora.base_model.model.proj.lora_A["default"].weight)
-    torch.testing.assert_close(merged["proj.weight"], base_w + delta * lora.base_model.model.proj.scaling["default"])
-    torch.testing.assert_close(merged["head.weight"], plain["head.weight"] + 0.5)  # the trained copy is shipped
+    delta = (
+        lora.base_model.model.proj.lora_B["default"].weight
+        @ lora.base_model.model.proj.lora_A["default"].weight
+    )
+    torch.testing.assert_close(
+        merged["proj.weight"], base_w + delta * lora.base_model.model.proj.scaling["default"]
+    )
+    torch.testing.assert_close(
+        merged["head.weight"], plain["head.weight"] + 0.5
+    )  # the trained copy is shipped
     torch.testing.assert_close(lora.base_model.model.proj.base_layer.weight, base_w)  # unmerged afterwards
 
 

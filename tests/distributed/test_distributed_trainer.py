@@ -19,17 +19,25 @@ import pytest
 import torch
 
 ROOT = launching.ROOT
-SETS = ["stages.0.steps=2", "stages.1.steps=3", "stages.2.steps=2", "rollout.max_new_tokens=6",
-        "logging.progress=false", "model.gradient_checkpointing=true",
-        # stage 2: half the prompts text-only, so a step often gives one rank images and the other none
-        "stages.1.data.0.weight=1"]
+SETS = [
+    "stages.0.steps=2",
+    "stages.1.steps=3",
+    "stages.2.steps=2",
+    "rollout.max_new_tokens=6",
+    "logging.progress=false",
+    "model.gradient_checkpointing=true",
+    # stage 2: half the prompts text-only, so a step often gives one rank images and the other none
+    "stages.1.data.0.weight=1",
+]
 
 
 def _command(backend: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return launching.command(backend, ROOT / "recipes/smoke_tiny.yaml", out, [*SETS, *extra])
 
 
-def _run(backend: str, out: Path, timeout: int = 900, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _run(
+    backend: str, out: Path, timeout: int = 900, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     return launching.run(_command(backend, out, extra), timeout)
 
 
@@ -48,7 +56,15 @@ def test_two_process_run_through_the_trainer(tmp_path, backend):
     _run(backend, out, extra=("model.gradient_checkpointing=false",) if backend == "fsdp2" else ())
     rows = launching.rows(out)
     steps = [r for r in rows if r.get("step", 0) > 0 and not r.get("final")]
-    assert [(r["stage_index"], r["step"]) for r in steps] == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    assert [(r["stage_index"], r["step"]) for r in steps] == [
+        (0, 1),
+        (0, 2),
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 1),
+        (2, 2),
+    ]
     for r in steps:  # the tower ran as often on every rank, text-only ranks included
         assert r["dist/vision_forwards_min"] == r["dist/vision_forwards_max"] >= 1, r
         assert r["kl"] == r["kl"]  # KL to the reference computed (finite)
@@ -65,8 +81,9 @@ def test_two_process_run_through_the_trainer(tmp_path, backend):
     model = AutoModelForImageTextToText.from_pretrained(out / "stages/3-image/final")
     own = dict(model.named_parameters())
     assert len(weights) == len(own) > 10
-    assert sorted(float(t.double().sum()) for t in weights.values()) == \
-        sorted(float(p.detach().double().sum()) for p in own.values())
+    assert sorted(float(t.double().sum()) for t in weights.values()) == sorted(
+        float(p.detach().double().sum()) for p in own.values()
+    )
     start = AutoModelForImageTextToText.from_pretrained(out / "stages/1-text/final")
     moved = [n for n, p in start.named_parameters() if not torch.equal(p.detach(), own[n].detach())]
     assert any("visual" in n for n in moved) and any("language_model" in n for n in moved)

@@ -46,9 +46,13 @@ def test_mathvista_reports_missing_images_and_text_only_on_request():
     with pytest.raises(MissingImagesError) as info:
         load_benchmark("mathvista:testmini", FIX, image_dir=FIX / "mathvista_images")
     assert info.value.ids == ["225"]
-    kept = load_benchmark("mathvista:testmini", FIX, image_dir=FIX / "mathvista_images", missing_images="skip")
+    kept = load_benchmark(
+        "mathvista:testmini", FIX, image_dir=FIX / "mathvista_images", missing_images="skip"
+    )
     assert [e.id for e in kept] == ["5", "2", "1"] and all(e.images for e in kept)
-    text = load_benchmark("mathvista:testmini", FIX, image_dir=FIX / "mathvista_images", missing_images="text")
+    text = load_benchmark(
+        "mathvista:testmini", FIX, image_dir=FIX / "mathvista_images", missing_images="text"
+    )
     assert [e.id for e in text if not e.images] == ["225"] and text[-1].meta["image_missing"]
 
 
@@ -68,7 +72,9 @@ def test_mathverse_text_only_and_vision_versions():
     vision = load_benchmark("mathverse:testmini", FIX)
     assert [e.meta["problem_version"] for e in vision] == ["Vision Intensive", "Vision Only"]
     assert all(Path(e.images[0]).is_file() for e in vision)
-    assert vision[1].question.startswith("Please first conduct reasoning")  # empty question -> official prompt
+    assert vision[1].question.startswith(
+        "Please first conduct reasoning"
+    )  # empty question -> official prompt
 
 
 def test_olympiadbench_both_formats():
@@ -98,7 +104,9 @@ def test_data_dir_resolution_and_missing_file_message(tmp_path, monkeypatch):
     assert resolve_data_dir(None) == (FIX, "$PHASERL_DATA")
     assert len(load_benchmark("gsm8k")) == 3
     assert resolve_data_dir(tmp_path)[1] == "--data-dir"
-    with pytest.raises(DataError, match=r"gsm8k/test.jsonl not found under .* \(data directory from --data-dir\)"):
+    with pytest.raises(
+        DataError, match=r"gsm8k/test.jsonl not found under .* \(data directory from --data-dir\)"
+    ):
         load_benchmark("gsm8k", tmp_path)
     monkeypatch.delenv("PHASERL_DATA")
     monkeypatch.chdir(tmp_path)
@@ -117,17 +125,38 @@ def test_hub_loading_converts_rows_with_in_memory_images(monkeypatch):
     import phaserl.eval.loaders.hub as hub
 
     img = Image.new("RGB", (8, 8))
-    rows = [{"id": "1", "question": "How many?\n<image1>", "options": [], "answer": "3", "level": 1,
-             "subject": "counting", "image": "images/1.jpg", "decoded_image": img}]
+    rows = [
+        {
+            "id": "1",
+            "question": "How many?\n<image1>",
+            "options": [],
+            "answer": "3",
+            "level": 1,
+            "subject": "counting",
+            "image": "images/1.jpg",
+            "decoded_image": img,
+        }
+    ]
     monkeypatch.setattr(hub, "hub_rows", lambda dataset, split, config=None: rows)
     exs = load_benchmark("mathvision:testmini", hub=True)
     assert exs[0].images == [img] and exs[0].answer == "3"
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
-@pytest.mark.parametrize("name, count", [
-    ("mathvision:testmini", 304), ("mathverse:testmini_text_only", 788), ("olympiadbench", 675),
-    ("math500", 500), ("gsm8k", 1319), ("aime24", 30), ("aime25", 30), ("amc23", 40), ("minerva_math", 272)])
+@pytest.mark.parametrize(
+    "name, count",
+    [
+        ("mathvision:testmini", 304),
+        ("mathverse:testmini_text_only", 788),
+        ("olympiadbench", 675),
+        ("math500", 500),
+        ("gsm8k", 1319),
+        ("aime24", 30),
+        ("aime25", 30),
+        ("amc23", 40),
+        ("minerva_math", 272),
+    ],
+)
 def test_shared_files_load_completely(name, count):
     assert len(load_benchmark(name, SHARED, missing_images="ignore")) == count
 
@@ -141,8 +170,7 @@ def test_shared_mathvista_without_images_says_which():
 
 
 def test_every_registered_benchmark_has_a_fixture():
-    missing = [n for n in BENCHMARKS if n != "mathvision:test"
-               and not (FIX / BENCHMARKS[n].path).is_file()]
+    missing = [n for n in BENCHMARKS if n != "mathvision:test" and not (FIX / BENCHMARKS[n].path).is_file()]
     assert missing == []
 
 

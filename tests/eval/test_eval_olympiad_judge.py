@@ -153,9 +153,13 @@ def test_scorer_takes_the_tolerance_from_the_item():
 def test_tuple_items_are_judged_with_the_default_tolerance():
     tuple_item = _example("(1, 2)", error=[0.5])
     tuple_item.meta["answer_type"] = "Tuple"
-    assert not score_one(OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}").correct
+    assert not score_one(
+        OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}"
+    ).correct
     tuple_item.meta["answer_type"] = "Numerical"
-    assert score_one(OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}").correct
+    assert score_one(
+        OlympiadScorer(), tuple_item, response="So the final answer is \\boxed{(1.2, 2)}"
+    ).correct
 
 
 # ---- 6. numbers: float() and the percentage readings of the gold ---------------------------------------
@@ -226,9 +230,16 @@ def test_constants_compare_within_the_tolerance():
 
 def test_symbols_are_case_sensitive_and_physics_symbols_parse():
     assert judge("0.64N", "0.64n") is False  # sympy's parse_latex keeps case
-    assert judge("\\frac{G M_{\\odot}}{R_{\\odot}^{2}}", "G M_{\\odot} R_{\\odot}^{-2}") is True  # \odot: a symbol
-    assert judge("n(\\nu)=A \\nu^{2} e^{\\frac{-h \\nu}{k_{\\mathrm{B}} T}}",
-                 "n(\\nu) = \\nu^2 A e^{-h \\nu / (k_B T)}") is True  # exp of a symbolic quotient is evaluated
+    assert (
+        judge("\\frac{G M_{\\odot}}{R_{\\odot}^{2}}", "G M_{\\odot} R_{\\odot}^{-2}") is True
+    )  # \odot: a symbol
+    assert (
+        judge(
+            "n(\\nu)=A \\nu^{2} e^{\\frac{-h \\nu}{k_{\\mathrm{B}} T}}",
+            "n(\\nu) = \\nu^2 A e^{-h \\nu / (k_B T)}",
+        )
+        is True
+    )  # exp of a symbolic quotient is evaluated
 
 
 def test_a_symbol_on_one_side_only_is_unequal():
@@ -283,19 +294,23 @@ def test_identities_and_several_equals_signs_are_not_equations():
 
 
 def _example(answer: str, error: list[float] | None = None) -> Example:
-    return Example(id="t", question="q", answer=answer, answer_type="math", source="olympiadbench",
-                   meta={"error": error})
+    return Example(
+        id="t", question="q", answer=answer, answer_type="math", source="olympiadbench", meta={"error": error}
+    )
 
 
-@pytest.mark.parametrize("response, correct", [
-    ("Thus ... So the final answer is $\\boxed{\\frac{1}{2}}$", True),
-    ("So the final answer is \\boxed{0.5}.\nI hope it is correct.", True),
-    ("So the final answer is \\boxed{50}", True),  # gold x 100
-    ("\\boxed{2}\nSo the final answer is \\boxed{0.5}", True),  # only the final-answer line counts
-    ("So the final answer is \\boxed{0.5}\nAlso \\boxed{2}", True),
-    ("\\boxed{0.5} or \\boxed{2}", False),  # two answers for one
-    ("The answer is 0.5", False),  # no box, no $ on the last line: the whole sentence
-])
+@pytest.mark.parametrize(
+    "response, correct",
+    [
+        ("Thus ... So the final answer is $\\boxed{\\frac{1}{2}}$", True),
+        ("So the final answer is \\boxed{0.5}.\nI hope it is correct.", True),
+        ("So the final answer is \\boxed{50}", True),  # gold x 100
+        ("\\boxed{2}\nSo the final answer is \\boxed{0.5}", True),  # only the final-answer line counts
+        ("So the final answer is \\boxed{0.5}\nAlso \\boxed{2}", True),
+        ("\\boxed{0.5} or \\boxed{2}", False),  # two answers for one
+        ("The answer is 0.5", False),  # no box, no $ on the last line: the whole sentence
+    ],
+)
 def test_scorer_end_to_end(response, correct):
     assert score_one(OlympiadScorer(), _example("0.5"), response=response).correct is correct
 
@@ -332,14 +347,17 @@ def _verify_rows(tmp_path, cases) -> list[bool | None]:
     from phaserl.rewards.cli import verify_command
 
     pairs, out = tmp_path / "pairs.jsonl", tmp_path / "out.jsonl"
-    pairs.write_text("".join(json.dumps({"gold": g, "pred": r, "tolerance": t}) + "\n" for g, r, t, _ in cases))
+    pairs.write_text(
+        "".join(json.dumps({"gold": g, "pred": r, "tolerance": t}) + "\n" for g, r, t, _ in cases)
+    )
     assert verify_command(pairs, out, workers=1) == 0
     return [json.loads(line)["equal"] for line in out.read_text().splitlines()]
 
 
 def test_phaserl_verify_with_a_tolerance_follows_the_official_rules(tmp_path):
-    assert [judge(g, final_answer_text(r), t) for g, r, t, _ in FOLLOWED + DIFFERS] == \
-        [want for *_, want in FOLLOWED + DIFFERS]  # the judge itself, as a check on the table
+    assert [judge(g, final_answer_text(r), t) for g, r, t, _ in FOLLOWED + DIFFERS] == [
+        want for *_, want in FOLLOWED + DIFFERS
+    ]  # the judge itself, as a check on the table
     verdicts = _verify_rows(tmp_path, FOLLOWED + DIFFERS)
-    assert verdicts[:len(FOLLOWED)] == [want for *_, want in FOLLOWED]
-    assert verdicts[len(FOLLOWED):] == [not want for *_, want in DIFFERS]
+    assert verdicts[: len(FOLLOWED)] == [want for *_, want in FOLLOWED]
+    assert verdicts[len(FOLLOWED) :] == [not want for *_, want in DIFFERS]

@@ -34,8 +34,13 @@ class ScriptedEngine:
             key = next(k for k in self.answers if k in text)
             texts += [self.answers[key][s % len(self.answers[key])] for s in range(params.n)]
         n = len(texts)
-        return Completions(prompt_ids=[[1]] * n, completion_ids=[[2, 3]] * n, texts=texts,
-                           logp=[torch.zeros(2)] * n, truncated=[False] * n)
+        return Completions(
+            prompt_ids=[[1]] * n,
+            completion_ids=[[2, 3]] * n,
+            texts=texts,
+            logp=[torch.zeros(2)] * n,
+            truncated=[False] * n,
+        )
 
     def sync_weights(self, model):
         pass
@@ -56,8 +61,9 @@ ANSWERS = {  # keyed by a phrase of each fixture question; gold in the comment
 def test_evaluate_examples_exact_numbers_with_a_scripted_engine():
     exs = load_benchmark("mathvision:testmini", FIX)
     engine = ScriptedEngine(ANSWERS)
-    out = evaluate_examples(engine, exs, MathVisionScorer(), template="boxed", max_new_tokens=32, samples=2,
-                            temperature=1.0)
+    out = evaluate_examples(
+        engine, exs, MathVisionScorer(), template="boxed", max_new_tokens=32, samples=2, temperature=1.0
+    )
     # correct samples: digits 1 of 2, daisy 2, Misty 2, Ingrid 2, semicircle 2, reflected 2 -> 11 of 16
     assert out["accuracy"] == pytest.approx(11 / 16)
     assert out["format_rate"] == pytest.approx(14 / 16)  # "It must be picture D." has no \boxed{}
@@ -76,8 +82,15 @@ def test_text_only_model_gets_the_text_view():
 
 def test_eval_command_resumes_and_refuses_mixed_settings(tmp_path):
     engine = ScriptedEngine(ANSWERS)
-    kwargs = dict(data_dir=FIX, samples=2, temperature=1.0, batch_size=3, rollout_engine=engine, progress=False,
-                  echo=lambda s: None)
+    kwargs = dict(
+        data_dir=FIX,
+        samples=2,
+        temperature=1.0,
+        batch_size=3,
+        rollout_engine=engine,
+        progress=False,
+        echo=lambda s: None,
+    )
     res = eval_command("scripted", "mathvision:testmini", tmp_path, **kwargs)["mathvision:testmini"]
     assert (res["correct"], res["total"], res["generated_now"]) == (11, 16, 8)
     # items with at least one correct sample: all but Gerda (B) and hamburgers (3) -> 6 of 8
@@ -100,19 +113,48 @@ def test_eval_command_through_a_typer_cli(tmp_path):
     app = typer.Typer()
 
     @app.command()
-    def eval(model: str = typer.Option(...), benchmarks: str = typer.Option(...),  # noqa: A001
-             output: Path = typer.Option(...), limit: int = typer.Option(None), data_dir: Path = typer.Option(None)):
-        eval_command(model, benchmarks, output, limit, data_dir=data_dir, rollout_engine=ScriptedEngine(ANSWERS),
-                     progress=False, echo=typer.echo)
+    def eval(
+        model: str = typer.Option(...),
+        benchmarks: str = typer.Option(...),  # noqa: A001
+        output: Path = typer.Option(...),
+        limit: int = typer.Option(None),
+        data_dir: Path = typer.Option(None),
+    ):
+        eval_command(
+            model,
+            benchmarks,
+            output,
+            limit,
+            data_dir=data_dir,
+            rollout_engine=ScriptedEngine(ANSWERS),
+            progress=False,
+            echo=typer.echo,
+        )
 
     @app.command()
     def other() -> None:
         pass
 
-    res = CliRunner().invoke(app, ["eval", "--model", "x", "--benchmarks", "mathvision:testmini", "--output",
-                                   str(tmp_path), "--limit", "3", "--data-dir", str(FIX)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "x",
+            "--benchmarks",
+            "mathvision:testmini",
+            "--output",
+            str(tmp_path),
+            "--limit",
+            "3",
+            "--data-dir",
+            str(FIX),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert res.output.strip().splitlines()[-1] == "mathvision:testmini: 3/3 = 100.00%"  # greedy: digits 6, daisy 61, D
+    assert (
+        res.output.strip().splitlines()[-1] == "mathvision:testmini: 3/3 = 100.00%"
+    )  # greedy: digits 6, daisy 61, D
 
 
 def test_unknown_benchmark_fails_before_loading_a_model(tmp_path):
@@ -123,13 +165,18 @@ def test_unknown_benchmark_fails_before_loading_a_model(tmp_path):
 def test_tiny_vlm_on_eight_mathvision_items(tmp_path):
     """The real path: load tiny:qwen2_5_vl, batched HF generation with images, score, report, resume."""
     out = tmp_path / "run"
-    kwargs = dict(data_dir=FIX, samples=2, max_new_tokens=8, batch_size=4, progress=False, echo=lambda s: None)
+    kwargs = dict(
+        data_dir=FIX, samples=2, max_new_tokens=8, batch_size=4, progress=False, echo=lambda s: None
+    )
     res = eval_command("tiny:qwen2_5_vl", "mathvision:testmini", out, **kwargs)["mathvision:testmini"]
     folder = out / "mathvision_testmini"
     records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
     assert len(records) == 16 and {(r["id"], r["sample"]) for r in records} == {
-        (i, s) for i in ("4", "5", "6", "39", "55", "250", "2513", "2955") for s in (0, 1)}
-    assert all(r["view"] == "image" and len(r["images"]) == 1 and r["completion_tokens"] <= 8 for r in records)
+        (i, s) for i in ("4", "5", "6", "39", "55", "250", "2513", "2955") for s in (0, 1)
+    }
+    assert all(
+        r["view"] == "image" and len(r["images"]) == 1 and r["completion_tokens"] <= 8 for r in records
+    )
     assert all(r["extraction"] == extract(r["response"]) for r in records)  # the official extraction
     assert res["correct"] == sum(r["correct"] for r in records) and res["total"] == 16
     assert res["samples_per_item"] == 2 and 0.0 <= res["pass@2"] <= 1.0 and res["mean@2"] == res["accuracy"]

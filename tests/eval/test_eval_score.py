@@ -36,7 +36,9 @@ ROWS = [
 def test_score_command_result_and_last_line(tmp_path):
     lines: list[str] = []
     out = tmp_path / "res" / "result.json"
-    result = score_command("mathvision:testmini", _write(tmp_path / "p.jsonl", ROWS), FIX, out, echo=lines.append)
+    result = score_command(
+        "mathvision:testmini", _write(tmp_path / "p.jsonl", ROWS), FIX, out, echo=lines.append
+    )
     assert (result["total"], result["correct"]) == (6, 5)
     assert result["accuracy"] == pytest.approx(5 / 6)
     assert lines[-1] == "mathvision:testmini: 5/6 = 83.33%"
@@ -52,15 +54,25 @@ def test_score_command_result_and_last_line(tmp_path):
 
 def test_score_command_rejects_unknown_ids_and_empty_rows(tmp_path):
     with pytest.raises(DataError, match=r"p.jsonl:2 \(field 'id'\)"):
-        score_command("mathvision:testmini", _write(tmp_path / "p.jsonl", [ROWS[0], {"id": "nope", "response": "x"}]),
-                      FIX, echo=lambda s: None)
+        score_command(
+            "mathvision:testmini",
+            _write(tmp_path / "p.jsonl", [ROWS[0], {"id": "nope", "response": "x"}]),
+            FIX,
+            echo=lambda s: None,
+        )
     with pytest.raises(DataError, match=r"p.jsonl:1 \(field 'response'\)"):
-        score_command("mathvision:testmini", _write(tmp_path / "p.jsonl", [{"id": "4"}]), FIX, echo=lambda s: None)
+        score_command(
+            "mathvision:testmini", _write(tmp_path / "p.jsonl", [{"id": "4"}]), FIX, echo=lambda s: None
+        )
 
 
 def test_samples_give_pass_and_mean_at_k(tmp_path):
-    rows = [{"id": "4", "response": "\\boxed{6}"}, {"id": "4", "response": "\\boxed{7}"},
-            {"id": "5", "response": "\\boxed{1}"}, {"id": "5", "response": "\\boxed{2}"}]
+    rows = [
+        {"id": "4", "response": "\\boxed{6}"},
+        {"id": "4", "response": "\\boxed{7}"},
+        {"id": "5", "response": "\\boxed{1}"},
+        {"id": "5", "response": "\\boxed{2}"},
+    ]
     lines: list[str] = []
     result = score_command("mathvision:testmini", _write(tmp_path / "p.jsonl", rows), FIX, echo=lines.append)
     assert result["samples_per_item"] == 2
@@ -82,18 +94,26 @@ def test_pass_at_k_by_hand():
 def test_breakdown_counts_list_values_under_each_entry():
     from phaserl.data.schema import Example
 
-    exs = [Example(id="1", question="q", meta={"skills": ["a", "b"]}), Example(id="2", question="q",
-                                                                             meta={"skills": ["b"]})]
+    exs = [
+        Example(id="1", question="q", meta={"skills": ["a", "b"]}),
+        Example(id="2", question="q", meta={"skills": ["b"]}),
+    ]
     out = breakdown(exs, [1.0, 0.0], ("skills", "missing"))
-    assert out == {"skills": {"a": {"correct": 1, "total": 1, "accuracy": 1.0},
-                              "b": {"correct": 1, "total": 2, "accuracy": 0.5}}}
+    assert out == {
+        "skills": {
+            "a": {"correct": 1, "total": 1, "accuracy": 1.0},
+            "b": {"correct": 1, "total": 2, "accuracy": 0.5},
+        }
+    }
 
 
 def test_score_through_a_typer_cli(tmp_path):
     app = typer.Typer()
 
     @app.command()
-    def score(benchmark: str, predictions: Path, data_dir: Path = typer.Option(None), out: Path = typer.Option(None)):
+    def score(
+        benchmark: str, predictions: Path, data_dir: Path = typer.Option(None), out: Path = typer.Option(None)
+    ):
         score_command(benchmark, predictions, data_dir, out, echo=typer.echo)
 
     @app.command()
@@ -101,16 +121,30 @@ def test_score_through_a_typer_cli(tmp_path):
         pass
 
     preds = _write(tmp_path / "p.jsonl", ROWS[:3])
-    res = CliRunner().invoke(app, ["score", "mathvision:testmini", str(preds), "--data-dir", str(FIX),
-                                   "--out", str(tmp_path / "r.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "mathvision:testmini",
+            str(preds),
+            "--data-dir",
+            str(FIX),
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines()[-1] == "mathvision:testmini: 2/3 = 66.67%"
     assert json.loads((tmp_path / "r.json").read_text())["correct"] == 2
 
 
 def test_score_mathvista_with_given_extractions_uses_official_normalisation(tmp_path):
-    rows = [{"id": "5", "extraction": "(A) 97"}, {"id": "2", "extraction": "1000.0"},
-            {"id": "1", "extraction": "1.24"}, {"id": "225", "extraction": "[0, 2]"}]
+    rows = [
+        {"id": "5", "extraction": "(A) 97"},
+        {"id": "2", "extraction": "1000.0"},
+        {"id": "1", "extraction": "1.24"},
+        {"id": "225", "extraction": "[0, 2]"},
+    ]
     result = score_command("mathvista:testmini", _write(tmp_path / "p.jsonl", rows), FIX, echo=lambda s: None)
     assert result["correct"] == 3 and result["scorer"] == "mathvista_rules"
     assert set(result["breakdown"]) >= {"question_type", "answer_type", "language", "skills", "grade"}
@@ -119,8 +153,12 @@ def test_score_mathvista_with_given_extractions_uses_official_normalisation(tmp_
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
 def test_score_official_internlm_file(tmp_path):
     lines: list[str] = []
-    result = score_command("mathvision:test", SHARED / "official_outputs" / "mathvision" /
-                           "InternLM-XComposer2-VL-CoT.jsonl", SHARED / "benchmarks", echo=lines.append)
+    result = score_command(
+        "mathvision:test",
+        SHARED / "official_outputs" / "mathvision" / "InternLM-XComposer2-VL-CoT.jsonl",
+        SHARED / "benchmarks",
+        echo=lines.append,
+    )
     assert lines[-1] == "mathvision:test: 437/3040 = 14.37%" and result["missing_predictions"] == 0
 
 
@@ -142,10 +180,26 @@ VERSE = [  # (sample_index, question_type, gold, prediction row)
 
 def verse_dir(tmp_path: Path) -> tuple[Path, Path]:
     """A data folder holding a 10-item mathverse/testmini.json (the official fields) and predictions for it."""
-    rows = [{"sample_index": i, "problem_index": i, "problem_version": "Vision Dominant", "question": f"Question {i}?",
-             "image": f"images_version_1/image_{i}.png", "answer": gold, "question_type": qtype,
-             "metadata": {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"},
-             "query_wo": "", "query_cot": ""} for i, qtype, gold, _ in VERSE]
+    rows = [
+        {
+            "sample_index": i,
+            "problem_index": i,
+            "problem_version": "Vision Dominant",
+            "question": f"Question {i}?",
+            "image": f"images_version_1/image_{i}.png",
+            "answer": gold,
+            "question_type": qtype,
+            "metadata": {
+                "split": "testmini",
+                "source": "GeoQA",
+                "subject": "Plane Geometry",
+                "subfield": "Angle",
+            },
+            "query_wo": "",
+            "query_cot": "",
+        }
+        for i, qtype, gold, _ in VERSE
+    ]
     data = tmp_path / "bench"
     (data / "mathverse").mkdir(parents=True)
     (data / "mathverse" / "testmini.json").write_text(json.dumps(rows))
@@ -176,8 +230,17 @@ def test_llm_extract_and_judge_concurrent_cached_and_recorded(tmp_path):
     data, preds = verse_dir(tmp_path)
     cache, out = tmp_path / "llm.jsonl", tmp_path / "result.json"
     with FakeOpenAI(fake_judge, fail_first=2, delay=0.05) as server:
-        result = score_command("mathverse:testmini", preds, data, out, llm_base_url=server.url,
-                               llm_model="judge-model", llm_cache=cache, llm_concurrency=4, echo=lambda m: None)
+        result = score_command(
+            "mathverse:testmini",
+            preds,
+            data,
+            out,
+            llm_base_url=server.url,
+            llm_model="judge-model",
+            llm_cache=cache,
+            llm_concurrency=4,
+            echo=lambda m: None,
+        )
         # 9 extractions (one row has its extraction); judged: the 6 extractions that are not the gold verbatim
         # ("(B)", "2191.7 metres", "6", "0.50", "A" for C, "30°"); the empty one is no answer
         assert sum(server.answered.values()) == 9 + 6 and max(server.answered.values()) == 1
@@ -192,9 +255,24 @@ def test_llm_extract_and_judge_concurrent_cached_and_recorded(tmp_path):
         assert llm["model"] == "judge-model" and llm["base_url"] == server.url and llm["requests"] == 15
         assert llm["extract_prompt"].startswith("Below are") and "Standard answer" in llm["judge_prompt"]
         received = server.received
-        r = CliRunner().invoke(_app(), ["score", "mathverse:testmini", str(preds), "--data-dir", str(data),
-                                        "--out", str(out), "--llm-base-url", server.url, "--llm-model", "judge-model",
-                                        "--llm-cache", str(cache)])
+        r = CliRunner().invoke(
+            _app(),
+            [
+                "score",
+                "mathverse:testmini",
+                str(preds),
+                "--data-dir",
+                str(data),
+                "--out",
+                str(out),
+                "--llm-base-url",
+                server.url,
+                "--llm-model",
+                "judge-model",
+                "--llm-cache",
+                str(cache),
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert server.received == received  # the rerun is answered from the cache
         again = json.loads(out.read_text())
@@ -206,8 +284,19 @@ def test_llm_api_key_from_the_environment(tmp_path, monkeypatch):
     from fake_openai_server import FakeOpenAI
 
     data, preds = verse_dir(tmp_path)
-    args = ["score", "mathverse:testmini", str(preds), "--data-dir", str(data), "--llm-model", "m",
-            "--llm-cache", str(tmp_path / "c.jsonl"), "--llm-api-key-env", "JUDGE_KEY"]
+    args = [
+        "score",
+        "mathverse:testmini",
+        str(preds),
+        "--data-dir",
+        str(data),
+        "--llm-model",
+        "m",
+        "--llm-cache",
+        str(tmp_path / "c.jsonl"),
+        "--llm-api-key-env",
+        "JUDGE_KEY",
+    ]
     with FakeOpenAI(fake_judge, api_key="s3cret") as server:
         r = CliRunner().invoke(_app(), [*args, "--llm-base-url", server.url])
         assert r.exit_code == 2 and "JUDGE_KEY" in r.output and server.received == 0  # unset: refused early
@@ -231,12 +320,33 @@ def test_killed_scoring_rerun_asks_nothing_twice(tmp_path):
 
     data, preds = verse_dir(tmp_path)
     cache = tmp_path / "llm.jsonl"
-    args = ["mathverse:testmini", str(preds), "--data-dir", str(data), "--llm-model", "judge-model",
-            "--llm-cache", str(cache)]
+    args = [
+        "mathverse:testmini",
+        str(preds),
+        "--data-dir",
+        str(data),
+        "--llm-model",
+        "judge-model",
+        "--llm-cache",
+        str(cache),
+    ]
     with FakeOpenAI(fake_judge, hang_after=4) as server:
-        proc = subprocess.Popen([sys.executable, "-m", "phaserl", "score", *args, "--llm-base-url", server.url,
-                                 "--llm-concurrency", "2"], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "phaserl",
+                "score",
+                *args,
+                "--llm-base-url",
+                server.url,
+                "--llm-concurrency",
+                "2",
+            ],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
         while sum(server.answered.values()) < 4 and time.time() < deadline:
             assert proc.poll() is None, "the scoring run ended before the kill"
@@ -246,8 +356,16 @@ def test_killed_scoring_rerun_asks_nothing_twice(tmp_path):
         proc.wait(timeout=30)
         assert sum(server.answered.values()) == 4 and len(cache.read_text().splitlines()) == 4
         server.hang_after = None
-        result = score_command(*args[:1], preds, data, None, llm_base_url=server.url, llm_model="judge-model",
-                               llm_cache=cache, echo=lambda m: None)
+        result = score_command(
+            *args[:1],
+            preds,
+            data,
+            None,
+            llm_base_url=server.url,
+            llm_model="judge-model",
+            llm_cache=cache,
+            echo=lambda m: None,
+        )
     assert max(server.answered.values()) == 1 and sum(server.answered.values()) == 15
     assert result["llm"]["requests"] == 11 and result["correct"] == 7
 

@@ -29,37 +29,51 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 # ---- MathVision -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("response, expected", [
-    ("So the kitten picture is D.", "d"),  # trailing " D."
-    ("(B)\nBecause the cube ...", "b"),  # leading "(B)\n"
-    ("The total is 12", "12"),  # text after the last "is " is a number
-    ("Counting gives 6. The answer is 7. I hope it is right", "7"),  # flag, then first sentence
-    ("I think \\boxed{3} no wait \\boxed{\\frac{5}{2}}", "\\frac{5}{2}"),  # last of several boxes
-    ("so $x = \\boxed{12^{\\circ}}$", "12"),  # degrees dropped
-    ("\\boxed{\\text{(C)}}", "c"),  # option wrapper
-    ("Liepa was born on \\boxed{\\text{Friday}}.", "{friday}"),  # official leaves the braces
-    ("The ladybird sits on flower (C), as it has most petals.", "theladybirdsitsonflowerc,asithasmostpetals"),
-    ("The answer is 0.5", "\\frac{1}{2}"),  # MATH's 0.5 special case
-    ("x = 3/4", "\\frac{3}{4}"),
-])
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("So the kitten picture is D.", "d"),  # trailing " D."
+        ("(B)\nBecause the cube ...", "b"),  # leading "(B)\n"
+        ("The total is 12", "12"),  # text after the last "is " is a number
+        ("Counting gives 6. The answer is 7. I hope it is right", "7"),  # flag, then first sentence
+        ("I think \\boxed{3} no wait \\boxed{\\frac{5}{2}}", "\\frac{5}{2}"),  # last of several boxes
+        ("so $x = \\boxed{12^{\\circ}}$", "12"),  # degrees dropped
+        ("\\boxed{\\text{(C)}}", "c"),  # option wrapper
+        ("Liepa was born on \\boxed{\\text{Friday}}.", "{friday}"),  # official leaves the braces
+        (
+            "The ladybird sits on flower (C), as it has most petals.",
+            "theladybirdsitsonflowerc,asithasmostpetals",
+        ),
+        ("The answer is 0.5", "\\frac{1}{2}"),  # MATH's 0.5 special case
+        ("x = 3/4", "\\frac{3}{4}"),
+    ],
+)
 def test_mathvision_extraction(response, expected):
     assert mathvision.extract(response) == expected
 
 
-@pytest.mark.parametrize("pred, gold, equal", [
-    ("d", "D", True),
-    ("2\\cdot4\\cdot3", "24", True),  # evaluated
-    ("0.333", "\\frac{1}{3}", True),  # 2-decimal rounding
-    ("0.34", "\\frac{1}{3}", False),
-    ("(3.0,-4)", "(3.001,-4)", True),  # tuple entries rounded to 2 decimals
-    ("(3,-4)", "(3.001,-4)", False),  # QUIRK kept: entries compare as text, and "3" != "3.0"
-    ("(3,-4)", "(3,4)", False),
-    ("\\frac{11}{2}}.theansweris:\\frac{11}{2", "5.5", True),  # the official parser stops at the stray brace
-    ("1080", "$1080^{\\circ}$", False),  # official: degrees in the option text do not parse
-    ("1,000", "1000", False),  # official: a comma makes a list
-    ("a", "e", False),
-    ("", "", False),
-])
+@pytest.mark.parametrize(
+    "pred, gold, equal",
+    [
+        ("d", "D", True),
+        ("2\\cdot4\\cdot3", "24", True),  # evaluated
+        ("0.333", "\\frac{1}{3}", True),  # 2-decimal rounding
+        ("0.34", "\\frac{1}{3}", False),
+        ("(3.0,-4)", "(3.001,-4)", True),  # tuple entries rounded to 2 decimals
+        ("(3,-4)", "(3.001,-4)", False),  # QUIRK kept: entries compare as text, and "3" != "3.0"
+        ("(3,-4)", "(3,4)", False),
+        (
+            "\\frac{11}{2}}.theansweris:\\frac{11}{2",
+            "5.5",
+            True,
+        ),  # the official parser stops at the stray brace
+        ("1080", "$1080^{\\circ}$", False),  # official: degrees in the option text do not parse
+        ("1,000", "1000", False),  # official: a comma makes a list
+        ("a", "e", False),
+        ("", "", False),
+    ],
+)
 def test_mathvision_is_equal(pred, gold, equal):
     assert mathvision.is_equal(pred, gold) is equal
 
@@ -104,10 +118,13 @@ def _read_jsonl(path: Path) -> list[dict]:
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
 @pytest.mark.parametrize("model, official", [("Gemini-Pro-CoT", 436), ("InternLM-XComposer2-VL-CoT", 437)])
 def test_mathvision_official_outputs_reproduced(model, official):
-    examples = {e.id: e for e in load_benchmark("mathvision:test", SHARED / "benchmarks", missing_images="ignore")}
+    examples = {
+        e.id: e for e in load_benchmark("mathvision:test", SHARED / "benchmarks", missing_images="ignore")
+    }
     rows = _read_jsonl(SHARED / "official_outputs" / "mathvision" / f"{model}.jsonl")
-    verdicts = score_many(mathvision.MathVisionScorer(), [examples[r["id"]] for r in rows],
-                          [r["response"] for r in rows])
+    verdicts = score_many(
+        mathvision.MathVisionScorer(), [examples[r["id"]] for r in rows], [r["response"] for r in rows]
+    )
     correct = sum(v.correct for v in verdicts)
     agree = sum(v.correct == r["correct"] for v, r in zip(verdicts, rows))
     same_extraction = sum(v.extraction == r["model_answer"] for v, r in zip(verdicts, rows))
@@ -119,12 +136,17 @@ def test_mathvision_official_outputs_reproduced(model, official):
 
 # ---- MathVista ----------------------------------------------------------------------------------------
 
+
 def test_levenshtein_by_hand():
-    assert levenshtein("kitten", "sitting") == 3 and levenshtein("", "abc") == 3 and levenshtein("ab", "ab") == 0
+    assert (
+        levenshtein("kitten", "sitting") == 3 and levenshtein("", "abc") == 3 and levenshtein("ab", "ab") == 0
+    )
 
 
 def _vista(**meta) -> Example:
-    return Example(id="v", question="q", answer=meta.pop("answer"), choices=meta.pop("choices", None), meta=meta)
+    return Example(
+        id="v", question="q", answer=meta.pop("answer"), choices=meta.pop("choices", None), meta=meta
+    )
 
 
 def test_mathvista_normalisation_rules():
@@ -152,12 +174,15 @@ def test_mathvista_scorer_on_fixture():
 
 # ---- MathVerse ----------------------------------------------------------------------------------------
 
+
 def test_mathverse_exact_match_and_optional_judge():
     exs = load_benchmark("mathverse:testmini_text_only", FIX)
     scorer = MathVerseScorer()
     assert score_one(scorer, exs[0], response="... so the answer is D.").correct
     assert not score_one(scorer, exs[0], response="\\boxed{140°}").correct  # the rule path is exact match
-    dressed = Example(id="x", question="q", answer="(C)", answer_type="choice", meta={"question_type": "multi-choice"})
+    dressed = Example(
+        id="x", question="q", answer="(C)", answer_type="choice", meta={"question_type": "multi-choice"}
+    )
     assert score_one(scorer, dressed, response="The answer is C.").correct  # a gold written "(C)" is letter C
     calls = []
     judged = MathVerseScorer(judge=lambda pred, ex: calls.append(pred) or pred == "140°")
@@ -167,25 +192,29 @@ def test_mathverse_exact_match_and_optional_judge():
 
 # ---- OlympiadBench ------------------------------------------------------------------------------------
 
+
 def test_split_top_level_respects_brackets():
     assert split_top_level("(1,2),[3,4],5") == ["(1,2)", "[3,4]", "5"]
 
 
-@pytest.mark.parametrize("gold, pred, tol, equal", [
-    ("2", "2", None, True),
-    ("69,84", "84,69", None, True),  # a multiset
-    ("69,84", "84", None, False),
-    ("4.2", "4.25", [0.1], True),  # the item's tolerance (x 1.01)
-    ("4.2", "4.4", [0.1], False),
-    ("0.5", "50", None, True),  # gold x 100 (a percentage)
-    ("\\pm 2", "2,-2", None, True),  # \pm expands
-    ("x^2+y^2=1", "2x^2+2y^2=2", None, True),  # equation up to a nonzero factor
-    ("x^2+y^2=1", "x^2+y^2=2", None, False),
-    ("[\\frac{1}{2}, 8]", "[0.5,8]", None, True),  # interval end points as expressions
-    ("[\\frac{1}{2}, 8]", "(0.5,8]", None, False),  # brackets must agree
-    ("f(x)=x+1", "x+1", None, True),  # the part after `=`
-    ("2^{1009}", "2^{1008}", None, False),
-])
+@pytest.mark.parametrize(
+    "gold, pred, tol, equal",
+    [
+        ("2", "2", None, True),
+        ("69,84", "84,69", None, True),  # a multiset
+        ("69,84", "84", None, False),
+        ("4.2", "4.25", [0.1], True),  # the item's tolerance (x 1.01)
+        ("4.2", "4.4", [0.1], False),
+        ("0.5", "50", None, True),  # gold x 100 (a percentage)
+        ("\\pm 2", "2,-2", None, True),  # \pm expands
+        ("x^2+y^2=1", "2x^2+2y^2=2", None, True),  # equation up to a nonzero factor
+        ("x^2+y^2=1", "x^2+y^2=2", None, False),
+        ("[\\frac{1}{2}, 8]", "[0.5,8]", None, True),  # interval end points as expressions
+        ("[\\frac{1}{2}, 8]", "(0.5,8]", None, False),  # brackets must agree
+        ("f(x)=x+1", "x+1", None, True),  # the part after `=`
+        ("2^{1009}", "2^{1008}", None, False),
+    ],
+)
 def test_olympiad_judge_rules(gold, pred, tol, equal):
     assert judge_answers(gold, pred, tol) is equal
 
@@ -212,16 +241,25 @@ def test_olympiad_symbolic_expression_goes_through_the_verifier():
 
 # ---- Verifier scorer (MATH-500, GSM8K, AIME, AMC, Minerva) ---------------------------------------------
 
+
 def test_verifier_scorer_batches_through_the_rewards_verifier():
     m = load_benchmark("math500", FIX)[0]  # gold \left( 3, \frac{\pi}{2} \right)
     g = load_benchmark("gsm8k", FIX)[0]  # gold 18
-    verdicts = score_many(VerifierScorer(), [m, g, g], [
-        "so \\boxed{(3, \\pi/2)}", "She makes $18 a day. The answer is 18.", "<think>18</think><answer></answer>"])
+    verdicts = score_many(
+        VerifierScorer(),
+        [m, g, g],
+        [
+            "so \\boxed{(3, \\pi/2)}",
+            "She makes $18 a day. The answer is 18.",
+            "<think>18</think><answer></answer>",
+        ],
+    )
     assert [v.correct for v in verdicts] == [True, True, False]
     assert verdicts[2].extraction is None  # an empty answer block is no answer
 
 
 # ---- LLM extraction / judge through a local OpenAI-compatible endpoint ---------------------------------
+
 
 class _FakeChat(BaseHTTPRequestHandler):
     requests: list[dict] = []
@@ -258,11 +296,15 @@ def test_llm_extractor_and_judge_post_chat_completions(chat_server):
     client = LLMClient(base_url=chat_server, model="judge-7b", api_key="k")
     exs = {e.id: e for e in load_benchmark("mathvista:testmini", FIX, missing_images="ignore")}
     _FakeChat.replies = [" B \n"]
-    verdicts = score_many(MathVistaScorer(), [exs["5"]], ["long reasoning ..."], extractor=LLMExtractor(client))
+    verdicts = score_many(
+        MathVistaScorer(), [exs["5"]], ["long reasoning ..."], extractor=LLMExtractor(client)
+    )
     assert verdicts[0].extraction == "B" and verdicts[0].method == "llm:judge-7b"
     assert not verdicts[0].correct  # B is 102; the gold is 97
     sent = _FakeChat.requests[0]
-    assert sent["_path"] == "/v1/chat/completions" and sent["model"] == "judge-7b" and sent["temperature"] == 0
+    assert (
+        sent["_path"] == "/v1/chat/completions" and sent["model"] == "judge-7b" and sent["temperature"] == 0
+    )
     assert sent["_auth"] == "Bearer k" and "long reasoning" in sent["messages"][0]["content"]
     assert "(A) 97" in sent["messages"][0]["content"]  # the choices are shown to the extractor
     _FakeChat.replies = ["1"]

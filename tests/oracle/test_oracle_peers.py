@@ -80,8 +80,17 @@ def batch(seed: int):
     old = logp + (torch.rand(N, T, generator=gen) - 0.5) * 0.6  # |log ratio| < 0.3
     ref = logp + (torch.rand(N, T, generator=gen) - 0.5)
     values = torch.randn(N, T, generator=gen)
-    return SimpleNamespace(lengths=lengths, mask=mask, rewards=rewards, logp=logp, old=old, ref=ref,
-                           values=values, index=np.repeat(np.arange(N // G), G), gen=gen)
+    return SimpleNamespace(
+        lengths=lengths,
+        mask=mask,
+        rewards=rewards,
+        logp=logp,
+        old=old,
+        ref=ref,
+        values=values,
+        index=np.repeat(np.arange(N // G), G),
+        gen=gen,
+    )
 
 
 def bessel(mask: torch.Tensor) -> float:
@@ -98,36 +107,56 @@ SEEDS = [0, 1, 2]
 
 # ---- group estimators -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_grpo_dr_grpo_rloo_match_verl(verl, seed):
     b = batch(seed)
     tok = token_rewards(b.rewards, b.mask)
     theirs, _ = verl.compute_grpo_outcome_advantage(tok.clone(), b.mask, b.index, epsilon=1e-6)
     assert torch.allclose(grpo(b.rewards, G)[:, None] * b.mask, theirs, atol=1e-5)
-    theirs, _ = verl.compute_grpo_outcome_advantage(tok.clone(), b.mask, b.index, norm_adv_by_std_in_grpo=False)
+    theirs, _ = verl.compute_grpo_outcome_advantage(
+        tok.clone(), b.mask, b.index, norm_adv_by_std_in_grpo=False
+    )
     assert torch.allclose(dr_grpo(b.rewards, G)[:, None] * b.mask, theirs, atol=1e-6)
     theirs, _ = verl.compute_rloo_outcome_advantage(tok.clone(), b.mask, b.index)
     assert torch.allclose(rloo(b.rewards, G)[:, None] * b.mask, theirs, atol=1e-6)
 
 
-def _openrlhf_advantages(orl, b, estimator: str, kl=None, kl_coef=0.0, values=None, gamma=1.0, lambd=1.0,
-                         overlong=None):
+def _openrlhf_advantages(
+    orl, b, estimator: str, kl=None, kl_coef=0.0, values=None, gamma=1.0, lambd=1.0, overlong=None
+):
     """Run OpenRLHF's compute_advantages_and_returns on one experience holding the whole batch."""
     args = SimpleNamespace(
         rollout=SimpleNamespace(n_samples_per_prompt=G, max_new_tokens=T),
-        algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator, gamma=gamma, lambd=lambd,
-                                                       no_std_norm=False)),
-        reward=SimpleNamespace(clip_range=None, overlong_buffer_len=None if overlong is None else overlong[0],
-                               overlong_penalty_factor=1.0 if overlong is None else overlong[1],
-                               stop_properly_penalty_coef=None),
-        data=SimpleNamespace(max_len=None))
-    me = SimpleNamespace(strategy=SimpleNamespace(args=args), kl_ctl=SimpleNamespace(value=kl_coef),
-                         advantage_estimator=estimator)
+        algo=SimpleNamespace(
+            advantage=SimpleNamespace(estimator=estimator, gamma=gamma, lambd=lambd, no_std_norm=False)
+        ),
+        reward=SimpleNamespace(
+            clip_range=None,
+            overlong_buffer_len=None if overlong is None else overlong[0],
+            overlong_penalty_factor=1.0 if overlong is None else overlong[1],
+            stop_properly_penalty_coef=None,
+        ),
+        data=SimpleNamespace(max_len=None),
+    )
+    me = SimpleNamespace(
+        strategy=SimpleNamespace(args=args),
+        kl_ctl=SimpleNamespace(value=kl_coef),
+        advantage_estimator=estimator,
+    )
     me.get_advantages_and_returns = lambda *a: orl.exp["get_advantages_and_returns"](me, *a)
     me.get_cumulative_returns = lambda *a: orl.exp["get_cumulative_returns"](me, *a)
-    exp = SimpleNamespace(index=list(range(N)), rewards=b.rewards.clone(), action_mask=b.mask.bool(),
-                          kl=torch.zeros(N, T) if kl is None else kl.clone(), values=values, info={},
-                          response_length=b.mask.sum(-1), advantages=None, returns=None)
+    exp = SimpleNamespace(
+        index=list(range(N)),
+        rewards=b.rewards.clone(),
+        action_mask=b.mask.bool(),
+        kl=torch.zeros(N, T) if kl is None else kl.clone(),
+        values=values,
+        info={},
+        response_length=b.mask.sum(-1),
+        advantages=None,
+        returns=None,
+    )
     orl.exp["compute_advantages_and_returns"](me, [exp])
     return exp
 
@@ -146,6 +175,7 @@ def test_group_estimators_match_openrlhf(orl, seed):
 
 # ---- REINFORCE++-baseline ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
 def test_reinforce_pp_baseline_matches_openrlhf_with_kl_in_reward(orl, seed, estimator):
@@ -162,13 +192,15 @@ def test_reinforce_pp_baseline_matches_openrlhf_with_kl_in_reward(orl, seed, est
 def test_reinforce_pp_baseline_matches_verl_without_kl(verl, seed):
     b = batch(seed)
     theirs, _ = verl.compute_reinforce_plus_plus_baseline_outcome_advantage(
-        token_rewards(b.rewards, b.mask), b.mask, b.index)
+        token_rewards(b.rewards, b.mask), b.mask, b.index
+    )
     ours = reinforce_pp_baseline_tokens(b.rewards, G, b.mask)
     # verl whitens with the unbiased variance (see the module docstring)
     assert torch.allclose(ours / bessel(b.mask), theirs, atol=1e-5)
 
 
 # ---- GAE -----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("gamma", "lam"), [(1.0, 1.0), (0.99, 0.95), (0.9, 0.5)])
@@ -198,15 +230,23 @@ def test_gae_pipeline_matches_openrlhf_experience_maker(orl, seed):
 
 # ---- policy loss ---------------------------------------------------------------------------------------
 
+
 def _verl_actor_cfg(low: float, high: float):
-    return SimpleNamespace(clip_ratio=low, clip_ratio_low=low, clip_ratio_high=high, global_batch_info={},
-                           get=lambda key, default=None: default)
+    return SimpleNamespace(
+        clip_ratio=low,
+        clip_ratio_low=low,
+        clip_ratio_high=high,
+        global_batch_info={},
+        get=lambda key, default=None: default,
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("low", "high"), [(0.2, 0.2), (0.2, 0.28)])
-@pytest.mark.parametrize(("ours_mode", "verl_mode", "orl_token"),
-                         [("token-mean", "token-mean", True), ("seq-mean", "seq-mean-token-mean", False)])
+@pytest.mark.parametrize(
+    ("ours_mode", "verl_mode", "orl_token"),
+    [("token-mean", "token-mean", True), ("seq-mean", "seq-mean-token-mean", False)],
+)
 def test_ppo_clip_loss_and_gradient_match_peers(verl, orl, seed, low, high, ours_mode, verl_mode, orl_token):
     b = batch(seed)
     adv = torch.randn(N, T, generator=b.gen) * b.mask
@@ -217,7 +257,9 @@ def test_ppo_clip_loss_and_gradient_match_peers(verl, orl, seed, low, high, ours
             pg, _ = ppo_clip(token_ratio(logp, b.old), adv, low, high)
             loss = aggregate(pg, b.mask, ours_mode)
         elif who == "verl":
-            loss, _ = verl.compute_policy_loss_vanilla(b.old, logp, adv, b.mask, verl_mode, _verl_actor_cfg(low, high))
+            loss, _ = verl.compute_policy_loss_vanilla(
+                b.old, logp, adv, b.mask, verl_mode, _verl_actor_cfg(low, high)
+            )
         else:
             fn = orl.loss.PolicyLoss(clip_eps_low=low, clip_eps_high=high, token_level_loss=orl_token)
             loss = fn(logp, b.old, adv, action_mask=b.mask)[0]
@@ -230,13 +272,21 @@ def test_ppo_clip_loss_and_gradient_match_peers(verl, orl, seed, low, high, ours
 
 def test_dual_clip_is_the_one_policy_loss_difference(verl):
     # ratio 5 on a negative advantage: PPO's max(-A r, -A clip(r)) = 5, verl's dual clip caps it at -A * 3 = 3
-    logp, old, adv, mask = torch.tensor([[math.log(5.0)]]), torch.zeros(1, 1), torch.tensor([[-1.0]]), torch.ones(1, 1)
+    logp, old, adv, mask = (
+        torch.tensor([[math.log(5.0)]]),
+        torch.zeros(1, 1),
+        torch.tensor([[-1.0]]),
+        torch.ones(1, 1),
+    )
     ours = aggregate(ppo_clip(token_ratio(logp, old), adv)[0], mask)
-    theirs, _ = verl.compute_policy_loss_vanilla(old, logp, adv, mask, "token-mean", _verl_actor_cfg(0.2, 0.2))
+    theirs, _ = verl.compute_policy_loss_vanilla(
+        old, logp, adv, mask, "token-mean", _verl_actor_cfg(0.2, 0.2)
+    )
     assert float(ours) == pytest.approx(5.0) and float(theirs) == pytest.approx(3.0)
 
 
 # ---- value loss ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("clip", [0.2, 0.5])
@@ -245,7 +295,9 @@ def test_value_loss_matches_verl_and_openrlhf(verl, orl, seed, clip):
     returns = torch.randn(N, T, generator=b.gen)
     grads = {}
     for who in ("ours", "verl", "openrlhf"):
-        v = (b.values + torch.randn(N, T, generator=torch.Generator().manual_seed(seed)) * 0.4).requires_grad_(True)
+        v = (
+            b.values + torch.randn(N, T, generator=torch.Generator().manual_seed(seed)) * 0.4
+        ).requires_grad_(True)
         if who == "ours":
             per_tok, clipped = value_loss(v, b.values, returns, clip)
             loss = aggregate(per_tok, b.mask, "token-mean")
@@ -266,6 +318,7 @@ def test_value_loss_matches_verl_and_openrlhf(verl, orl, seed, clip):
 
 # ---- KL estimators -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_kl_estimators_match_peers(verl, orl, seed):
     b = batch(seed)
@@ -273,8 +326,9 @@ def test_kl_estimators_match_peers(verl, orl, seed):
     assert torch.allclose(kl_low_var(b.logp, b.ref), verl.kl_penalty(b.logp, b.ref, "low_var_kl"), atol=1e-6)
     assert torch.allclose(kl_k3(b.logp, b.ref), verl.kl_penalty(b.logp, b.ref, "k3"), atol=1e-6)
     assert torch.allclose(kl_k1(b.logp, b.ref), orl.utils.compute_approx_kl(b.logp, b.ref, kl_estimator="k1"))
-    assert torch.allclose(kl_k3(b.logp, b.ref), orl.utils.compute_approx_kl(b.logp, b.ref, kl_estimator="k3"),
-                          atol=1e-6)
+    assert torch.allclose(
+        kl_k3(b.logp, b.ref), orl.utils.compute_approx_kl(b.logp, b.ref, kl_estimator="k3"), atol=1e-6
+    )
     # far from the reference the guards of low_var_kl (verl) and OpenRLHF's k3 agree with each other
     far = b.logp - 30.0
     assert torch.allclose(kl_low_var(far, b.ref), orl.utils.compute_approx_kl(far, b.ref, kl_estimator="k3"))
@@ -282,10 +336,12 @@ def test_kl_estimators_match_peers(verl, orl, seed):
 
 # ---- DAPO overlong shaping -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("buffer", "factor"), [(4, 1.0), (3, 0.5), (9, 2.0)])
 def test_overlong_penalty_matches_openrlhf(orl, buffer, factor):
     lengths = torch.arange(0, T + 1)
     exp = SimpleNamespace(response_length=lengths, rewards=torch.zeros(len(lengths)))
-    orl.length.apply_overlong_penalty([exp], max_new_tokens=T, overlong_buffer_len=buffer,
-                                      overlong_penalty_factor=factor)
+    orl.length.apply_overlong_penalty(
+        [exp], max_new_tokens=T, overlong_buffer_len=buffer, overlong_penalty_factor=factor
+    )
     assert torch.allclose(overlong_penalty(lengths, T, buffer, factor), exp.rewards, atol=1e-6)

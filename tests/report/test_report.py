@@ -50,35 +50,62 @@ def scripted_rollouts(examples, view: str, G: int, rng: random.Random) -> Rollou
                 acc.append(0.0)
                 continue
             right = rng.random() < 0.5
-            texts.append(f"<think>add the digits</think><answer>{ex.answer if right else int(ex.answer) + 1}</answer>")
+            texts.append(
+                f"<think>add the digits</think><answer>{ex.answer if right else int(ex.answer) + 1}</answer>"
+            )
             trunc.append(False)
             fmt.append(1.0)
             acc.append(1.0 if right else 0.0)
     N = len(texts)
-    c = Completions(prompt_ids=[[1]] * N, completion_ids=[[2] * (4 + i % 5) for i in range(N)], texts=texts,
-                    logp=[torch.zeros(1)] * N, truncated=trunc)
-    return Rollouts(examples=list(examples), prompts=prompts, completions=c, G=G,
-                    rewards=RewardOutput(total=[0.5 * f + a for f, a in zip(fmt, acc)],
-                                         components={"format": fmt, "accuracy": acc}))
+    c = Completions(
+        prompt_ids=[[1]] * N,
+        completion_ids=[[2] * (4 + i % 5) for i in range(N)],
+        texts=texts,
+        logp=[torch.zeros(1)] * N,
+        truncated=trunc,
+    )
+    return Rollouts(
+        examples=list(examples),
+        prompts=prompts,
+        completions=c,
+        G=G,
+        rewards=RewardOutput(
+            total=[0.5 * f + a for f, a in zip(fmt, acc)], components={"format": fmt, "accuracy": acc}
+        ),
+    )
 
 
 def scripted_run(out: Path, steps: int = 3, B: int = 2, G: int = 3, seed: int = 0) -> Path:
     """Stages `text` (text view) and `image` (image+caption view), every completion logged as a sample."""
     rng = random.Random(seed)
     log = MetricsLog(out, tensorboard=True)
-    stages = [("text", "text", arithmetic(n=32, seed=1)),
-              ("image", "image+caption", arithmetic_vl(n=32, seed=2, image_size=[56, 56]))]
+    stages = [
+        ("text", "text", arithmetic(n=32, seed=1)),
+        ("image", "image+caption", arithmetic_vl(n=32, seed=2, image_size=[56, 56])),
+    ]
     gs = 0
     for si, (name, view, examples) in enumerate(stages):
         for step in range(1, steps + 1):
             gs += 1
             r = scripted_rollouts([examples[(step * B + b) % len(examples)] for b in range(B)], view, G, rng)
-            row = {"stage": name, "stage_index": si, "step": step, "global_step": gs,
-                   "reward/mean": sum(r.rewards.total) / len(r.rewards.total),
-                   "reward/accuracy": sum(r.rewards.components["accuracy"]) / len(r.rewards.total),
-                   "response_length/mean": 6.0, "response_length/p10": 4.0, "response_length/p90": 8.0,
-                   "clip_frac": 0.01 * step, "kl": 0.001 * gs, "entropy/mean": 2.0 - 0.1 * gs,
-                   "groups/zero_var_frac": 0.5, "tokens_per_s": 50.0, "time/generate": 1.0, "time/step": 2.0}
+            row = {
+                "stage": name,
+                "stage_index": si,
+                "step": step,
+                "global_step": gs,
+                "reward/mean": sum(r.rewards.total) / len(r.rewards.total),
+                "reward/accuracy": sum(r.rewards.components["accuracy"]) / len(r.rewards.total),
+                "response_length/mean": 6.0,
+                "response_length/p10": 4.0,
+                "response_length/p90": 8.0,
+                "clip_frac": 0.01 * step,
+                "kl": 0.001 * gs,
+                "entropy/mean": 2.0 - 0.1 * gs,
+                "groups/zero_var_frac": 0.5,
+                "tokens_per_s": 50.0,
+                "time/generate": 1.0,
+                "time/step": 2.0,
+            }
             if step == steps:
                 row["eval/text/accuracy"] = 0.25 * (si + 1)
             log.log(row, gs)
@@ -114,7 +141,12 @@ def test_sample_rows_carry_what_the_browser_shows():
     text = scripted_rollouts([ex], "text", 1, random.Random(1))
     text.rewards.components = {"last_number": [1.0]}  # the demo's reward: it says whether the answer is right
     text = sample_rows(text, 1)[0]
-    assert text["view"] == "text" and text["images"] == [] and text["caption"] is None and text["correct"] is True
+    assert (
+        text["view"] == "text"
+        and text["images"] == []
+        and text["caption"] is None
+        and text["correct"] is True
+    )
 
 
 def test_zero_variance_share_and_length_quantiles():
@@ -130,8 +162,12 @@ def test_zero_variance_share_and_length_quantiles():
     r.rewards.components = {"accuracy": [None, None, None, 1.0, 0.0, 0.0]}
     assert zero_var_share(r, dynamic_sampling=False) == pytest.approx(2 / 3)
     q = length_quantiles(list(range(1, 11)))  # nearest rank over 1..10
-    assert q == {"response_length/min": 1.0, "response_length/p10": 2.0, "response_length/p50": 6.0,
-                 "response_length/p90": 10.0}
+    assert q == {
+        "response_length/min": 1.0,
+        "response_length/p10": 2.0,
+        "response_length/p50": 6.0,
+        "response_length/p90": 10.0,
+    }
     assert length_quantiles([]) == {}
 
 
@@ -139,7 +175,9 @@ def _step_row(r):
     stage = SimpleNamespace(name="text", index=0, algo=SimpleNamespace(dynamic_sampling=False))
     sched = SimpleNamespace(get_last_lr=lambda: [1e-3])
     acc = SimpleNamespace(num_processes=1)
-    return step_metrics(stage, 1, r, torch.zeros(len(r.completions)), {"time/update": 0.1}, 0.0, 1.0, sched, acc)
+    return step_metrics(
+        stage, 1, r, torch.zeros(len(r.completions)), {"time/update": 0.1}, 0.0, 1.0, sched, acc
+    )
 
 
 def test_step_metrics_log_entropy_only_when_the_engine_reports_it():
@@ -189,7 +227,9 @@ def test_wandb_gets_the_same_metrics_and_a_sample_table(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(init=lambda **kw: run, Table=Table))
     log = MetricsLog(tmp_path, wandb=True)
     log.log({"stage": "text", "step": 1, "reward/mean": 0.5}, 7)
-    log.samples("1-text", 1, [{"id": "a", "completion": "<answer>3</answer>", "correct": True, "reward/format": 1.0}])
+    log.samples(
+        "1-text", 1, [{"id": "a", "completion": "<answer>3</answer>", "correct": True, "reward/format": 1.0}]
+    )
     log.close()
     (s1, metrics), (s2, table) = logged
     assert s1 == s2 == 7 and metrics["reward/mean"] == 0.5
@@ -201,9 +241,21 @@ def test_wandb_gets_the_same_metrics_and_a_sample_table(tmp_path, monkeypatch):
 def test_rows_logged_before_samples_py_still_show(tmp_path):
     """Older runs' rows have no stage, view or correct: the stage comes from the file, correct from accuracy."""
     (tmp_path / "samples").mkdir()
-    (tmp_path / "samples/1-text.jsonl").write_text(json.dumps(
-        {"step": 1, "id": "x", "prompt": "1+1?", "answer": "2", "completion": "3", "reward": 0.0,
-         "reward/accuracy": 0.0}) + "\n" + '{"step": 2, "id": "torn')
+    (tmp_path / "samples/1-text.jsonl").write_text(
+        json.dumps(
+            {
+                "step": 1,
+                "id": "x",
+                "prompt": "1+1?",
+                "answer": "2",
+                "completion": "3",
+                "reward": 0.0,
+                "reward/accuracy": 0.0,
+            }
+        )
+        + "\n"
+        + '{"step": 2, "id": "torn'
+    )
     rows = load_samples(tmp_path)["rows"]
     assert len(rows) == 1 and rows[0]["group"] == "1-text" and rows[0]["correct"] is False
 
@@ -224,8 +276,16 @@ def test_watch_rewrites_the_page_that_reloads_itself(run_dir, tmp_path):
 def test_run_payload_has_curves_eval_and_every_sample(run_dir):
     p = run_payload(run_dir)
     titles = [panel["title"] for panel in p["panels"]]
-    for want in ("reward (total)", "accuracy", "clip fraction", "KL to reference", "entropy (mean per token)",
-                 "share of groups with zero reward variance", "generated tokens / s", "time per phase (s)"):
+    for want in (
+        "reward (total)",
+        "accuracy",
+        "clip fraction",
+        "KL to reference",
+        "entropy (mean per token)",
+        "share of groups with zero reward variance",
+        "generated tokens / s",
+        "time per phase (s)",
+    ):
         assert want in titles, want
     length = next(panel for panel in p["panels"] if panel["title"] == "response length (tokens)")
     assert length["band"] == ["response_length/p10", "response_length/p90"]
@@ -233,7 +293,10 @@ def test_run_payload_has_curves_eval_and_every_sample(run_dir):
     assert [s["name"] for s in p["stages"]] == ["text", "image"]
     assert p["stages"][1]["first_global_step"] == 4 and p["stages"][1]["accuracy_key"] == "reward/accuracy"
     assert p["series"]["global_step"] == [1, 2, 3, 4, 5, 6]
-    assert p["eval"]["keys"] == ["eval/text/accuracy"] and [r["global_step"] for r in p["eval"]["rows"]] == [3, 6]
+    assert p["eval"]["keys"] == ["eval/text/accuracy"] and [r["global_step"] for r in p["eval"]["rows"]] == [
+        3,
+        6,
+    ]
     s = p["samples"]
     assert s["total"] == s["shown"] == 36 and s["note"] == "all 36 logged samples"
     assert len(s["thumbs"]) >= 1 and all(u.startswith("data:image/") for u in s["thumbs"].values())
@@ -261,8 +324,12 @@ def test_a_thousand_step_run_with_100k_samples_stays_under_20_mb(tmp_path):
     out = tmp_path / "big"
     sdir = out / "samples"
     (sdir / "thumbs").mkdir(parents=True)
-    thumb = base64.b64decode(sample_rows(scripted_rollouts(arithmetic_vl(n=1, seed=0, image_size=[56, 56]), "image",
-                                                           1, random.Random(0)), 1)[0]["images"][0].split(",")[1])
+    thumb = base64.b64decode(
+        sample_rows(
+            scripted_rollouts(arithmetic_vl(n=1, seed=0, image_size=[56, 56]), "image", 1, random.Random(0)),
+            1,
+        )[0]["images"][0].split(",")[1]
+    )
     for i in range(300):  # 300 distinct images (bytes differ), each drawn at many steps
         (sdir / "thumbs" / f"{i:04d}.jpg").write_bytes(thumb + bytes([i % 256, i // 256]))
     completion = "<think>" + "let me think about this carefully. " * 40 + "</think><answer>7</answer>"
@@ -271,14 +338,36 @@ def test_a_thousand_step_run_with_100k_samples_stays_under_20_mb(tmp_path):
         with open(sdir / f"{name}.jsonl", "w") as f:
             for step in range(1, 501):
                 gs = si * 500 + step
-                metrics.append({"stage": name[2:], "stage_index": si, "step": step, "global_step": gs,
-                                "reward/mean": step / 500})
+                metrics.append(
+                    {
+                        "stage": name[2:],
+                        "stage_index": si,
+                        "step": step,
+                        "global_step": gs,
+                        "reward/mean": step / 500,
+                    }
+                )
                 for j in range(100):
                     img = [f"thumbs/{(step * 7 + j) % 300:04d}.jpg"] if si else []
-                    f.write(json.dumps({"stage": name, "step": step, "id": f"ex-{j}", "prompt": f"What is {j} + 3?",
-                                        "images": img, "completion": completion, "extracted": "7", "answer": "7",
-                                        "correct": j % 2 == 0, "truncated": False, "reward": 1.0,
-                                        "reward/accuracy": float(j % 2 == 0)}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "stage": name,
+                                "step": step,
+                                "id": f"ex-{j}",
+                                "prompt": f"What is {j} + 3?",
+                                "images": img,
+                                "completion": completion,
+                                "extracted": "7",
+                                "answer": "7",
+                                "correct": j % 2 == 0,
+                                "truncated": False,
+                                "reward": 1.0,
+                                "reward/accuracy": float(j % 2 == 0),
+                            }
+                        )
+                        + "\n"
+                    )
     (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     t0 = time.perf_counter()
     size = write_report(out).stat().st_size
@@ -296,7 +385,9 @@ def test_cli_report_prints_the_summary_and_the_page(run_dir, tmp_path):
     res = CliRunner().invoke(app, ["report", str(run_dir), "--html", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
     assert "reward first->last" in res.output and (run_dir / "curves.png").exists()
-    assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'r.html'}"  # what `make demo` ends with
+    assert (
+        res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'r.html'}"
+    )  # what `make demo` ends with
     assert (tmp_path / "r.html").stat().st_size > 10_000
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no such folder" in res.output
@@ -309,8 +400,16 @@ def scripted_eval(out: Path) -> Path:
     from phaserl.eval.runner import eval_command
 
     engine = ScriptedEngine({**ANSWERS, "": ["\\boxed{1}"]})  # MathVista items: all answered 1
-    eval_command("scripted", "mathvision:testmini,mathvista:testmini", out, data_dir=FIX_EVAL,
-                 missing_images="text", rollout_engine=engine, progress=False, echo=lambda s: None)
+    eval_command(
+        "scripted",
+        "mathvision:testmini,mathvista:testmini",
+        out,
+        data_dir=FIX_EVAL,
+        missing_images="text",
+        rollout_engine=engine,
+        progress=False,
+        echo=lambda s: None,
+    )
     return out
 
 
@@ -330,7 +429,9 @@ def test_eval_page_payload(eval_dir):
     rows = p["samples"]["rows"]
     assert len(rows) == 12 and p["samples"]["note"].startswith("all 12 responses")
     v = [r for r in rows if r["group"] == "mathvista:testmini"]
-    assert all(r["gold"] is not None for r in v) and any("question_type: multi_choice" in r["tags"] for r in v)
+    assert all(r["gold"] is not None for r in v) and any(
+        "question_type: multi_choice" in r["tags"] for r in v
+    )
     assert all(r["images"] for r in rows if r["group"] == "mathvision:testmini")
     res = CliRunner().invoke(app, ["report", str(eval_dir), "--data-dir", str(FIX_EVAL)])
     assert res.exit_code == 0 and f"report: {eval_dir / 'report.html'}" in res.output, res.output
@@ -344,8 +445,22 @@ def test_phaserl_eval_writes_its_page(tmp_path, monkeypatch):
     import phaserl.eval.runner as runner
 
     monkeypatch.setattr(runner, "_load_engine", lambda *a, **k: (ScriptedEngine(ANSWERS), True))
-    res = CliRunner().invoke(app, ["eval", "--model", "x", "--benchmarks", "mathvision:testmini", "--output",
-                                   str(tmp_path), "--limit", "3", "--data-dir", str(FIX_EVAL)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "x",
+            "--benchmarks",
+            "mathvision:testmini",
+            "--output",
+            str(tmp_path),
+            "--limit",
+            "3",
+            "--data-dir",
+            str(FIX_EVAL),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
     html = (tmp_path / "report.html").read_text()
@@ -355,20 +470,28 @@ def test_phaserl_eval_writes_its_page(tmp_path, monkeypatch):
 def test_samples_of_a_resumed_run_count_each_step_once(tmp_path):
     """Runs logged before MetricsLog cut redone samples: steps 1-5, a crash, a resume from step 2's checkpoint
     that redid steps 3-4 and crashed again. Step 5 of the first attempt is gone; 3 and 4 are the new rows."""
-    lines = [{"step": s, "id": f"first-{s}"} for s in range(1, 6)] + [{"step": s, "id": f"again-{s}"} for s in (3, 4)]
+    lines = [{"step": s, "id": f"first-{s}"} for s in range(1, 6)] + [
+        {"step": s, "id": f"again-{s}"} for s in (3, 4)
+    ]
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples/1-text.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     s = load_samples(tmp_path)
-    assert [(r["step"], r["id"]) for r in s["rows"]] == [(1, "first-1"), (2, "first-2"), (3, "again-3"),
-                                                        (4, "again-4")]
+    assert [(r["step"], r["id"]) for r in s["rows"]] == [
+        (1, "first-1"),
+        (2, "first-2"),
+        (3, "again-3"),
+        (4, "again-4"),
+    ]
     assert s["total"] == 4
 
 
 def test_hostile_text_and_nan_survive_the_page(tmp_path):
     """A completion may contain `</script>`; a metric may be NaN (JSON has none): the payload still parses back."""
     log = MetricsLog(tmp_path)
-    log.log({"stage": "s", "stage_index": 0, "step": 1, "global_step": 1, "reward/mean": float("nan"),
-             "kl": 0.5}, 1)
+    log.log(
+        {"stage": "s", "stage_index": 0, "step": 1, "global_step": 1, "reward/mean": float("nan"), "kl": 0.5},
+        1,
+    )
     evil = "</script><script>alert(1)</script> <!-- \u2028"
     log.samples("1-s", 1, [{"id": "x", "prompt": evil, "completion": evil, "correct": False}])
     html = write_report(tmp_path).read_text()

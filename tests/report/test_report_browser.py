@@ -38,7 +38,6 @@ def eval_dir(tmp_path_factory) -> Path:
     return scripted_eval(tmp_path_factory.mktemp("eval") / "ev")
 
 
-
 def _chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
@@ -51,9 +50,21 @@ class Browser:
 
         self.profile = tempfile.mkdtemp(prefix="phaserl-chromium-")
         self.proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "--window-size=1400,1000",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                "--window-size=1400,1000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         port_file = Path(self.profile) / "DevToolsActivePort"
         t0 = time.time()
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -118,9 +129,12 @@ class Browser:
     def screenshot(self, path: Path) -> Path:
         m = self.send("Page.getLayoutMetrics")
         size = m.get("cssContentSize") or m["contentSize"]
-        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000),
-                               "scale": 1})
+        shot = self.send(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000), "scale": 1},
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
@@ -148,12 +162,16 @@ def browser():
 
 
 def _filter(b: Browser, select_id: str, value: str) -> None:
-    b.js(f"(() => {{ const s = document.getElementById('{select_id}'); s.value = '{value}';"
-         "s.dispatchEvent(new Event('change')); })()")
+    b.js(
+        f"(() => {{ const s = document.getElementById('{select_id}'); s.value = '{value}';"
+        "s.dispatchEvent(new Event('change')); })()"
+    )
 
 
 def _rows(b: Browser) -> list[str]:
-    return b.js("Array.from(document.querySelectorAll('#rollouts tbody tr.rollout')).map(r => r.dataset.correct)")
+    return b.js(
+        "Array.from(document.querySelectorAll('#rollouts tbody tr.rollout')).map(r => r.dataset.correct)"
+    )
 
 
 def check_run_page(b: Browser, html: Path, shot: str) -> None:
@@ -176,8 +194,12 @@ def check_run_page(b: Browser, html: Path, shot: str) -> None:
     assert set(_rows(b)) == {"1"}
     _filter(b, "f-correct", "any")
     _filter(b, "f-truncated", "yes")
-    assert b.js("Array.from(document.querySelectorAll('#rollouts tr.rollout')).every(r => r.dataset.truncated === '1')")
-    b.js("document.getElementById('x-axis').value = 'stage'; document.getElementById('x-axis').dispatchEvent(new Event('change'))")
+    assert b.js(
+        "Array.from(document.querySelectorAll('#rollouts tr.rollout')).every(r => r.dataset.truncated === '1')"
+    )
+    b.js(
+        "document.getElementById('x-axis').value = 'stage'; document.getElementById('x-axis').dispatchEvent(new Event('change'))"
+    )
     assert b.js("document.querySelectorAll('section#curves svg.chart line.boundary').length") == 0
     assert b.errors() == []
 
@@ -215,8 +237,12 @@ def test_eval_report_in_chromium(browser, eval_dir):
 
 def test_a_run_that_has_only_started_shows_what_it_has(browser, tmp_path):
     """Before step 1 there is at most an evaluation row (at_start); the page says so and shows it."""
-    (tmp_path / "metrics.jsonl").write_text(json.dumps(
-        {"stage": "sums", "stage_index": 0, "step": 0, "global_step": 0, "eval/text/accuracy": 0.7}) + "\n")
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps(
+            {"stage": "sums", "stage_index": 0, "step": 0, "global_step": 0, "eval/text/accuracy": 0.7}
+        )
+        + "\n"
+    )
     browser.open(write_report(tmp_path))
     assert "No training step logged yet" in browser.js("document.getElementById('stages').textContent")
     assert browser.js("document.querySelectorAll('#eval svg.chart circle').length") == 1
@@ -246,19 +272,31 @@ def test_tiny_two_stage_training_run_report_in_chromium(browser, tmp_path):
     recipe = tmp_path / "two_stage.yaml"
     recipe.write_text(yaml.safe_dump(rec))
     out = tmp_path / "run"
-    sets = ["stages.*.steps=2", "rollout.max_new_tokens=6", "logging.progress=false", "logging.samples_per_step=8",
-            "logging.tensorboard=true"]
+    sets = [
+        "stages.*.steps=2",
+        "rollout.max_new_tokens=6",
+        "logging.progress=false",
+        "logging.samples_per_step=8",
+        "logging.tensorboard=true",
+    ]
     cmd = [sys.executable, "-m", "phaserl", "train", str(recipe), "--output", str(out)]
     for s in sets:
         cmd += ["--set", s]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
-    res = subprocess.run([sys.executable, "-m", "phaserl", "report", str(out)], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "phaserl", "report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert res.returncode == 0 and f"report: {out / 'report.html'}" in res.stdout, res.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("groups/zero_var_frac" in r and "response_length/p90" in r for r in rows)
-    samples = [json.loads(x) for f in sorted((out / "samples").glob("*.jsonl")) for x in f.read_text().splitlines()]
+    samples = [
+        json.loads(x) for f in sorted((out / "samples").glob("*.jsonl")) for x in f.read_text().splitlines()
+    ]
     assert {s["stage"] for s in samples} == {"1-text", "2-image-caption"} and len(samples) == 32
     assert any(s["view"] == "image+caption" and s["images"] and s["caption"] for s in samples)
     # a random-weight model gets everything wrong; make sure the filter has both kinds to separate

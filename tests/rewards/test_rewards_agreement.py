@@ -24,26 +24,34 @@ SOURCES = {
     'f"$\\\\sqrt{{17}}$"': "$\\sqrt{17}$",
 }
 
-LAST_BOX_ONLY = ("extract_answer reads the last box and the boxes listed right before it (joined by commas "
-                 "or 'and'); boxes separated by prose are not merged, so boxing several candidates gains nothing")
+LAST_BOX_ONLY = (
+    "extract_answer reads the last box and the boxes listed right before it (joined by commas "
+    "or 'and'); boxes separated by prose are not merged, so boxing several candidates gains nothing"
+)
 DELIBERATE = {
     ("test_set_rel_assymetry", 3): (
         "gold x in [-2,7], pred -2 <= x <= 7: the same set, which a careful grader accepts; math-verify "
-        "refuses unless allow_set_relation_comp, phaserl always allows it"),
+        "refuses unless allow_set_relation_comp, phaserl always allows it"
+    ),
     ("test_strict_variable_comparison", 1): (
-        "f(x) vs f(y) with strict=False: phaserl is always strict, the variable is part of the answer"),
+        "f(x) vs f(y) with strict=False: phaserl is always strict, the variable is part of the answer"
+    ),
     ("test_boxed", 0): (
         "the gold '\\boxed{35 cm} ++++++ \\boxed{4}' is read like a response: its answer is the last box "
-        "(4), since '++++++' is not a list separator; " + LAST_BOX_ONLY),
+        "(4), since '++++++' is not a list separator; " + LAST_BOX_ONLY
+    ),
     ("test_open_thoughts", 27): (
         "the gold '\\boxed{1} papers and \\boxed{2} bins' has prose between its boxes, so its answer is 2; "
-        + LAST_BOX_ONLY),
-    ("test_open_thoughts", 14): "pred '\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}': " + LAST_BOX_ONLY,
+        + LAST_BOX_ONLY
+    ),
+    ("test_open_thoughts", 14): "pred '\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}': "
+    + LAST_BOX_ONLY,
     ("test_open_thoughts", 24): "pred '\\boxed{..} \\) and \\( y_2 = \\boxed{..}': " + LAST_BOX_ONLY,
 }
 DELIBERATE_LETTERS = {
     ("test_string_extraction", 6): (
-        "'Because B is valid' names no option: a letter mentioned in prose is not an answer"),
+        "'Because B is valid' names no option: a letter mentioned in prose is not an answer"
+    ),
 }
 
 
@@ -59,8 +67,11 @@ def _load():
 
 def _item(case: dict) -> dict:
     precision = case.get("precision")
-    return {"gold": _value(case["gold"]), "pred": extract_answer(_value(case["pred"])) or "",
-            "tolerance": 0.5 * 10.0 ** -precision if precision else None}
+    return {
+        "gold": _value(case["gold"]),
+        "pred": extract_answer(_value(case["pred"])) or "",
+        "tolerance": 0.5 * 10.0**-precision if precision else None,
+    }
 
 
 def test_verdicts_agree_except_where_deliberate():
@@ -72,7 +83,8 @@ def test_verdicts_agree_except_where_deliberate():
     print(f"\nmath-verify cases: {agree}/{len(cases)} agree; {len(differ)} differ on purpose")
     assert None not in differ.values(), f"undecided cases: {[k for k, v in differ.items() if v is None]}"
     assert set(differ) == set(DELIBERATE), (
-        f"unexpected: {sorted(set(differ) - set(DELIBERATE))}; now agreeing: {sorted(set(DELIBERATE) - set(differ))}")
+        f"unexpected: {sorted(set(differ) - set(DELIBERATE))}; now agreeing: {sorted(set(DELIBERATE) - set(differ))}"
+    )
 
 
 def test_option_letters_agree_except_where_deliberate():

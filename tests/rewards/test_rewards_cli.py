@@ -47,8 +47,12 @@ def test_rows_to_a_file(tmp_path, capsys):
 
 def test_bad_rows_name_the_line_and_field(tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
-    for bad, field in [({"gold": "1"}, "pred"), ({"gold": "1", "pred": "1", "answer_type": "essay"}, "answer_type"),
-                       ({"gold": "1", "pred": "1", "tolerance": "0.1"}, "tolerance"), ({"gold": [1], "pred": "1"}, "gold")]:
+    for bad, field in [
+        ({"gold": "1"}, "pred"),
+        ({"gold": "1", "pred": "1", "answer_type": "essay"}, "answer_type"),
+        ({"gold": "1", "pred": "1", "tolerance": "0.1"}, "tolerance"),
+        ({"gold": [1], "pred": "1"}, "gold"),
+    ]:
         _write(pairs, [{"gold": "1", "pred": "1"}, bad])
         assert verify_command(pairs, None) == 2
         err = capsys.readouterr().err

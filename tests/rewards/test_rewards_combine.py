@@ -20,19 +20,22 @@ def ex(answer, **kw):
     return Example(id="e", question="3 + 4 = ?", answer=answer, **kw)
 
 
-@pytest.mark.parametrize("text, want", [
-    ("<think>3 + 4 = 7</think><answer>7</answer>", 1.0),
-    ("<think>3 + 4 = 7</think><answer>The answer is 7.</answer>", 1.0),
-    (r"3 + 4 = 7, so \boxed{7}", 1.0),
-    ("3 + 4 = 7", 1.0),
-    ("<think>3 + 4 = 7</think><answer>8</answer>", 0.0),
-    # reward hacks
-    ("<think>the answer is 7</think><answer></answer>", 0.0),  # empty answer, gold in the reasoning
-    (r"<think>\boxed{7}</think><answer>I am not sure</answer>", 0.0),  # gold only in the reasoning
-    ("<think>it is 7", 0.0),  # never finished
-    ("<think>x</think><answer>7</answer><answer>8</answer>", 0.0),  # the last block is the answer
-    ("<think>x</think><answer>6 or 7 or 8</answer>", 0.0),  # hedging takes the last number, 8
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("<think>3 + 4 = 7</think><answer>7</answer>", 1.0),
+        ("<think>3 + 4 = 7</think><answer>The answer is 7.</answer>", 1.0),
+        (r"3 + 4 = 7, so \boxed{7}", 1.0),
+        ("3 + 4 = 7", 1.0),
+        ("<think>3 + 4 = 7</think><answer>8</answer>", 0.0),
+        # reward hacks
+        ("<think>the answer is 7</think><answer></answer>", 0.0),  # empty answer, gold in the reasoning
+        (r"<think>\boxed{7}</think><answer>I am not sure</answer>", 0.0),  # gold only in the reasoning
+        ("<think>it is 7", 0.0),  # never finished
+        ("<think>x</think><answer>7</answer><answer>8</answer>", 0.0),  # the last block is the answer
+        ("<think>x</think><answer>6 or 7 or 8</answer>", 0.0),  # hedging takes the last number, 8
+    ],
+)
 def test_accuracy_on_literal_responses(verifier, text, want):
     assert accuracy(text, ex("7"), verifier) == want
 
@@ -55,7 +58,9 @@ def test_accuracy_many_matches_single_calls(verifier):
     texts = ["<answer>7</answer>", "<answer>8</answer>", r"\boxed{7}", "nothing", "<answer>7</answer>"]
     examples = [ex("7"), ex("7"), ex("7"), ex("7"), ex(None)]
     assert accuracy_many(texts, examples, verifier) == [1.0, 0.0, 1.0, 0.0, None]
-    assert accuracy_many(texts, examples, verifier) == [accuracy(t, e, verifier) for t, e in zip(texts, examples)]
+    assert accuracy_many(texts, examples, verifier) == [
+        accuracy(t, e, verifier) for t, e in zip(texts, examples)
+    ]
 
 
 def test_compute_rewards_components_and_weighted_total(verifier):
@@ -83,8 +88,12 @@ def test_unparseable_gold_policy(verifier):
 
 
 def test_boxed_format_component(verifier):
-    out = compute_rewards([r"so \boxed{7}", r"\boxed{6} or \boxed{7}"], [ex("7"), ex("7")],
-                          [RewardSpec(name="format_boxed"), RewardSpec(name="accuracy", weight=2.0)], verifier)
+    out = compute_rewards(
+        [r"so \boxed{7}", r"\boxed{6} or \boxed{7}"],
+        [ex("7"), ex("7")],
+        [RewardSpec(name="format_boxed"), RewardSpec(name="accuracy", weight=2.0)],
+        verifier,
+    )
     assert out.components["format_boxed"] == [1.0, 0.0]
     assert out.total == [3.0, 2.0]
 

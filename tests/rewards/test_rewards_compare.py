@@ -11,16 +11,35 @@ from phaserl.rewards.numbers import Num, last_number, numbers_equal, parse_numbe
 quiet_math_verify()
 
 
-@pytest.mark.parametrize("text, value, percent", [
-    ("7", 7, False), ("-5", -5, False), ("7,425,000", 7425000, False), ("1 000", 1000, False),
-    ("1,000.99", Fraction("1000.99"), False), ("1000,99", Fraction("1000.99"), False),
-    ("0,111", Fraction("0.111"), False), (".4", Fraction("0.4"), False), ("$1,000.99", Fraction("1000.99"), False),
-    (r"11,\! 111,\! 111,\! 100", 11111111100, False), (r"\$7.78", Fraction("7.78"), False),
-    ("28 percent", 28, True), (r"$28\%$", 28, True), ("28 pct", 28, True),
-    ("12 cm^2", 12, False), (r"15\mbox{ cm}^2", 15, False), ("$125$ miles", 125, False), (r"90^\circ", 90, False),
-    (r"-\frac{10}{9}", Fraction(-10, 9), False), ("10/9", Fraction(10, 9), False), (r"\frac13", Fraction(1, 3), False),
-    ("3.2e5", 320000, False), (r"1.2 \times 10^{3}", 1200, False), ("３", 3, False),
-])
+@pytest.mark.parametrize(
+    "text, value, percent",
+    [
+        ("7", 7, False),
+        ("-5", -5, False),
+        ("7,425,000", 7425000, False),
+        ("1 000", 1000, False),
+        ("1,000.99", Fraction("1000.99"), False),
+        ("1000,99", Fraction("1000.99"), False),
+        ("0,111", Fraction("0.111"), False),
+        (".4", Fraction("0.4"), False),
+        ("$1,000.99", Fraction("1000.99"), False),
+        (r"11,\! 111,\! 111,\! 100", 11111111100, False),
+        (r"\$7.78", Fraction("7.78"), False),
+        ("28 percent", 28, True),
+        (r"$28\%$", 28, True),
+        ("28 pct", 28, True),
+        ("12 cm^2", 12, False),
+        (r"15\mbox{ cm}^2", 15, False),
+        ("$125$ miles", 125, False),
+        (r"90^\circ", 90, False),
+        (r"-\frac{10}{9}", Fraction(-10, 9), False),
+        ("10/9", Fraction(10, 9), False),
+        (r"\frac13", Fraction(1, 3), False),
+        ("3.2e5", 320000, False),
+        (r"1.2 \times 10^{3}", 1200, False),
+        ("３", 3, False),
+    ],
+)
 def test_parse_number(text, value, percent):
     assert parse_number(text) == Num(Fraction(value), percent)
 
@@ -30,10 +49,17 @@ def test_parse_number_rejects(text):
     assert parse_number(text) is None
 
 
-@pytest.mark.parametrize("text, value", [
-    ("3 + 4 = 7", 7), ("The answer is 7.", 7), ("x = -5 cm", -5), ("so 1,000.99m²", Fraction("1000.99")),
-    ("Soucis : 2,74 $ a..", Fraction("2.74")), ("2, 3", 3),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("3 + 4 = 7", 7),
+        ("The answer is 7.", 7),
+        ("x = -5 cm", -5),
+        ("so 1,000.99m²", Fraction("1000.99")),
+        ("Soucis : 2,74 $ a..", Fraction("2.74")),
+        ("2, 3", 3),
+    ],
+)
 def test_last_number(text, value):
     assert last_number(text).value == value
 
@@ -54,12 +80,27 @@ def test_numbers_equal_tolerance_and_percent():
     assert numbers_equal(Num(Fraction(1, 12)), Num(Fraction("0.0833333333333333")))
 
 
-@pytest.mark.parametrize("text, want", [
-    ("B", "B"), ("(B)", "B"), ("B.", "B"), ("The answer is B", "B"), ("B) 12", "B"), ("(B) 12", "B"),
-    (r"\text{(C)}", "C"), ("**D**", "D"), ("Option C", "C"), ("Ｂ", "B"),
-    ("A or B", None), ("(A) and (B)", None), ("A, B", None), ("Because B is valid", None),
-    ("the answer is a triangle", None), ("В", None),  # Cyrillic Ve is not the letter B
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("The answer is B", "B"),
+        ("B) 12", "B"),
+        ("(B) 12", "B"),
+        (r"\text{(C)}", "C"),
+        ("**D**", "D"),
+        ("Option C", "C"),
+        ("Ｂ", "B"),
+        ("A or B", None),
+        ("(A) and (B)", None),
+        ("A, B", None),
+        ("Because B is valid", None),
+        ("the answer is a triangle", None),
+        ("В", None),  # Cyrillic Ve is not the letter B
+    ],
+)
 def test_letter_of(text, want):
     assert letter_of(text) == want
 
@@ -83,40 +124,76 @@ def test_choice_matches_an_option_by_value_when_a_checker_is_given():
     assert choice_equal("C", r"\frac{1}{4}", choices) is False  # text rules alone do not see it
     assert decide("C", r"\frac{1}{4}", choices=choices) is True  # the worker compares with each option
     assert decide("A", r"8+2\sqrt{2}", choices=[r"$8+2 \sqrt{2}$", r"$11-\sqrt{2}$"]) is True  # spacing
-    assert decide("B", "45 cm^2", choices=[r"$36 \mathrm{~cm}^{2}$", r"$45 \mathrm{~cm}^{2}$"]) is True  # units
+    assert (
+        decide("B", "45 cm^2", choices=[r"$36 \mathrm{~cm}^{2}$", r"$45 \mathrm{~cm}^{2}$"]) is True
+    )  # units
     assert decide("A", r"\text{A}.\]", choices=list("ABCDE")) is True
     assert decide("A", "So the card for Michael must be A.", choices=list("ABCDE")) is True
     assert decide("A", "So it is A or B.", choices=list("ABCDE")) is False
 
 
-@pytest.mark.parametrize("gold, choices, kind", [
-    ("B", ["1", "2"], "choice"), ("2", ["1", "2"], "choice"), (r"\text{C}", None, "choice"),
-    ("7", None, "number"), ("1,000", None, "number"), (r"\frac{1}{2}", None, "number"),
-    (r"\sqrt{2}", None, "math"), ("x + 1", None, "math"), ("(1, 2]", None, "math"),
-])
+@pytest.mark.parametrize(
+    "gold, choices, kind",
+    [
+        ("B", ["1", "2"], "choice"),
+        ("2", ["1", "2"], "choice"),
+        (r"\text{C}", None, "choice"),
+        ("7", None, "number"),
+        ("1,000", None, "number"),
+        (r"\frac{1}{2}", None, "number"),
+        (r"\sqrt{2}", None, "math"),
+        ("x + 1", None, "math"),
+        ("(1, 2]", None, "math"),
+    ],
+)
 def test_resolve_type(gold, choices, kind):
     assert resolve_type(gold, "auto", choices) == kind
 
 
-@pytest.mark.parametrize("gold, pred, want", [
-    # the demo task: one-digit sums, answered in many dressings
-    ("7", "7", True), ("7", "3 + 4 = 7", True), ("7", "It is 7 apples", True), ("7", "8", False),
-    ("7", "3 + 4 = 8", False), ("7", "", False), ("7", "seven", False), ("34", "3 4", False),
-    # numbers: separators, percent, units, fractions
-    ("7425000", "7,425,000", True), ("0.4", ".4", True), ("28%", "28", True), ("50%", "0.5", True),
-    ("12", "12 cm", True), ("12", "12x", False), ("1000.99", "$1,000.99", True),
-    # an expression is judged by value, not by its last digit
-    ("2", r"\frac{1+\sqrt{5}}{2}", False), ("2", r"\sqrt{4}", True), ("0.5", r"\frac{1}{2}", True),
-    # symbolic answers through math-verify
-    (r"\frac{1}{2}", "0.5", True), (r"\sqrt{3}", r"\sqrt3", True), (r"2\sqrt{2}", r"\sqrt{8}", True),
-    ("x^2 + 2x + 1", "(x+1)^2", True), ("x^2 + 2x + 1", "(x-1)^2", False),
-    ("(1, 2]", "(1,2]", True), ("(1, 2]", "[1, 2]", False), (r"\{1, 2\}", r"\{2, 1\}", True),
-    ("(3, 4)", "(4, 3)", False), ("x = 3", "3", True), (r"\frac{\pi}{2}", r"\pi/2", True),
-    (r"x \in [-2,7]", r"-2 \le x \le 7", True),  # an interval and its inequality (a human accepts both)
-    (r"f(x)", r"f(y)", False),  # variables matter
-    # choice and string types
-    ("B", "(B)", True), ("B", "The answer is B", True), ("B", "A or B", False),
-])
+@pytest.mark.parametrize(
+    "gold, pred, want",
+    [
+        # the demo task: one-digit sums, answered in many dressings
+        ("7", "7", True),
+        ("7", "3 + 4 = 7", True),
+        ("7", "It is 7 apples", True),
+        ("7", "8", False),
+        ("7", "3 + 4 = 8", False),
+        ("7", "", False),
+        ("7", "seven", False),
+        ("34", "3 4", False),
+        # numbers: separators, percent, units, fractions
+        ("7425000", "7,425,000", True),
+        ("0.4", ".4", True),
+        ("28%", "28", True),
+        ("50%", "0.5", True),
+        ("12", "12 cm", True),
+        ("12", "12x", False),
+        ("1000.99", "$1,000.99", True),
+        # an expression is judged by value, not by its last digit
+        ("2", r"\frac{1+\sqrt{5}}{2}", False),
+        ("2", r"\sqrt{4}", True),
+        ("0.5", r"\frac{1}{2}", True),
+        # symbolic answers through math-verify
+        (r"\frac{1}{2}", "0.5", True),
+        (r"\sqrt{3}", r"\sqrt3", True),
+        (r"2\sqrt{2}", r"\sqrt{8}", True),
+        ("x^2 + 2x + 1", "(x+1)^2", True),
+        ("x^2 + 2x + 1", "(x-1)^2", False),
+        ("(1, 2]", "(1,2]", True),
+        ("(1, 2]", "[1, 2]", False),
+        (r"\{1, 2\}", r"\{2, 1\}", True),
+        ("(3, 4)", "(4, 3)", False),
+        ("x = 3", "3", True),
+        (r"\frac{\pi}{2}", r"\pi/2", True),
+        (r"x \in [-2,7]", r"-2 \le x \le 7", True),  # an interval and its inequality (a human accepts both)
+        (r"f(x)", r"f(y)", False),  # variables matter
+        # choice and string types
+        ("B", "(B)", True),
+        ("B", "The answer is B", True),
+        ("B", "A or B", False),
+    ],
+)
 def test_decide(gold, pred, want):
     assert decide(gold, pred) is want
 
@@ -152,6 +229,7 @@ def test_gold_given_as_a_worked_solution():
 
 # ---- OlympiadBench's rules where an item's tolerance is given (docs/scorers.md) -------------------------
 
+
 def test_split_answers_nests_all_brackets_and_expands_pm():
     from phaserl.rewards.compare import split_answers
 
@@ -159,16 +237,29 @@ def test_split_answers_nests_all_brackets_and_expands_pm():
     assert split_answers("x = \\pm 2") == ["x = + 2", "x = - 2"]
 
 
-@pytest.mark.parametrize("gold, pred, tolerance, equal", [
-    ("69,84", "84,69", None, True),  # a multiset, not two decimal-comma numbers
-    ("69, 84", "84, 69, 69", None, True),  # still the same set (the official multiset says no: deliberate)
-    ("$1, 2$", "2, 1", None, True),
-    ("\\pm 2", "2, -2", None, True),
-    ("0.003, 5.233", "0.002, 5.234", 1e-3, True),  # each answer within the item's tolerance
-    ("0.003, 5.233", "0.002, 5.234", None, False),
-    ("10, 12", "11.4, 9", 1.5, False),  # greedy pairing, as officially: 10 takes 11.4 and 12 is left with 9
-    ("1,000", "1000", None, True),  # thousands separators are one number
-])
+@pytest.mark.parametrize(
+    "gold, pred, tolerance, equal",
+    [
+        ("69,84", "84,69", None, True),  # a multiset, not two decimal-comma numbers
+        (
+            "69, 84",
+            "84, 69, 69",
+            None,
+            True,
+        ),  # still the same set (the official multiset says no: deliberate)
+        ("$1, 2$", "2, 1", None, True),
+        ("\\pm 2", "2, -2", None, True),
+        ("0.003, 5.233", "0.002, 5.234", 1e-3, True),  # each answer within the item's tolerance
+        ("0.003, 5.233", "0.002, 5.234", None, False),
+        (
+            "10, 12",
+            "11.4, 9",
+            1.5,
+            False,
+        ),  # greedy pairing, as officially: 10 takes 11.4 and 12 is left with 9
+        ("1,000", "1000", None, True),  # thousands separators are one number
+    ],
+)
 def test_lists_match_as_a_multiset(gold, pred, tolerance, equal):
     assert decide(gold, pred, tolerance=tolerance) is equal
 

@@ -14,17 +14,20 @@ from phaserl.rewards.extract import (
 )
 
 
-@pytest.mark.parametrize("text, want", [
-    (r"so \boxed{7}", "7"),
-    (r"\boxed{1} then \boxed{2}", "2"),
-    (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
-    (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),  # escaped braces are not groups
-    (r"\fbox{x+1}", "x+1"),
-    (r"\boxed 5$", "5"),
-    (r"\boxed{7} and \boxed{8", "7"),  # the last box is unclosed: the last complete one counts
-    ("no box here", None),
-    (r"\boxedfoo{3}", None),  # another command, not a box
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (r"so \boxed{7}", "7"),
+        (r"\boxed{1} then \boxed{2}", "2"),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),  # escaped braces are not groups
+        (r"\fbox{x+1}", "x+1"),
+        (r"\boxed 5$", "5"),
+        (r"\boxed{7} and \boxed{8", "7"),  # the last box is unclosed: the last complete one counts
+        ("no box here", None),
+        (r"\boxedfoo{3}", None),  # another command, not a box
+    ],
+)
 def test_last_boxed(text, want):
     assert last_boxed(text) == want
 
@@ -44,26 +47,32 @@ def test_boxed_group_joins_listed_boxes_only():
     assert boxed_group(r"\boxed{5} then more reasoning \boxed{6}")[1] == "6"
 
 
-@pytest.mark.parametrize("text, want", [
-    ("<answer>7</answer>", "7"),
-    ("<answer> 7 </answer> <answer>8</answer>", "8"),
-    ("<answer></answer>", ""),
-    ("<answer>7", None),
-    ("no block", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("<answer>7</answer>", "7"),
+        ("<answer> 7 </answer> <answer>8</answer>", "8"),
+        ("<answer></answer>", ""),
+        ("<answer>7", None),
+        ("no block", None),
+    ],
+)
 def test_answer_block(text, want):
     assert answer_block(text) == want
 
 
-@pytest.mark.parametrize("text, want", [
-    ("The answer is 7.", "7"),
-    ("Final Answer: The final answer is $10,455$. I hope it is correct.", "$10,455$"),
-    ("answer: (B)", "(B)"),
-    ("the answer is 3.5 apples", "3.5 apples"),
-    ("The answer is 2. Then again the answer is 3.", "3"),
-    ("so the answer should be (D).", "(D)"),
-    ("nothing stated", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("The answer is 7.", "7"),
+        ("Final Answer: The final answer is $10,455$. I hope it is correct.", "$10,455$"),
+        ("answer: (B)", "(B)"),
+        ("the answer is 3.5 apples", "3.5 apples"),
+        ("The answer is 2. Then again the answer is 3.", "3"),
+        ("so the answer should be (D).", "(D)"),
+        ("nothing stated", None),
+    ],
+)
 def test_answer_is(text, want):
     assert answer_is(text) == want
 
@@ -74,34 +83,40 @@ def test_final_line_extends_over_a_split_display():
     assert final_line("  \n ") is None
 
 
-@pytest.mark.parametrize("text, want", [
-    # the answer block wins, boxed inside it first
-    (r"<think>try \boxed{5}</think><answer>\boxed{7}</answer>", "7"),
-    ("<think>x</think><answer>The answer is 7.</answer>", "7"),
-    ("<think>x</think><answer>  seven </answer>", "seven"),
-    # plain responses: the last box, or "the answer is", whichever comes later
-    (r"3 + 4 = 7, so \boxed{7}.", "7"),
-    (r"First \boxed{200}. Final Answer: The final answer is $10,455$. I hope it is correct.", "$10,455$"),
-    (r"The answer is: \boxed{7}.", "7"),
-    (r"\boxed{1} and \boxed{2}", "1, 2"),
-    ("3 + 4 = 7", "3 + 4 = 7"),  # a bare final line
-    ("work...\n7", "7"),
-    ("The answer is 7", "7"),
-    # R1-style responses: only what follows </think> counts
-    (r"reasoning \boxed{5}</think> so it is 7", "so it is 7"),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        # the answer block wins, boxed inside it first
+        (r"<think>try \boxed{5}</think><answer>\boxed{7}</answer>", "7"),
+        ("<think>x</think><answer>The answer is 7.</answer>", "7"),
+        ("<think>x</think><answer>  seven </answer>", "seven"),
+        # plain responses: the last box, or "the answer is", whichever comes later
+        (r"3 + 4 = 7, so \boxed{7}.", "7"),
+        (r"First \boxed{200}. Final Answer: The final answer is $10,455$. I hope it is correct.", "$10,455$"),
+        (r"The answer is: \boxed{7}.", "7"),
+        (r"\boxed{1} and \boxed{2}", "1, 2"),
+        ("3 + 4 = 7", "3 + 4 = 7"),  # a bare final line
+        ("work...\n7", "7"),
+        ("The answer is 7", "7"),
+        # R1-style responses: only what follows </think> counts
+        (r"reasoning \boxed{5}</think> so it is 7", "so it is 7"),
+    ],
+)
 def test_extract_answer(text, want):
     assert extract_answer(text) == want
 
 
-@pytest.mark.parametrize("text", [
-    "<think>the answer is 7</think><answer></answer>",  # empty answer: gold hidden in the reasoning
-    r"<think>\boxed{7}</think><answer>   </answer>",
-    r"<think>so \boxed{7} and the answer is 7",  # never finished thinking
-    r"<think>x</think><answer>\boxed{}</answer>",  # empty box
-    "",
-    "   \n  ",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>the answer is 7</think><answer></answer>",  # empty answer: gold hidden in the reasoning
+        r"<think>\boxed{7}</think><answer>   </answer>",
+        r"<think>so \boxed{7} and the answer is 7",  # never finished thinking
+        r"<think>x</think><answer>\boxed{}</answer>",  # empty box
+        "",
+        "   \n  ",
+    ],
+)
 def test_extract_answer_gives_none_for_no_answer(text):
     assert extract_answer(text) is None
 

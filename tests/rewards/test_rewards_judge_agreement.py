@@ -33,23 +33,39 @@ from phaserl.rewards.verify import Verifier
 quiet_math_verify()
 
 # Reasons, each used by several cases below.
-SAME_NUMBER = ("the same number written differently (1.500 is 3/2, 1.250 is 1.25): MATH's is_equiv compares "
-               "normalised strings and says no; phaserl compares values")
-REORDERED = ("a list in another order is the same answer: MATH's is_equiv compares strings; OlympiadBench's own "
-             "judge and phaserl match lists as multisets")
-NO_BARE_PERCENT = ("OlympiadBench's judge accepts gold x 100 and gold / 100 for any number (60 for 0.6); as a "
-                   "reward that pays for the wrong magnitude (50 for a probability 0.5), so phaserl accepts the "
-                   "percentage reading only when a % sign is written (60% for 0.6)")
-PERCENT_SIGN = ("OlympiadBench's judge removes '%' but leaves the backslash of '\\%', so '84\\%' can never "
-                "match (its quirk); phaserl reads 84\\% as 84 percent, MATH's is_equiv drops it too")
-INTEGER_FACTOR = ("equations: OlympiadBench's judge needs the quotient of lhs - rhs to be an integer (2x+2y=3 "
-                  "and 3x+3y=4.5 differ by 3/2); phaserl (math-verify) accepts any nonzero factor: same solutions")
-ZIP_TUPLES = ("OlympiadBench's judge pairs tuple elements with zip, so (1,2,3) matches (1,2); phaserl needs the "
-              "whole tuple")
-SET_NOT_MULTISET = ("a repeated answer leaves the set unchanged: phaserl accepts it like math-verify; "
-                    "OlympiadBench's multiset does not")
-UNION_SPACING = ("OlympiadBench's judge compares union pieces unstripped, so spacing around \\cup decides; "
-                 "phaserl compares the sets")
+SAME_NUMBER = (
+    "the same number written differently (1.500 is 3/2, 1.250 is 1.25): MATH's is_equiv compares "
+    "normalised strings and says no; phaserl compares values"
+)
+REORDERED = (
+    "a list in another order is the same answer: MATH's is_equiv compares strings; OlympiadBench's own "
+    "judge and phaserl match lists as multisets"
+)
+NO_BARE_PERCENT = (
+    "OlympiadBench's judge accepts gold x 100 and gold / 100 for any number (60 for 0.6); as a "
+    "reward that pays for the wrong magnitude (50 for a probability 0.5), so phaserl accepts the "
+    "percentage reading only when a % sign is written (60% for 0.6)"
+)
+PERCENT_SIGN = (
+    "OlympiadBench's judge removes '%' but leaves the backslash of '\\%', so '84\\%' can never "
+    "match (its quirk); phaserl reads 84\\% as 84 percent, MATH's is_equiv drops it too"
+)
+INTEGER_FACTOR = (
+    "equations: OlympiadBench's judge needs the quotient of lhs - rhs to be an integer (2x+2y=3 "
+    "and 3x+3y=4.5 differ by 3/2); phaserl (math-verify) accepts any nonzero factor: same solutions"
+)
+ZIP_TUPLES = (
+    "OlympiadBench's judge pairs tuple elements with zip, so (1,2,3) matches (1,2); phaserl needs the "
+    "whole tuple"
+)
+SET_NOT_MULTISET = (
+    "a repeated answer leaves the set unchanged: phaserl accepts it like math-verify; "
+    "OlympiadBench's multiset does not"
+)
+UNION_SPACING = (
+    "OlympiadBench's judge compares union pieces unstripped, so spacing around \\cup decides; "
+    "phaserl compares the sets"
+)
 
 # ---- hand-written MATH-style pairs (gold, answer the response boxes) ------------------------------------
 
@@ -119,25 +135,36 @@ DELIBERATE_OLYMPIAD = {
     "equation_factor_3_2": INTEGER_FACTOR,
     "tuple_shorter": ZIP_TUPLES,
     "repeated_answer": SET_NOT_MULTISET,
-    "degrees_braced": ("OlympiadBench's judge drops ^\\circ but keeps ^{\\circ}, which then parses as a power "
-                       "of a symbol; phaserl drops degrees in either spelling"),
-    "unit_missing": ("phaserl reads a number with a unit as the number (12 cm is 12, 0.64 N is 0.64); the "
-                     "official judge parses N as a symbol that must then be on both sides"),
+    "degrees_braced": (
+        "OlympiadBench's judge drops ^\\circ but keeps ^{\\circ}, which then parses as a power "
+        "of a symbol; phaserl drops degrees in either spelling"
+    ),
+    "unit_missing": (
+        "phaserl reads a number with a unit as the number (12 cm is 12, 0.64 N is 0.64); the "
+        "official judge parses N as a symbol that must then be on both sides"
+    ),
 }
 
 # ---- the generated pairs (slow): whole rules, then single items ---------------------------------------
 
 DELIBERATE_MATH500_VARIANTS = {"decimal_3": SAME_NUMBER, "leading_zero_dropped": SAME_NUMBER}
 DELIBERATE_MATH500_ITEMS: dict[tuple[str, str], str] = {}
-DELIBERATE_OLYMPIAD_VARIANTS = {"times_100": NO_BARE_PERCENT, "over_100": NO_BARE_PERCENT,
-                                "with_percent": PERCENT_SIGN}
+DELIBERATE_OLYMPIAD_VARIANTS = {
+    "times_100": NO_BARE_PERCENT,
+    "over_100": NO_BARE_PERCENT,
+    "with_percent": PERCENT_SIGN,
+}
 DELIBERATE_OLYMPIAD_ITEMS = {
-    ("1965", "same"): ("the gold is prose with several $...$ spans; the official judge reads those spans from "
-                       "the gold but the box from the response, so even the same text differs"),
+    ("1965", "same"): (
+        "the gold is prose with several $...$ spans; the official judge reads those spans from "
+        "the gold but the box from the response, so even the same text differs"
+    ),
     ("2276", "prefix_x"): "gold '8 \\%': " + PERCENT_SIGN,
-    ("1964", "prefix_x"): ("gold 'k \\geqslant 2', response 'x = k \\geqslant 2': the official judge compares the "
-                           "part after '=' and accepts; phaserl (like math-verify) reads the chained relation "
-                           "as written, which is not the inequality k >= 2"),
+    ("1964", "prefix_x"): (
+        "gold 'k \\geqslant 2', response 'x = k \\geqslant 2': the official judge compares the "
+        "part after '=' and accepts; phaserl (like math-verify) reads the chained relation "
+        "as written, which is not the inequality k >= 2"
+    ),
 }
 
 
@@ -149,7 +176,9 @@ def _compare(pairs: list[Pair], reference) -> tuple[list[bool], list[bool], list
     return ref, mv, px
 
 
-def _check(name: str, pairs: list[Pair], reference, deliberate_items: dict, deliberate_variants: dict) -> None:
+def _check(
+    name: str, pairs: list[Pair], reference, deliberate_items: dict, deliberate_variants: dict
+) -> None:
     ref, mv, px = _compare(pairs, reference)
     by_rule = {p.key for p in pairs if p.key[1] in deliberate_variants}
     differ = {p.key for p, r, x in zip(pairs, ref, px) if r != x}
@@ -158,43 +187,68 @@ def _check(name: str, pairs: list[Pair], reference, deliberate_items: dict, deli
     rest = [i for i, p in enumerate(pairs) if p.key not in by_rule]
     rest_mv = sum(ref[i] == mv[i] for i in rest)
     rest_px = sum(ref[i] == px[i] for i in rest)
-    print(f"\n{name}: {len(pairs)} pairs, reference true {sum(ref)}; agree with the reference: math-verify "
-          f"{agree_mv}, phaserl {agree_px}; outside the whole-rule differences ({len(rest)} pairs): "
-          f"math-verify {rest_mv}, phaserl {rest_px}; phaserl differs on {len(differ)} "
-          f"({len(differ & by_rule)} by rule, {len(differ - by_rule)} listed)")
+    print(
+        f"\n{name}: {len(pairs)} pairs, reference true {sum(ref)}; agree with the reference: math-verify "
+        f"{agree_mv}, phaserl {agree_px}; outside the whole-rule differences ({len(rest)} pairs): "
+        f"math-verify {rest_mv}, phaserl {rest_px}; phaserl differs on {len(differ)} "
+        f"({len(differ & by_rule)} by rule, {len(differ - by_rule)} listed)"
+    )
     unexplained = differ - by_rule
     assert unexplained == set(deliberate_items), (
         f"unexpected: {sorted(unexplained - set(deliberate_items))}; "
-        f"now agreeing: {sorted(set(deliberate_items) - unexplained)}")
+        f"now agreeing: {sorted(set(deliberate_items) - unexplained)}"
+    )
     assert rest_px >= rest_mv
 
 
 def _hand_pairs(cases: dict) -> list[Pair]:
-    return [Pair((name, "hand"), case[0], respond(case[1]), case[2] if len(case) > 2 else None)
-            for name, case in cases.items()]
+    return [
+        Pair((name, "hand"), case[0], respond(case[1]), case[2] if len(case) > 2 else None)
+        for name, case in cases.items()
+    ]
 
 
 def test_math_pairs_agree_with_is_equiv_at_least_as_often_as_math_verify():
-    _check("MATH hand pairs", _hand_pairs(MATH_CASES), math_reference,
-           {(k, "hand"): v for k, v in DELIBERATE_MATH.items()}, {})
+    _check(
+        "MATH hand pairs",
+        _hand_pairs(MATH_CASES),
+        math_reference,
+        {(k, "hand"): v for k, v in DELIBERATE_MATH.items()},
+        {},
+    )
 
 
 def test_olympiad_pairs_agree_with_the_official_judge_at_least_as_often_as_math_verify():
-    _check("OlympiadBench hand pairs", _hand_pairs(OLYMPIAD_CASES), olympiad_reference,
-           {(k, "hand"): v for k, v in DELIBERATE_OLYMPIAD.items()}, {})
+    _check(
+        "OlympiadBench hand pairs",
+        _hand_pairs(OLYMPIAD_CASES),
+        olympiad_reference,
+        {(k, "hand"): v for k, v in DELIBERATE_OLYMPIAD.items()},
+        {},
+    )
 
 
 @pytest.mark.slow
 def test_math500_rewrites_agree_with_is_equiv():
     if not (SHARED / "math500").exists():
         pytest.skip("../shared/data is not present")
-    _check("MATH-500 rewrites", math500_pairs(), math_reference, DELIBERATE_MATH500_ITEMS,
-           DELIBERATE_MATH500_VARIANTS)
+    _check(
+        "MATH-500 rewrites",
+        math500_pairs(),
+        math_reference,
+        DELIBERATE_MATH500_ITEMS,
+        DELIBERATE_MATH500_VARIANTS,
+    )
 
 
 @pytest.mark.slow
 def test_olympiadbench_rewrites_agree_with_the_official_judge():
     if not (SHARED / "olympiadbench").exists():
         pytest.skip("../shared/data is not present")
-    _check("OlympiadBench rewrites", olympiad_pairs(), olympiad_reference, DELIBERATE_OLYMPIAD_ITEMS,
-           DELIBERATE_OLYMPIAD_VARIANTS)
+    _check(
+        "OlympiadBench rewrites",
+        olympiad_pairs(),
+        olympiad_reference,
+        DELIBERATE_OLYMPIAD_ITEMS,
+        DELIBERATE_OLYMPIAD_VARIANTS,
+    )

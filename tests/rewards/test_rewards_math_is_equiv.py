@@ -7,28 +7,31 @@ import pytest
 from math_is_equiv import Malformed, is_equiv, last_boxed, strip_string
 
 
-@pytest.mark.parametrize("a, b, equal", [
-    ("\\dfrac{3}{4}", "\\tfrac34", True),  # dfrac/tfrac are frac; \frac34 gains braces
-    ("\\frac{1}{2}", "0.5", True),  # the one decimal it knows
-    ("\\frac{1}{4}", "0.25", False),
-    ("3/4", "\\frac{3}{4}", True),  # a/b of integers
-    ("x/4", "\\frac{x}{4}", False),
-    ("\\left( 1, 2 \\right)", "(1,2)", True),  # \left, \right and spaces go
-    ("1, 2", "2, 1", False),  # order matters: strings
-    ("90^\\circ", "90", True),
-    ("\\$5", "5", True),
-    ("50\\%", "50", True),
-    ("12 \\text{ cm}", "12", True),  # a unit written \text{ ...} with its space
-    ("12\\text{cm}", "12", False),  # without the space it stays
-    (".5", "0.5", True),
-    ("k = 7", "7", True),  # a left side of at most two characters is cut
-    ("abc = 7", "7", False),
-    ("\\sqrt3", "\\sqrt{3}", True),
-    ("2\\sqrt{2}", "2\\sqrt2", True),
-    ("2\\sqrt{2}", "2 \\sqrt 2", False),  # the sqrt fix runs before spaces go: \sqrt{ }2
-    ("x+1", "1+x", False),  # no algebra at all
-    ("\\frac{2}{4}", "\\frac{1}{2}", False),
-])
+@pytest.mark.parametrize(
+    "a, b, equal",
+    [
+        ("\\dfrac{3}{4}", "\\tfrac34", True),  # dfrac/tfrac are frac; \frac34 gains braces
+        ("\\frac{1}{2}", "0.5", True),  # the one decimal it knows
+        ("\\frac{1}{4}", "0.25", False),
+        ("3/4", "\\frac{3}{4}", True),  # a/b of integers
+        ("x/4", "\\frac{x}{4}", False),
+        ("\\left( 1, 2 \\right)", "(1,2)", True),  # \left, \right and spaces go
+        ("1, 2", "2, 1", False),  # order matters: strings
+        ("90^\\circ", "90", True),
+        ("\\$5", "5", True),
+        ("50\\%", "50", True),
+        ("12 \\text{ cm}", "12", True),  # a unit written \text{ ...} with its space
+        ("12\\text{cm}", "12", False),  # without the space it stays
+        (".5", "0.5", True),
+        ("k = 7", "7", True),  # a left side of at most two characters is cut
+        ("abc = 7", "7", False),
+        ("\\sqrt3", "\\sqrt{3}", True),
+        ("2\\sqrt{2}", "2\\sqrt2", True),
+        ("2\\sqrt{2}", "2 \\sqrt 2", False),  # the sqrt fix runs before spaces go: \sqrt{ }2
+        ("x+1", "1+x", False),  # no algebra at all
+        ("\\frac{2}{4}", "\\frac{1}{2}", False),
+    ],
+)
 def test_is_equiv(a, b, equal):
     assert is_equiv(a, b) is equal
     assert is_equiv(b, a) is equal

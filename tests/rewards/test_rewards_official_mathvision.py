@@ -33,8 +33,14 @@ def _questions() -> dict:
 def test_agreement_with_official_mathvision_verdicts(model):
     questions = _questions()
     rows = [json.loads(line) for line in (DATA / "official_outputs" / "mathvision" / f"{model}.jsonl").open()]
-    items = [{"gold": questions[r["id"]]["answer"], "pred": extract_answer(r["response"] or "") or "",
-              "choices": questions[r["id"]]["options"] or None} for r in rows]
+    items = [
+        {
+            "gold": questions[r["id"]]["answer"],
+            "pred": extract_answer(r["response"] or "") or "",
+            "choices": questions[r["id"]]["options"] or None,
+        }
+        for r in rows
+    ]
     with Verifier(workers=2, timeout=5.0) as verifier:
         verdicts = verifier.check_many(items)
     agree = sum((v is True) == r["correct"] for v, r in zip(verdicts, rows))

@@ -45,8 +45,10 @@ def test_check_answers(verifier):
 
 
 def test_check_many_in_parallel_keeps_order_and_dedups(verifier):
-    items = [{"gold": str(a + b), "pred": f"{a} + {b} = {a + b + (i % 2)}", "id": i}  # extra keys ignored
-             for i, (a, b) in enumerate((a, b) for a in range(5) for b in range(4))]
+    items = [
+        {"gold": str(a + b), "pred": f"{a} + {b} = {a + b + (i % 2)}", "id": i}  # extra keys ignored
+        for i, (a, b) in enumerate((a, b) for a in range(5) for b in range(4))
+    ]
     items += items[:5]
     sent = verifier.stats["sent"]
     got = verifier.check_many(items)
@@ -64,15 +66,25 @@ def test_cache_answers_repeats_without_a_worker(verifier):
 
 ADVERSARIAL = [
     # huge exponents and other endless computations (each costs one kill and one worker restart)
-    ("1", "2^{2^{2^{30}}}"), ("5", "10^{10^{10^{10}}}"), ("1", "(10^{100000})!"), ("x", "x" + "^x" * 100),
+    ("1", "2^{2^{2^{30}}}"),
+    ("5", "10^{10^{10^{10}}}"),
+    ("1", "(10^{100000})!"),
+    ("x", "x" + "^x" * 100),
     # deep nesting
-    ("1", "{" * 10_000 + "1" + "}" * 10_000), ("1", r"\frac{" * 10_000), ("1", "(" * 10_000 + "1" + ")" * 10_000),
+    ("1", "{" * 10_000 + "1" + "}" * 10_000),
+    ("1", r"\frac{" * 10_000),
+    ("1", "(" * 10_000 + "1" + ")" * 10_000),
     # very long strings: 1 MB goes to a worker and is bounded; 2 MB is over max_chars, undecidable unsent
-    ("3", "1+" * 500_000 + "1"), ("9" * 2_000_000, "9" * 2_000_000),
+    ("3", "1+" * 500_000 + "1"),
+    ("9" * 2_000_000, "9" * 2_000_000),
     # code-like text is data, never run
-    ("1", "__import__('os').system('touch PWNED_SENTINEL')"), ("1", "exec('open(\"PWNED_SENTINEL\", \"w\")')"),
-    ("0", "().__class__.__base__.__subclasses__()"), ("1", "lambda: 1"), ("1", "eval('2**2**40')"),
-    ("1", r"\input{/etc/passwd}"), ("2", "${2}$" * 2000),
+    ("1", "__import__('os').system('touch PWNED_SENTINEL')"),
+    ("1", 'exec(\'open("PWNED_SENTINEL", "w")\')'),
+    ("0", "().__class__.__base__.__subclasses__()"),
+    ("1", "lambda: 1"),
+    ("1", "eval('2**2**40')"),
+    ("1", r"\input{/etc/passwd}"),
+    ("2", "${2}$" * 2000),
 ]
 CODE_LIKE = slice(9, 15)
 CONFUSABLES = [  # (gold, pred, choices, expected)
@@ -97,7 +109,7 @@ def test_adversarial_inputs_stay_within_the_bound(verifier, tmp_path, monkeypatc
     assert all(r in (True, False, None) for r in got)
     assert True not in got[CODE_LIKE]
     assert not list(tmp_path.iterdir()), "code-like text must never run"
-    assert got[len(ADVERSARIAL):] == [want for *_, want in CONFUSABLES]
+    assert got[len(ADVERSARIAL) :] == [want for *_, want in CONFUSABLES]
     assert got[:4] == [None] * 4  # endless: killed at the bound, undecidable
     assert got[7] in (False, None)  # 1 MB of 1+1+...: bounded either way
     assert got[8] is None  # too long: undecidable
@@ -118,7 +130,9 @@ def test_concurrent_callers_get_their_own_answers(verifier):
     results = {}
 
     def work(k):
-        results[k] = verifier.check_many([{"gold": str(k * 10 + i), "pred": str(k * 10 + i)} for i in range(8)])
+        results[k] = verifier.check_many(
+            [{"gold": str(k * 10 + i), "pred": str(k * 10 + i)} for i in range(8)]
+        )
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
     for t in threads:
@@ -129,9 +143,11 @@ def test_concurrent_callers_get_their_own_answers(verifier):
 
 
 def test_memory_limit_stops_a_runaway_allocation():
-    code = ("from phaserl.rewards._worker import _limit_memory\n"
-            "_limit_memory(300)\n"
-            "x = bytearray(600 * 1024 * 1024)\n")
+    code = (
+        "from phaserl.rewards._worker import _limit_memory\n"
+        "_limit_memory(300)\n"
+        "x = bytearray(600 * 1024 * 1024)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "MemoryError" in proc.stderr

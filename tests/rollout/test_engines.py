@@ -17,13 +17,23 @@ from phaserl.rollout.hf import HFEngine
 from phaserl.testing.tiny import load_varied_tiny
 
 GREEDY = SamplingParams(n=1, max_new_tokens=12, temperature=0)
-BF16 = [None, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
-    not packing_available(torch.bfloat16, "cpu"), reason="oneDNN bf16 linear not available on this CPU"))]
+BF16 = [
+    None,
+    pytest.param(
+        torch.bfloat16,
+        marks=pytest.mark.skipif(
+            not packing_available(torch.bfloat16, "cpu"),
+            reason="oneDNN bf16 linear not available on this CPU",
+        ),
+    ),
+]
 
 
 def _pair(lm, dtype):
     kw = dict(is_vlm=lm.is_vlm, rollout_dtype=dtype)
-    return HFEngine(lm.model, lm.processor, lm.tokenizer, **kw), CPUEngine(lm.model, lm.processor, lm.tokenizer, **kw)
+    return HFEngine(lm.model, lm.processor, lm.tokenizer, **kw), CPUEngine(
+        lm.model, lm.processor, lm.tokenizer, **kw
+    )
 
 
 def _same_greedy(plain, fast, prompts, params=GREEDY, logp_atol=1e-4):
@@ -41,11 +51,15 @@ def _same_greedy(plain, fast, prompts, params=GREEDY, logp_atol=1e-4):
 def test_plain_and_cpu_engines_take_the_same_greedy_tokens(lm, dtype, mixed_prompts):
     plain, fast = _pair(lm, dtype)
     assert not any(isinstance(m, PackedLinear) for m in plain.model.modules())
-    if dtype is not None:  # the fast parts are in use: packed weights and the lean step (all three are Llama-like)
+    if (
+        dtype is not None
+    ):  # the fast parts are in use: packed weights and the lean step (all three are Llama-like)
         assert fast.packed and any(isinstance(m, PackedLinear) for m in fast.model.modules())
         assert fast.lean is not None
     out = _same_greedy(plain, fast, mixed_prompts(lm))
-    assert len({tuple(c) for c in out.completion_ids}) > 1  # prompts lead to different tokens: the test can tell
+    assert (
+        len({tuple(c) for c in out.completion_ids}) > 1
+    )  # prompts lead to different tokens: the test can tell
 
 
 def test_plain_loop_takes_generates_greedy_tokens(lm, mixed_prompts):
@@ -68,11 +82,16 @@ def test_plain_engine_records_the_trainers_logp_and_entropy(lm, mixed_prompts):
     c = engine.generate(prompts, params)
     assert c.completion_ids == engine.generate(prompts, params).completion_ids  # seeded: repeats
     rows = [p for p in prompts for _ in range(2)]
-    inputs, targets, _ = build_sequences(lm.processor, rows, c.completion_ids, lm.is_vlm, lm.tokenizer.pad_token_id)
+    inputs, targets, _ = build_sequences(
+        lm.processor, rows, c.completion_ids, lm.is_vlm, lm.tokenizer.pad_token_id
+    )
     ref = completion_logp(lm.model, inputs, targets, 0.8, False, "cpu")
     for j, lp in enumerate(c.logp):
-        assert torch.allclose(lp, ref[j, :len(lp)], atol=2e-5)
-    assert all(0 < h < torch.log(torch.tensor(float(lm.model.config.get_text_config().vocab_size))) for h in c.entropy)
+        assert torch.allclose(lp, ref[j, : len(lp)], atol=2e-5)
+    assert all(
+        0 < h < torch.log(torch.tensor(float(lm.model.config.get_text_config().vocab_size)))
+        for h in c.entropy
+    )
 
 
 def test_plain_sampler_follows_the_distribution():
@@ -85,7 +104,10 @@ def test_plain_sampler_follows_the_distribution():
     assert torch.allclose(logp, logits[0, tok])
     assert torch.allclose(ent, torch.tensor(1.2799), atol=1e-4)  # -sum p log p of (.1, .2, .3, .4)
     nucleus, _, _ = sample_next(logits.repeat(2000, 1), 1.0, 0.5, torch.Generator().manual_seed(0))
-    assert set(nucleus.tolist()) == {2, 3}  # top-p 0.5 keeps the smallest set reaching half the mass: .4 and .3
+    assert set(nucleus.tolist()) == {
+        2,
+        3,
+    }  # top-p 0.5 keeps the smallest set reaching half the mass: .4 and .3
 
 
 def test_engine_choice():
@@ -113,9 +135,13 @@ def test_cpu_engine_refuses_a_policy_off_the_cpu():
 
 
 def test_the_plain_engine_loads_nothing_of_the_cpu_engine():
-    code = ("import sys, phaserl.rollout.hf, phaserl.rollout.choice; "
-            "print(sorted(m for m in sys.modules if m.startswith('phaserl.rollout.cpu')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys, phaserl.rollout.hf, phaserl.rollout.choice; "
+        "print(sorted(m for m in sys.modules if m.startswith('phaserl.rollout.cpu')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -123,14 +149,21 @@ def test_the_plain_engine_loads_nothing_of_the_cpu_engine():
 @pytest.mark.parametrize("dtype", BF16, ids=["fp32", "bf16-copy"])
 def test_smollm2_greedy_tokens_agree(smollm2, dtype):
     plain, fast = _pair(smollm2, dtype)
-    questions = ["What is 2+3?", "Name a colour.", "Write a haiku about the sea.", "What is the capital of France?"]
+    questions = [
+        "What is 2+3?",
+        "Name a colour.",
+        "Write a haiku about the sea.",
+        "What is the capital of France?",
+    ]
     from phaserl.types import Prompt
 
     prompts = [Prompt(messages=[{"role": "user", "content": q}]) for q in questions]
     # bf16: the compiled decode attention (rollout/cpu/decode_attention.cpp) moves SmolLM2's greedy log-probs by up
     # to ~0.1 from the torch ops' (the tokens stay equal); with cpu_kernels=False they agree to 1e-4
     atol = 1e-4 if dtype is None else 0.15
-    out = _same_greedy(plain, fast, prompts, SamplingParams(n=1, max_new_tokens=16, temperature=0), logp_atol=atol)
+    out = _same_greedy(
+        plain, fast, prompts, SamplingParams(n=1, max_new_tokens=16, temperature=0), logp_atol=atol
+    )
     assert len(set(out.texts)) == len(questions)
 
 

@@ -7,7 +7,9 @@ from phaserl.rollout.cpu import kernels as cpu_kernels
 from phaserl.rollout.cpu.lean import decode_attention, rope
 
 kernel = cpu_kernels.decode_attention()
-needs_kernel = pytest.mark.skipif(kernel is None, reason=f"no CPU kernel here: {cpu_kernels.unavailable_reason()}")
+needs_kernel = pytest.mark.skipif(
+    kernel is None, reason=f"no CPU kernel here: {cpu_kernels.unavailable_reason()}"
+)
 
 
 def _inputs(n, KV, g, D, L_max, seed):
@@ -23,13 +25,15 @@ def _inputs(n, KV, g, D, L_max, seed):
 
 
 @needs_kernel
-@pytest.mark.parametrize("KV,g,D", [(3, 3, 64), (2, 2, 16), (1, 4, 32), (4, 1, 128), (2, 3, 48), (2, 8, 128),
-                                     (2, 7, 64), (1, 5, 16)])
+@pytest.mark.parametrize(
+    "KV,g,D",
+    [(3, 3, 64), (2, 2, 16), (1, 4, 32), (4, 1, 128), (2, 3, 48), (2, 8, 128), (2, 7, 64), (1, 5, 16)],
+)
 def test_kernel_matches_torch_bit_for_bit(KV, g, D):
     q, kt, v, bias = _inputs(5, KV, g, D, 140, seed=KV * 100 + g * 10 + D)
     for L in (1, 2, 4, 15, 16, 17, 33, 64, 99, 140):
-        ref = decode_attention(q, kt, v, bias, L, D ** -0.5)
-        got = kernel.decode_attention(q, kt, v, bias, L, D ** -0.5)
+        ref = decode_attention(q, kt, v, bias, L, D**-0.5)
+        got = kernel.decode_attention(q, kt, v, bias, L, D**-0.5)
         assert got.dtype == torch.bfloat16 and got.shape == ref.shape
         assert torch.equal(got, ref), f"L={L}: {(got != ref).sum()} of {ref.numel()} differ"
 
@@ -47,11 +51,11 @@ def test_step_kernel_matches_torch_rope_cache_write_and_attention(KV, g, D):
     _, kt, v, bias = _inputs(n, KV, g, D, L_max, seed=3)
     for L in (1, 9, 30):
         kt_ref, v_ref = kt.clone(), v.clone()
-        qk = rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos[:, None], sin[:, None])
+        qk = rope(qkv[:, : (H + KV) * D].view(n, H + KV, D), cos[:, None], sin[:, None])
         kt_ref[:, :, :, L - 1] = qk[:, H:]
-        v_ref[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
-        ref = decode_attention(qk[:, :H], kt_ref, v_ref, bias, L, D ** -0.5)
-        got = kernel.decode_step_attention(qkv, cos, sin, kt, v, bias, L, D ** -0.5)
+        v_ref[:, :, L - 1] = qkv[:, (H + KV) * D :].view(n, KV, D)
+        ref = decode_attention(qk[:, :H], kt_ref, v_ref, bias, L, D**-0.5)
+        got = kernel.decode_step_attention(qkv, cos, sin, kt, v, bias, L, D**-0.5)
         assert torch.equal(kt, kt_ref) and torch.equal(v, v_ref)  # k and v written at L - 1, nothing else
         assert torch.equal(got, ref)
 

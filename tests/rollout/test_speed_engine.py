@@ -25,8 +25,9 @@ def _engine(lm, **kw):
 
 def _training_logp(lm, prompts, c, G):
     rows = [p for p in prompts for _ in range(G)]
-    inputs, targets, mask = build_sequences(lm.processor, rows, c.completion_ids, lm.is_vlm,
-                                            lm.tokenizer.pad_token_id)
+    inputs, targets, mask = build_sequences(
+        lm.processor, rows, c.completion_ids, lm.is_vlm, lm.tokenizer.pad_token_id
+    )
     return completion_logp(lm.model, inputs, targets, 1.0, False, "cpu"), mask
 
 
@@ -72,7 +73,7 @@ def test_sampled_logp_match_the_training_forward(lm):
     c = _engine(lm).generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
     ref, mask = _training_logp(lm, prompts, c, G=2)
     for j, lp in enumerate(c.logp):
-        assert torch.allclose(lp, ref[j, :len(lp)], atol=2e-5)
+        assert torch.allclose(lp, ref[j, : len(lp)], atol=2e-5)
     assert int(mask.sum()) == sum(len(x) for x in c.completion_ids)
 
 
@@ -82,11 +83,14 @@ def test_copy_with_broadcast_gqa_attention_matches_exactly_in_fp32(lm):
     engine = _engine(lm, rollout_dtype=torch.float32)
     assert engine.model is not lm.model and engine.model.config._attn_implementation == "phaserl_gqa"
     greedy = SamplingParams(n=1, max_new_tokens=10, temperature=0)
-    assert engine.generate(prompts, greedy).completion_ids == _engine(lm).generate(prompts, greedy).completion_ids
+    assert (
+        engine.generate(prompts, greedy).completion_ids
+        == _engine(lm).generate(prompts, greedy).completion_ids
+    )
     c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
     ref, _ = _training_logp(lm, prompts, c, G=2)
     for j, lp in enumerate(c.logp):
-        assert torch.allclose(lp, ref[j, :len(lp)], atol=2e-5)
+        assert torch.allclose(lp, ref[j, : len(lp)], atol=2e-5)
 
 
 def test_gqa_attention_equals_eager_attention():
@@ -112,14 +116,16 @@ def test_bf16_copy_is_close_to_fp32_training_forward(lm):
     assert engine.model.dtype == torch.bfloat16
     c = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=8, temperature=1.0, seed=3))
     ref, _ = _training_logp(lm, prompts, c, G=2)
-    diff = torch.cat([(lp - ref[j, :len(lp)]).abs() for j, lp in enumerate(c.logp)])
+    diff = torch.cat([(lp - ref[j, : len(lp)]).abs() for j, lp in enumerate(c.logp)])
     assert float(diff.max()) < 0.15 and float(diff.mean()) < 0.05
 
 
 def test_seeded_sampling_repeats_and_differs_by_seed(lm):
     prompts = _prompts(lm)[:2]
     e = _engine(lm)
-    a, b = (e.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=1.0, seed=7)) for _ in range(2))
+    a, b = (
+        e.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=1.0, seed=7)) for _ in range(2)
+    )
     other = e.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=1.0, seed=8))
     assert a.completion_ids == b.completion_ids and a.completion_ids != other.completion_ids
     assert len(set(map(tuple, a.completion_ids[:3]))) > 1  # the G samples of a prompt differ
@@ -141,7 +147,7 @@ def test_sample_categorical_follows_the_distribution():
 def test_sample_categorical_matches_multinomial_in_distribution(V):
     torch.manual_seed(0)
     probs = torch.softmax(torch.randn(1, V) * 2, -1)
-    probs[0, :V // 2:3] = 0.0  # zero-probability tokens scattered through every block
+    probs[0, : V // 2 : 3] = 0.0  # zero-probability tokens scattered through every block
     probs = probs / probs.sum()
     gen = torch.Generator().manual_seed(1)
     tok = torch.cat([sample_categorical(probs.repeat(2000, 1), gen) for _ in range(50)])  # 100k draws
@@ -149,7 +155,9 @@ def test_sample_categorical_matches_multinomial_in_distribution(V):
     freq = torch.bincount(tok, minlength=V).double() / len(tok)
     tv = 0.5 * float((freq - probs[0].double()).abs().sum())
     ref = torch.multinomial(probs[0], len(tok), replacement=True, generator=torch.Generator().manual_seed(2))
-    tv_ref = 0.5 * float((torch.bincount(ref, minlength=V).double() / len(tok) - probs[0].double()).abs().sum())
+    tv_ref = 0.5 * float(
+        (torch.bincount(ref, minlength=V).double() / len(tok) - probs[0].double()).abs().sum()
+    )
     assert tv < tv_ref * 1.15  # as close to the distribution as torch.multinomial's own draws
 
 
@@ -174,7 +182,10 @@ def test_reserved_cache_layer_equals_concatenation():
     ref, got = DynamicLayer(), ReservedLayer(k0, v0, extra=3)
     ref.update(k0, v0)
     for step in range(5):  # 3 within the reserve, then 2 past it
-        k, v = torch.randn(len(ref.keys), 2, 1, 3, generator=g), torch.randn(len(ref.keys), 2, 1, 3, generator=g)
+        k, v = (
+            torch.randn(len(ref.keys), 2, 1, 3, generator=g),
+            torch.randn(len(ref.keys), 2, 1, 3, generator=g),
+        )
         a, b = ref.update(k, v), got.update(k, v)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
         if step == 1:

@@ -12,13 +12,21 @@ from phaserl.rollout.cpu.lean import LeanDecoder, unsupported_reason
 from phaserl.rollout.cpu.packed import packing_available
 from phaserl.testing.tiny import load_varied_tiny, perturbed_weights
 
-pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
-                                reason="oneDNN bf16 linear not available on this CPU")
+pytestmark = pytest.mark.skipif(
+    not packing_available(torch.bfloat16, "cpu"), reason="oneDNN bf16 linear not available on this CPU"
+)
 
 
 def _engine(lm, lean, kernel=True):
-    return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
-                    lean_decode=lean, cpu_kernels=kernel)
+    return CPUEngine(
+        lm.model,
+        lm.processor,
+        lm.tokenizer,
+        is_vlm=lm.is_vlm,
+        rollout_dtype=torch.bfloat16,
+        lean_decode=lean,
+        cpu_kernels=kernel,
+    )
 
 
 def _close(a, b):
@@ -33,9 +41,11 @@ def test_lean_step_samples_what_the_transformers_step_samples(lm, kernel, mixed_
     assert lean.lean is not None and ref.lean is None
     # the compiled attention (rollout/cpu/decode_attention.cpp) is in use wherever it could be built
     assert (lean.lean.kernel is not None) == (kernel and cpu_kernels.decode_attention() is not None)
-    for params in (SamplingParams(n=1, max_new_tokens=12, temperature=0),
-                   SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
-                   SamplingParams(n=3, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=2)):
+    for params in (
+        SamplingParams(n=1, max_new_tokens=12, temperature=0),
+        SamplingParams(n=4, max_new_tokens=12, temperature=1.0, seed=5),
+        SamplingParams(n=3, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=2),
+    ):
         a, b = lean.generate(mixed_prompts(lm), params), ref.generate(mixed_prompts(lm), params)
         _close(a, b)
         assert len({tuple(c) for c in a.completion_ids}) > 1  # rows differ: the test can tell them apart

@@ -10,8 +10,9 @@ from phaserl.rollout.cpu import CPUEngine
 from phaserl.rollout.cpu.packed import PackedLinear, pack_linears, packing_available
 from phaserl.testing.tiny import perturbed_weights
 
-pytestmark = pytest.mark.skipif(not packing_available(torch.bfloat16, "cpu"),
-                                reason="oneDNN bf16 linear not available on this CPU")
+pytestmark = pytest.mark.skipif(
+    not packing_available(torch.bfloat16, "cpu"), reason="oneDNN bf16 linear not available on this CPU"
+)
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -38,7 +39,9 @@ def test_packed_linear_is_bit_identical(bias, shape):
 
 
 def test_pack_linears_replaces_plain_bf16_linears_only():
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    )
     assert pack_linears(model) == []  # float32: left alone
     model = model.to(torch.bfloat16)
     assert pack_linears(model) == ["0", "1.0"]
@@ -52,9 +55,18 @@ def _prompts(lm):
     return [render(e, "text", "boxed") for e in arithmetic(n=3, seed=2, digits=3)]
 
 
-def _engine(lm, pack):  # the transformers decoding step on both (tests/rollout/test_speed_lean.py: the lean step)
-    return CPUEngine(lm.model, lm.processor, lm.tokenizer, is_vlm=lm.is_vlm, rollout_dtype=torch.bfloat16,
-                    pack_weights=pack, lean_decode=False)
+def _engine(
+    lm, pack
+):  # the transformers decoding step on both (tests/rollout/test_speed_lean.py: the lean step)
+    return CPUEngine(
+        lm.model,
+        lm.processor,
+        lm.tokenizer,
+        is_vlm=lm.is_vlm,
+        rollout_dtype=torch.bfloat16,
+        pack_weights=pack,
+        lean_decode=False,
+    )
 
 
 def _same(a, b):
@@ -67,8 +79,10 @@ def test_packed_copy_samples_exactly_what_the_plain_copy_samples(lm):
     packed, plain = _engine(lm, True), _engine(lm, False)
     assert packed.packed and not plain.packed
     assert "lm_head" in packed.packed  # tied to the embedding in these models: packed from the shared tensor
-    for params in (SamplingParams(n=1, max_new_tokens=10, temperature=0),
-                   SamplingParams(n=3, max_new_tokens=10, temperature=1.0, seed=5)):
+    for params in (
+        SamplingParams(n=1, max_new_tokens=10, temperature=0),
+        SamplingParams(n=3, max_new_tokens=10, temperature=1.0, seed=5),
+    ):
         _same(packed.generate(_prompts(lm), params), plain.generate(_prompts(lm), params))
 
 

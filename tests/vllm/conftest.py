@@ -59,7 +59,13 @@ def smollm2_hf(smollm2_path):
 def smollm2_engine(smollm2_path, smollm2_hf):
     from phaserl.rollout.vllm import VLLMEngine
 
-    engine = VLLMEngine(smollm2_path, processor=smollm2_hf.processor, tokenizer=smollm2_hf.tokenizer,
-                        dtype="float32", kv_cache_gib=1, max_model_len=2048)
+    engine = VLLMEngine(
+        smollm2_path,
+        processor=smollm2_hf.processor,
+        tokenizer=smollm2_hf.tokenizer,
+        dtype="float32",
+        kv_cache_gib=1,
+        max_model_len=2048,
+    )
     yield engine
     engine.close()

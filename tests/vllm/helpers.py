@@ -15,7 +15,12 @@ import torch
 from phaserl.rollout.base import SamplingParams
 from phaserl.types import Prompt
 
-QUESTIONS = ["What is 2+3?", "Name a colour.", "Write a haiku about the sea.", "What is the capital of France?"]
+QUESTIONS = [
+    "What is 2+3?",
+    "Name a colour.",
+    "Write a haiku about the sea.",
+    "What is the capital of France?",
+]
 
 
 def text_prompts(questions=QUESTIONS) -> list[Prompt]:
@@ -38,21 +43,23 @@ def assert_same_as_hf(out, ref, G: int, logp_atol: float = 1e-3) -> None:
         b = row // G
         assert out.prompt_ids[row] == ref.prompt_ids[b], f"row {row}: prompt tokens differ"
         assert out.completion_ids[row] == ref.completion_ids[b], (
-            f"row {row}: vLLM {out.completion_ids[row]} vs HF {ref.completion_ids[b]}")
+            f"row {row}: vLLM {out.completion_ids[row]} vs HF {ref.completion_ids[b]}"
+        )
         assert out.texts[row] == ref.texts[b]
         assert out.truncated[row] == ref.truncated[b]
         assert out.logp[row].shape == ref.logp[b].shape
         torch.testing.assert_close(out.logp[row], ref.logp[b], atol=logp_atol, rtol=0)
 
 
-def teacher_forced_logp(model, prompt_ids: list[int], completion_ids: list[int], temperature: float,
-                        **vision) -> torch.Tensor:
+def teacher_forced_logp(
+    model, prompt_ids: list[int], completion_ids: list[int], temperature: float, **vision
+) -> torch.Tensor:
     """[T] log_softmax(logits / T) of the completion tokens under `model`, the trainer's quantity."""
     ids = torch.tensor([prompt_ids + completion_ids])
     with torch.no_grad():
         logits = model(input_ids=ids, **vision).logits[0].float()
     P = len(prompt_ids)
-    logits = logits[P - 1:P - 1 + len(completion_ids)] / temperature
+    logits = logits[P - 1 : P - 1 + len(completion_ids)] / temperature
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(completion_ids)[:, None]).squeeze(1)
 
 
@@ -83,11 +90,19 @@ def vllm_server(model_path: str, log: Path, extra: list[str] | None = None):
     from phaserl.rollout.vllm_server import serve_command
 
     port = free_port()
-    argv, env = serve_command(model_path, "127.0.0.1", port, dtype="float32", max_model_len=2048,
-                              python=sys.executable, extra=["--enforce-eager", *(extra or [])])
+    argv, env = serve_command(
+        model_path,
+        "127.0.0.1",
+        port,
+        dtype="float32",
+        max_model_len=2048,
+        python=sys.executable,
+        extra=["--enforce-eager", *(extra or [])],
+    )
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

@@ -37,7 +37,7 @@ def test_sampling_logprobs_are_the_trainers_quantity(smollm2_engine, smollm2_hf)
         assert out.logp[row].dtype == torch.float32 and (out.logp[row] <= 0).all()
     again = smollm2_engine.generate(prompts, params)
     assert again.completion_ids == out.completion_ids  # a call seed reproduces the samples
-    groups = [out.completion_ids[i * 3:(i + 1) * 3] for i in range(2)]
+    groups = [out.completion_ids[i * 3 : (i + 1) * 3] for i in range(2)]
     assert any(len({tuple(s) for s in g}) > 1 for g in groups)  # samples of a group are distinct streams
     other = smollm2_engine.generate(prompts, SamplingParams(n=3, max_new_tokens=12, temperature=0.7, seed=7))
     assert other.completion_ids != out.completion_ids
@@ -89,8 +89,11 @@ def test_sync_through_a_lora_wrapper(smollm2_engine, smollm2_hf):
     assert_same_as_hf(out, hf_greedy(merged, smollm2_hf, prompts, 12), G=1)
     plain = hf_greedy(smollm2_hf.model, smollm2_hf, prompts, 12)  # the adapters did change the policy
     assert out.completion_ids != plain.completion_ids or any(
-        (a - b).abs().max() > 1e-2 for a, b in zip(out.logp, plain.logp) if a.shape == b.shape)
+        (a - b).abs().max() > 1e-2 for a, b in zip(out.logp, plain.logp) if a.shape == b.shape
+    )
     # the adapters were unmerged again: the trainer's LoRA model is unchanged by the sync
-    assert not torch.equal(peft_model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight,
-                           merged.model.layers[0].self_attn.q_proj.weight)
+    assert not torch.equal(
+        peft_model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight,
+        merged.model.layers[0].self_attn.q_proj.weight,
+    )
     smollm2_engine.sync_weights(smollm2_hf.model)

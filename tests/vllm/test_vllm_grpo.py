@@ -16,8 +16,12 @@ def test_grpo_steps_with_vllm_rollouts(tmp_path, smollm2_path):
 
     recipe = yaml.safe_load(open("recipes/demo_cpu.yaml"))
     recipe["model"]["name"] = smollm2_path
-    recipe["rollout"].update(engine="vllm", group_size=4, max_new_tokens=8,
-                             vllm={"dtype": "float32", "kv_cache_gib": 1, "max_model_len": 1024})
+    recipe["rollout"].update(
+        engine="vllm",
+        group_size=4,
+        max_new_tokens=8,
+        vllm={"dtype": "float32", "kv_cache_gib": 1, "max_model_len": 1024},
+    )
     recipe["prompts_per_step"] = 2
     recipe["eval"] = {"limit": 8, "sampled": False, "data": recipe["eval"]["data"]}
     recipe["checkpoint"] = {"every": 100}

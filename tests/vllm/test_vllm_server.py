@@ -20,9 +20,13 @@ def server(smollm2_path, tmp_path_factory):
 def test_server_generation_and_weight_push_match_hf(server, smollm2_path, smollm2_hf):
     from phaserl.rollout.vllm_server import RpcWeightPush, VLLMServerEngine
 
-    engine = VLLMServerEngine(server, smollm2_path, processor=smollm2_hf.processor,
-                              tokenizer=smollm2_hf.tokenizer,
-                              weight_push=RpcWeightPush(server, chunk_mb=64, dtype=torch.float32))
+    engine = VLLMServerEngine(
+        server,
+        smollm2_path,
+        processor=smollm2_hf.processor,
+        tokenizer=smollm2_hf.tokenizer,
+        weight_push=RpcWeightPush(server, chunk_mb=64, dtype=torch.float32),
+    )
     prompts = text_prompts()
     greedy = SamplingParams(n=2, max_new_tokens=16, temperature=0)
     before = engine.generate(prompts, greedy)
@@ -40,9 +44,14 @@ def test_server_generation_and_weight_push_match_hf(server, smollm2_path, smollm
     assert_same_as_hf(after, hf_greedy(new, smollm2_hf, prompts, 16), G=2)
 
     sampled = engine.generate(prompts[:2], SamplingParams(n=3, max_new_tokens=8, temperature=1.0, seed=5))
-    assert len(sampled) == 6 and all(len(lp) == len(ids) for lp, ids in zip(sampled.logp,
-                                                                             sampled.completion_ids))
-    assert engine.generate(prompts[:2], SamplingParams(n=3, max_new_tokens=8, temperature=1.0,
-                                                       seed=5)).completion_ids == sampled.completion_ids
+    assert len(sampled) == 6 and all(
+        len(lp) == len(ids) for lp, ids in zip(sampled.logp, sampled.completion_ids)
+    )
+    assert (
+        engine.generate(
+            prompts[:2], SamplingParams(n=3, max_new_tokens=8, temperature=1.0, seed=5)
+        ).completion_ids
+        == sampled.completion_ids
+    )
     engine.sync_weights(smollm2_hf.model)
     assert engine.generate(prompts, greedy).completion_ids == before.completion_ids

@@ -27,8 +27,13 @@ def load_input(
     check_images: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[Example]:
-    spec = DatasetSpec(path=str(path), adapter=adapter, fields=fields or {}, image_root=image_root,
-                       image_path_map=image_path_map or {})
+    spec = DatasetSpec(
+        path=str(path),
+        adapter=adapter,
+        fields=fields or {},
+        image_root=image_root,
+        image_path_map=image_path_map or {},
+    )
     return load_examples(spec, skip_bad_rows=skip_bad_rows, check_images=check_images, log=log)
 
 

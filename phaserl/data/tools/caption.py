@@ -68,8 +68,15 @@ def openai_messages(image, template: str, example: Example) -> list[dict]:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
-                                         {"type": "text", "text": prompt_text(template, example)}]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": uri}},
+                {"type": "text", "text": prompt_text(template, example)},
+            ],
+        }
+    ]
 
 
 def join_captions(captions: list[str]) -> str:
@@ -90,8 +97,9 @@ def _finish(ex: Example, captions: list[str], model: str, counts: dict[str, int]
         counts["empty"] += 1
 
 
-def _caption_batch(examples: list[Example], engine, template: str, params: SamplingParams, model: str,
-                   counts: dict[str, int]) -> None:
+def _caption_batch(
+    examples: list[Example], engine, template: str, params: SamplingParams, model: str, counts: dict[str, int]
+) -> None:
     """Fill example.caption in place with one engine call for the whole batch, one prompt per image."""
     prompts, owners = [], []
     for ex in examples:
@@ -116,8 +124,18 @@ def _caption_batch(examples: list[Example], engine, template: str, params: Sampl
             _finish(ex, per_example[ex.id], model, counts)
 
 
-def _run_engine(todo: list[Example], need: set[str], engine, output: str, template: str, params: SamplingParams,
-                model: str, batch_size: int, counts: dict[str, int], bar) -> None:
+def _run_engine(
+    todo: list[Example],
+    need: set[str],
+    engine,
+    output: str,
+    template: str,
+    params: SamplingParams,
+    model: str,
+    batch_size: int,
+    counts: dict[str, int],
+    bar,
+) -> None:
     """hf / vllm: batches of examples, each batch's rows appended after its one generate call."""
     for chunk in batched(todo, batch_size):
         chosen = [ex for ex in chunk if ex.id in need]
@@ -152,8 +170,10 @@ def read_journal_rows(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if i < len(lines) - 1 and any(x.strip() for x in lines[i + 1:]):
-                raise ValueError(f"{path}:{i + 1}: malformed JSON in a journal; delete it to start over") from None
+            if i < len(lines) - 1 and any(x.strip() for x in lines[i + 1 :]):
+                raise ValueError(
+                    f"{path}:{i + 1}: malformed JSON in a journal; delete it to start over"
+                ) from None
             with open(path, "r+b") as f:
                 f.truncate(good)
             break
@@ -161,8 +181,18 @@ def read_journal_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _run_openai(todo: list[Example], need: set[str], client, output: str, template: str, model: str,
-                concurrency: int, counts: dict[str, int], bar, log: Callable[[str], None]) -> None:
+def _run_openai(
+    todo: list[Example],
+    need: set[str],
+    client,
+    output: str,
+    template: str,
+    model: str,
+    concurrency: int,
+    counts: dict[str, int],
+    bar,
+    log: Callable[[str], None],
+) -> None:
     """openai: one request per image, `concurrency` at a time; each image's caption is journaled as it
     arrives, each row written once all its images are in."""
     from phaserl.openai_api import map_concurrent
@@ -178,7 +208,9 @@ def _run_openai(todo: list[Example], need: set[str], client, output: str, templa
 
     def ask(item):
         ex, k = item
-        image = load_image(ex.images[k], where=f"example {ex.id}: ")  # DataError: the row is bad, not the server
+        image = load_image(
+            ex.images[k], where=f"example {ex.id}: "
+        )  # DataError: the row is bad, not the server
         return client.complete(openai_messages(image, template, ex))
 
     def complete_rows() -> None:
@@ -215,8 +247,9 @@ def _run_openai(todo: list[Example], need: set[str], client, output: str, templa
         parts_file.unlink()
 
 
-def make_caption_engine(backend: str, model: str, *, batch_size: int, dtype: str, seed: int,
-                        max_new_tokens: int):
+def make_caption_engine(
+    backend: str, model: str, *, batch_size: int, dtype: str, seed: int, max_new_tokens: int
+):
     """The rollout engine of the hf or vllm back end (the model on the GPU when there is one). vLLM has the
     GPU to itself here (no trainer beside it) and sees one image per prompt; its context is capped, as a
     caption prompt is one image and an instruction, not the model's whole window."""
@@ -225,8 +258,14 @@ def make_caption_engine(backend: str, model: str, *, batch_size: int, dtype: str
     from phaserl.models import resolve_model_path
     from phaserl.rollout.vllm import VLLMEngine
 
-    return VLLMEngine(resolve_model_path(model), dtype=dtype, seed=seed, gpu_memory_utilization=0.85,
-                      limit_images=1, max_model_len=min(4096, 2048 + max_new_tokens))
+    return VLLMEngine(
+        resolve_model_path(model),
+        dtype=dtype,
+        seed=seed,
+        gpu_memory_utilization=0.85,
+        limit_images=1,
+        max_model_len=min(4096, 2048 + max_new_tokens),
+    )
 
 
 def caption_command(
@@ -263,8 +302,15 @@ def caption_command(
         raise ValueError(f"--backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "openai" and client is None and not base_url:
         raise ValueError("--backend openai needs --base-url (the server's /v1 root)")
-    examples = load_input(input, adapter, fields, image_root, image_path_map=image_path_map,
-                          skip_bad_rows=skip_bad_rows, log=log)
+    examples = load_input(
+        input,
+        adapter,
+        fields,
+        image_root,
+        image_path_map=image_path_map,
+        skip_bad_rows=skip_bad_rows,
+        log=log,
+    )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     done = read_journal(output)
     todo = [ex for ex in examples if ex.id not in done]
@@ -276,15 +322,24 @@ def caption_command(
         if client is None:
             from phaserl.openai_api import ChatClient
 
-            client = ChatClient(base_url, model, api_key=api_key, timeout=timeout, retries=retries,
-                                max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+            client = ChatClient(
+                base_url,
+                model,
+                api_key=api_key,
+                timeout=timeout,
+                retries=retries,
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+            )
         counts["request_errors"] = 0
         _run_openai(todo, need, client, output, prompt_template, model, concurrency, counts, bar, log)
     else:
         owned = need and engine is None
         if owned:
-            engine = make_caption_engine(backend, model, batch_size=batch_size, dtype=dtype, seed=seed,
-                                         max_new_tokens=max_new_tokens)
+            engine = make_caption_engine(
+                backend, model, batch_size=batch_size, dtype=dtype, seed=seed, max_new_tokens=max_new_tokens
+            )
         if need and not getattr(engine, "is_vlm", True):
             raise ValueError(f"captioning needs a vision-language model; {model!r} is text-only")
         params = SamplingParams(n=1, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
@@ -294,9 +349,17 @@ def caption_command(
             if owned and hasattr(engine, "close"):
                 engine.close()
     bar.close()
-    summary = {"output": str(output), "backend": backend, "total": len(examples),
-               "resumed": len(examples) - len(todo), **counts, "kept_existing": len(todo) - len(need) - text_only,
-               "text_only": text_only}
-    log(f"caption: {summary['captioned']} captioned, {summary['resumed']} already done, {summary['empty']} empty, "
-        f"{summary['failed']} failed, {summary['requests']} requests -> {output}")
+    summary = {
+        "output": str(output),
+        "backend": backend,
+        "total": len(examples),
+        "resumed": len(examples) - len(todo),
+        **counts,
+        "kept_existing": len(todo) - len(need) - text_only,
+        "text_only": text_only,
+    }
+    log(
+        f"caption: {summary['captioned']} captioned, {summary['resumed']} already done, {summary['empty']} empty, "
+        f"{summary['failed']} failed, {summary['requests']} requests -> {output}"
+    )
     return summary

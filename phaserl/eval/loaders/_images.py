@@ -52,8 +52,9 @@ def _resolve(ref: Any, roots: list[Path]) -> Any:
     return ref
 
 
-def attach_images(pairs: list[tuple[Example, list[Any]]], roots: list[Path], policy: str,
-                  what: str) -> list[Example]:
+def attach_images(
+    pairs: list[tuple[Example, list[Any]]], roots: list[Path], policy: str, what: str
+) -> list[Example]:
     """Resolve each example's relative image names under `roots` and apply `policy` to the missing ones."""
     if policy not in MISSING_IMAGE_POLICIES:
         raise ValueError(f"missing-image policy {policy!r} not in {MISSING_IMAGE_POLICIES}")
@@ -79,6 +80,8 @@ def attach_images(pairs: list[tuple[Example, list[Any]]], roots: list[Path], pol
             raise MissingImagesError(
                 message + ". Pass the folder holding the images (--image-dir), or choose --missing-images "
                 "skip (drop these items) or text (evaluate them without the image).",
-                ids=missing, looked_in=[str(r) for r in roots])
+                ids=missing,
+                looked_in=[str(r) for r in roots],
+            )
         log.warning("%s; %s", message, "dropped" if policy == "skip" else "evaluated text-only")
     return kept

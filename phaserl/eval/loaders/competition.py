@@ -22,12 +22,18 @@ def row_to_example(row: dict[str, Any], path: Path, line: int, source: str) -> E
     problem = row.get("problem") or row.get("question")
     if not problem:
         raise DataError("missing or empty", path=str(path), line=line, field="problem")
-    return Example(id=str(row.get("id", line - 1)), question=str(problem),
-                   answer=answer_text(need(row, "answer", path, line)), answer_type="math", source=source,
-                   meta={"url": row.get("url")} if row.get("url") else {})
+    return Example(
+        id=str(row.get("id", line - 1)),
+        question=str(problem),
+        answer=answer_text(need(row, "answer", path, line)),
+        answer_type="math",
+        source=source,
+        meta={"url": row.get("url")} if row.get("url") else {},
+    )
 
 
-def load_competition(path: Path, *, source: str = "aime24", limit: int | None = None,
-                     **_: Any) -> list[Example]:
+def load_competition(
+    path: Path, *, source: str = "aime24", limit: int | None = None, **_: Any
+) -> list[Example]:
     path = Path(path)
     return limit_rows([row_to_example(row, path, line, source) for line, row in read_rows(path)], limit)

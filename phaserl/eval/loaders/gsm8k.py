@@ -28,8 +28,13 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> Example:
     gold = gold_number(solution)
     if gold is None:
         raise DataError("no '#### <number>' final answer", path=str(path), line=line, field="answer")
-    return Example(id=str(row.get("id", line - 1)), question=str(need(row, "question", path, line)),
-                   answer=gold, answer_type="number", source="gsm8k")
+    return Example(
+        id=str(row.get("id", line - 1)),
+        question=str(need(row, "question", path, line)),
+        answer=gold,
+        answer_type="number",
+        source="gsm8k",
+    )
 
 
 def load_gsm8k(path: Path, *, limit: int | None = None, **_: Any) -> list[Example]:

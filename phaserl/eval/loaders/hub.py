@@ -20,15 +20,18 @@ _IMAGE_COLUMNS = ("decoded_image", "image_1", "image_2", "image_3", "image_4", "
 def hub_rows(dataset: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
     """Rows of a hub dataset split as plain dicts. Imports `datasets` only here."""
     if importlib.util.find_spec("datasets") is None:
-        raise RuntimeError(f"loading {dataset} from the hub needs the `datasets` package: "
-                           "pip install 'phaserl[datasets]' (or use the benchmark files with --data-dir)")
+        raise RuntimeError(
+            f"loading {dataset} from the hub needs the `datasets` package: "
+            "pip install 'phaserl[datasets]' (or use the benchmark files with --data-dir)"
+        )
     import datasets
 
     try:
         data = datasets.load_dataset(dataset, config, split=split)
     except (ConnectionError, FileNotFoundError) as e:  # offline, or no such dataset/split
-        raise DataError(f"cannot load {dataset} [{split}] from the hub: {e} "
-                        "(use the benchmark files with --data-dir)") from None
+        raise DataError(
+            f"cannot load {dataset} [{split}] from the hub: {e} (use the benchmark files with --data-dir)"
+        ) from None
     return [dict(row) for row in data]
 
 
@@ -40,6 +43,8 @@ def rows_to_examples(rows: list[dict[str, Any]], convert: Callable[..., Any], wh
         if converted is None:
             continue
         example = converted[0] if isinstance(converted, tuple) else converted
-        example.images = [row[c] for c in _IMAGE_COLUMNS if row.get(c) is not None and not isinstance(row[c], str)]
+        example.images = [
+            row[c] for c in _IMAGE_COLUMNS if row.get(c) is not None and not isinstance(row[c], str)
+        ]
         out.append(example)
     return out

@@ -18,8 +18,11 @@ from phaserl.eval.loaders._io import answer_text, limit_rows, need, read_rows
 
 def row_to_example(row: dict[str, Any], path: Path, line: int) -> Example:
     return Example(
-        id=str(row.get("unique_id") or line), question=str(need(row, "problem", path, line)),
-        answer=answer_text(need(row, "answer", path, line)), answer_type="math", source="math500",
+        id=str(row.get("unique_id") or line),
+        question=str(need(row, "problem", path, line)),
+        answer=answer_text(need(row, "answer", path, line)),
+        answer_type="math",
+        source="math500",
         meta={"subject": row.get("subject"), "level": row.get("level")},
     )
 

@@ -28,20 +28,28 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> tuple[Example,
     qtype = str(need(row, "question_type", path, line))
     metadata = row.get("metadata") or {}
     example = Example(
-        id=str(need(row, "sample_index", path, line)), question=question,
+        id=str(need(row, "sample_index", path, line)),
+        question=question,
         answer=answer_text(need(row, "answer", path, line)),
-        answer_type="choice" if qtype == "multi-choice" else "auto", source="mathverse",
-        meta={"question_type": qtype, "problem_version": row.get("problem_version"),
-              "problem_index": row.get("problem_index"), "subject": metadata.get("subject"),
-              "subfield": metadata.get("subfield"), "source": metadata.get("source"),
-              "query_cot": row.get("query_cot")},
+        answer_type="choice" if qtype == "multi-choice" else "auto",
+        source="mathverse",
+        meta={
+            "question_type": qtype,
+            "problem_version": row.get("problem_version"),
+            "problem_index": row.get("problem_index"),
+            "subject": metadata.get("subject"),
+            "subfield": metadata.get("subfield"),
+            "source": metadata.get("source"),
+            "query_cot": row.get("query_cot"),
+        },
     )
     image = row.get("image")
     return example, [str(image)] if image else []
 
 
-def load_mathverse(path: Path, *, image_dir: Path | None = None, missing_images: str = "error",
-                   limit: int | None = None) -> list[Example]:
+def load_mathverse(
+    path: Path, *, image_dir: Path | None = None, missing_images: str = "error", limit: int | None = None
+) -> list[Example]:
     """Load testmini_text_only.json (no images) or a vision version file (images under `image_dir`)."""
     path = Path(path)
     pairs = limit_rows([row_to_example(row, path, line) for line, row in read_rows(path)], limit)

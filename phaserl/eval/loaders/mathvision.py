@@ -29,13 +29,20 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> tuple[Example,
         raise DataError("options must be a list", path=str(path), line=line, field="options")
     answer = answer_text(need(row, "answer", path, line))
     if options and not (len(answer) == 1 and 0 <= ord(answer) - ord("A") < len(options)):
-        raise DataError(f"answer {answer!r} is not a letter of the {len(options)} options",
-                        path=str(path), line=line, field="answer")
+        raise DataError(
+            f"answer {answer!r} is not a letter of the {len(options)} options",
+            path=str(path),
+            line=line,
+            field="answer",
+        )
     # The placeholder marks where the figure goes; our renderer always puts images before the text.
     question = _IMAGE_TAG_RE.sub(" ", str(need(row, "question", path, line))).strip()
     example = Example(
-        id=str(need(row, "id", path, line)), question=question, answer=answer,
-        answer_type="choice" if options else "auto", choices=[str(o) for o in options] or None,
+        id=str(need(row, "id", path, line)),
+        question=question,
+        answer=answer,
+        answer_type="choice" if options else "auto",
+        choices=[str(o) for o in options] or None,
         source="mathvision",
         meta={"subject": row.get("subject"), "level": row.get("level")},
     )
@@ -43,8 +50,9 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> tuple[Example,
     return example, [str(image)] if image else []
 
 
-def load_mathvision(path: Path, *, image_dir: Path | None = None, missing_images: str = "error",
-                    limit: int | None = None) -> list[Example]:
+def load_mathvision(
+    path: Path, *, image_dir: Path | None = None, missing_images: str = "error", limit: int | None = None
+) -> list[Example]:
     """Load test.jsonl / testmini.jsonl; images resolve under `image_dir`, else next to the jsonl."""
     path = Path(path)
     pairs = limit_rows([row_to_example(row, path, line) for line, row in read_rows(path)], limit)

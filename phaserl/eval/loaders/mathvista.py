@@ -27,8 +27,9 @@ _CHOICES_RE = re.compile(r"\nChoices:\n.*\Z", re.S)
 _ANSWER_TYPES = {"integer": "number", "float": "number", "list": "string"}
 
 
-def row_to_example(row: dict[str, Any], path: Path, line: int,
-                   query: str | None = None) -> tuple[Example, list[str]]:
+def row_to_example(
+    row: dict[str, Any], path: Path, line: int, query: str | None = None
+) -> tuple[Example, list[str]]:
     """One MathVista item -> (Example, [relative image name])."""
     qtype = str(need(row, "question_type", path, line))
     choices = row.get("choices") or None
@@ -39,26 +40,43 @@ def row_to_example(row: dict[str, Any], path: Path, line: int,
     if query:
         question = _CHOICES_RE.sub("", query).strip()
     metadata = row.get("metadata") or {}
-    meta = {"question_type": qtype, "answer_type": row.get("answer_type"), "precision": row.get("precision"),
-            "unit": row.get("unit")}
+    meta = {
+        "question_type": qtype,
+        "answer_type": row.get("answer_type"),
+        "precision": row.get("precision"),
+        "unit": row.get("unit"),
+    }
     meta.update({k: metadata.get(k) for k in META_FIELDS})
     example = Example(
-        id=str(need(row, "pid", path, line)), question=question, answer=answer,
-        answer_type="choice" if qtype == "multi_choice" else _ANSWER_TYPES.get(row.get("answer_type"), "auto"),
-        choices=[str(c) for c in choices] if choices else None, source="mathvista", meta=meta,
+        id=str(need(row, "pid", path, line)),
+        question=question,
+        answer=answer,
+        answer_type="choice"
+        if qtype == "multi_choice"
+        else _ANSWER_TYPES.get(row.get("answer_type"), "auto"),
+        choices=[str(c) for c in choices] if choices else None,
+        source="mathvista",
+        meta=meta,
     )
     image = row.get("image")
     return example, [str(image)] if image else []
 
 
-def load_mathvista(path: Path, *, image_dir: Path | None = None, missing_images: str = "error",
-                   limit: int | None = None, official_prompt: bool = True) -> list[Example]:
+def load_mathvista(
+    path: Path,
+    *,
+    image_dir: Path | None = None,
+    missing_images: str = "error",
+    limit: int | None = None,
+    official_prompt: bool = True,
+) -> list[Example]:
     """Load testmini.json. Images resolve under `image_dir` (then next to the file); see `attach_images`."""
     path = Path(path)
     query_path = path.parent / "query.json"
     queries = read_json(query_path) if official_prompt and query_path.is_file() else {}
-    pairs = [row_to_example(row, path, line, queries.get(str(row.get("pid"))))
-             for line, row in read_rows(path)]
+    pairs = [
+        row_to_example(row, path, line, queries.get(str(row.get("pid")))) for line, row in read_rows(path)
+    ]
     roots = [Path(image_dir)] if image_dir else []
     roots.append(path.parent)
     return attach_images(limit_rows(pairs, limit), roots, missing_images, f"MathVista ({path.name})")

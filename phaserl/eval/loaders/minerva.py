@@ -20,9 +20,14 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> Example:
     gold = row.get("answer") or last_boxed(str(need(row, "solution", path, line)))
     if not gold:
         raise DataError("solution has no \\boxed{} answer", path=str(path), line=line, field="solution")
-    return Example(id=str(row.get("idx", line - 1)), question=str(need(row, "problem", path, line)),
-                   answer=str(gold).strip(), answer_type="math", source="minerva_math",
-                   meta={"type": row.get("type")})
+    return Example(
+        id=str(row.get("idx", line - 1)),
+        question=str(need(row, "problem", path, line)),
+        answer=str(gold).strip(),
+        answer_type="math",
+        source="minerva_math",
+        meta={"type": row.get("type")},
+    )
 
 
 def load_minerva(path: Path, *, limit: int | None = None, **_: Any) -> list[Example]:

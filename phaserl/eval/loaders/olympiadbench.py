@@ -34,8 +34,9 @@ def parse_error(value: Any, path: Path, line: int) -> list[float] | None:
     try:
         return [float(p) for p in parts]
     except (TypeError, ValueError) as e:
-        raise DataError(f"not a number or comma-separated numbers: {value!r}", path=str(path), line=line,
-                        field="error") from e
+        raise DataError(
+            f"not a number or comma-separated numbers: {value!r}", path=str(path), line=line, field="error"
+        ) from e
 
 
 def _image_refs(row: dict[str, Any]) -> list[Any]:
@@ -57,25 +58,38 @@ def row_to_example(row: dict[str, Any], path: Path, line: int) -> tuple[Example,
     question = _IMAGE_TAG_RE.sub("", question).strip()
     error = parse_error(row.get("error"), path, line)
     example = Example(
-        id=str(need(row, "id", path, line)), question=question, answer=",".join(str(f) for f in finals),
-        answer_type="math", source="olympiadbench",
+        id=str(need(row, "id", path, line)),
+        question=question,
+        answer=",".join(str(f) for f in finals),
+        answer_type="math",
+        source="olympiadbench",
         tolerance=error[0] if error and len(error) == 1 else None,
-        meta={"subfield": row.get("subfield"), "answer_type": row.get("answer_type"), "unit": row.get("unit"),
-              "is_multiple_answer": bool(row.get("is_multiple_answer")), "error": error,
-              "subject": row.get("subject"), "language": row.get("language")},
+        meta={
+            "subfield": row.get("subfield"),
+            "answer_type": row.get("answer_type"),
+            "unit": row.get("unit"),
+            "is_multiple_answer": bool(row.get("is_multiple_answer")),
+            "error": error,
+            "subject": row.get("subject"),
+            "language": row.get("language"),
+        },
     )
     return example, _image_refs(row)
 
 
-def load_olympiadbench(path: Path, *, image_dir: Path | None = None, missing_images: str = "error",
-                       limit: int | None = None) -> list[Example]:
+def load_olympiadbench(
+    path: Path, *, image_dir: Path | None = None, missing_images: str = "error", limit: int | None = None
+) -> list[Example]:
     """Load an OlympiadBench .jsonl/.json file; path-valued images resolve under `image_dir` or the file's folder."""
     path = Path(path)
     converted = [row_to_example(row, path, line) for line, row in read_rows(path)]
     pairs = [p for p in converted if p is not None]
     if len(pairs) < len(converted):
-        log.info("OlympiadBench %s: skipped %d items without a final answer (theorem proving)",
-                 path.name, len(converted) - len(pairs))
+        log.info(
+            "OlympiadBench %s: skipped %d items without a final answer (theorem proving)",
+            path.name,
+            len(converted) - len(pairs),
+        )
     roots = [Path(image_dir)] if image_dir else []
     roots.append(path.parent)
     return attach_images(limit_rows(pairs, limit), roots, missing_images, f"OlympiadBench ({path.name})")

@@ -52,7 +52,9 @@ def too_big_to_evaluate(expr) -> bool:
             return True
         if isinstance(node, sympy.exp) and not _small_number(node.args[0], MAX_EXPONENT):
             return True
-        if isinstance(node, (sympy.factorial, sympy.gamma)) and not _small_number(node.args[0], MAX_FACTORIAL):
+        if isinstance(node, (sympy.factorial, sympy.gamma)) and not _small_number(
+            node.args[0], MAX_FACTORIAL
+        ):
             return True
     return False
 

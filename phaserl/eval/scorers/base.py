@@ -19,7 +19,9 @@ class Verdict:
 
     correct: bool
     extraction: str | None
-    method: str  # how the extraction was obtained: "rules", "given" (from the predictions file), "llm:<model>"
+    method: (
+        str  # how the extraction was obtained: "rules", "given" (from the predictions file), "llm:<model>"
+    )
     decided: bool = True  # False when the comparison could not be decided (counted as wrong)
 
 
@@ -44,9 +46,13 @@ class Extractor(Protocol):
     def __call__(self, response: str, example: Example) -> str | None: ...
 
 
-def score_many(scorer: Scorer, examples: list[Example], responses: list[str | None],
-               extractions: list[str | None] | None = None,
-               extractor: Extractor | None = None) -> list[Verdict]:
+def score_many(
+    scorer: Scorer,
+    examples: list[Example],
+    responses: list[str | None],
+    extractions: list[str | None] | None = None,
+    extractor: Extractor | None = None,
+) -> list[Verdict]:
     """Score N predictions: a given extraction wins, else `extractor` (an LLM) or the scorer's own rules."""
     extractions = extractions if extractions is not None else [None] * len(examples)
     answers, methods = [], []
@@ -66,8 +72,14 @@ def score_many(scorer: Scorer, examples: list[Example], responses: list[str | No
     return [Verdict(bool(v), a, m, decided=v is not None) for v, a, m in zip(verdicts, answers, methods)]
 
 
-def score_one(scorer: Scorer, example: Example, *, response: str | None = None,
-              extraction: str | None = None, extractor: Extractor | None = None) -> Verdict:
+def score_one(
+    scorer: Scorer,
+    example: Example,
+    *,
+    response: str | None = None,
+    extraction: str | None = None,
+    extractor: Extractor | None = None,
+) -> Verdict:
     """score_many for one prediction."""
     return score_many(scorer, [example], [response], [extraction], extractor)[0]
 

@@ -83,7 +83,9 @@ class LLMCache:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"key": key, "model": model, "reply": reply}, ensure_ascii=False) + "\n")
+                    f.write(
+                        json.dumps({"key": key, "model": model, "reply": reply}, ensure_ascii=False) + "\n"
+                    )
 
 
 class LLMAsker:
@@ -113,16 +115,26 @@ class LLMAsker:
     def prefetch(self, prompts: list[str]) -> None:
         """Send every prompt not yet cached, `concurrency` at a time; failures are raised together at the end
         (what did come back is cached, so a rerun asks only for the rest)."""
-        missing = list(dict.fromkeys(p for p in prompts if self.cache.get(LLMCache.key(self.client, p)) is None))
+        missing = list(
+            dict.fromkeys(p for p in prompts if self.cache.get(LLMCache.key(self.client, p)) is None)
+        )
         errors = [e for _, _, e in map_concurrent(self._request, missing, self.concurrency) if e is not None]
         if errors:
-            raise APIError(f"{len(errors)} of {len(missing)} LLM requests failed; rerun to retry them "
-                           f"(the others are cached). First: {errors[0]}")
+            raise APIError(
+                f"{len(errors)} of {len(missing)} LLM requests failed; rerun to retry them "
+                f"(the others are cached). First: {errors[0]}"
+            )
 
     def describe(self) -> dict:
-        return {"model": self.client.model, "base_url": self.client.base_url, "max_tokens": self.client.max_tokens,
-                "temperature": self.client.temperature, "requests": self.requests, "cache_hits": self.cache_hits,
-                "cache": str(self.cache.path) if self.cache.path else None}
+        return {
+            "model": self.client.model,
+            "base_url": self.client.base_url,
+            "max_tokens": self.client.max_tokens,
+            "temperature": self.client.temperature,
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "cache": str(self.cache.path) if self.cache.path else None,
+        }
 
 
 def _asker(client_or_asker) -> LLMAsker:

@@ -48,7 +48,10 @@ def fix_sqrt(s: str) -> str:
     return "".join(out)
 
 
-_DROP = ("\n", "\\!", )
+_DROP = (
+    "\n",
+    "\\!",
+)
 _LATEX_NOISE = ("\\left", "\\right", "^{\\circ}", "^\\circ", "\\$", "$")
 
 

@@ -27,10 +27,25 @@ from phaserl.eval.scorers.numeric import latex_value
 _ANSWER_FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 _GREEDY_BOX_RE = re.compile(r"oxed{(.*)}", re.S)
 _FIND_REPLACE = (  # find_math_answer's clean-up, in its order
-    (" ", ""), ("\\,", ""), ("∞", "\\infty"), ("+\\infty", "\\infty"), ("\\\\", "\\"), ("\n", ""),
-    ("\\text", ""), ("\\mbox", ""), ("bmatrix", "pmatrix"), ("\\left", ""), ("\\right", ""),
-    ("^{\\circ}", ""), ("^\\circ", ""), ("{m}^3", ""), ("m^3", ""), ("{units}", ""), ("units", ""),
-    ("{km}", ""), ("km", ""),
+    (" ", ""),
+    ("\\,", ""),
+    ("∞", "\\infty"),
+    ("+\\infty", "\\infty"),
+    ("\\\\", "\\"),
+    ("\n", ""),
+    ("\\text", ""),
+    ("\\mbox", ""),
+    ("bmatrix", "pmatrix"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("^{\\circ}", ""),
+    ("^\\circ", ""),
+    ("{m}^3", ""),
+    ("m^3", ""),
+    ("{units}", ""),
+    ("units", ""),
+    ("{km}", ""),
+    ("km", ""),
 )
 _OPTION_WRAPPERS = tuple((f"({c})", c) for c in "abcde") + tuple((f"{{{c}}}", c) for c in "abcde")
 
@@ -46,7 +61,9 @@ def is_number(s: str) -> bool:
 
 def _letter_shortcut(answer: str) -> str:
     for c in "ABCDE":
-        if (answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n"))):
+        if answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith(
+            (f"{c}\n", f"({c})\n", f"({c}) {c}\n")
+        ):
             answer = c
     return answer
 

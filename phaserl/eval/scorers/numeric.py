@@ -34,8 +34,11 @@ def _parse(text: str):
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
 
     # The official latex2sympy2 reads `2\frac{1}{2}` as a product, not a mixed number.
-    return latex2sympy(text, normalization_config=None,
-                       conversion_config=ConversionConfig(interpret_as_mixed_fractions=False))
+    return latex2sympy(
+        text,
+        normalization_config=None,
+        conversion_config=ConversionConfig(interpret_as_mixed_fractions=False),
+    )
 
 
 def _math_module_can_print(expr) -> bool:

@@ -16,7 +16,9 @@ TIME_LIMIT_S = 3.0
 MAX_POWER_EXPONENT = 1000  # the official can_compute_power threshold on a top-level power
 _CIRC_RE = re.compile(r"\\circ(?![A-Za-z])")
 # Commands sympy's parse_latex reads as plain symbols but latex2sympy2_extended rejects (R_\odot, M_\oplus).
-_SYMBOL_COMMAND_RE = re.compile(r"\\(odot|oplus|otimes|star|ast|bullet|dagger|ddagger|diamond|natural|flat|sharp)(?![A-Za-z])")
+_SYMBOL_COMMAND_RE = re.compile(
+    r"\\(odot|oplus|otimes|star|ast|bullet|dagger|ddagger|diamond|natural|flat|sharp)(?![A-Za-z])"
+)
 
 
 class _Unparsable(Exception):
@@ -62,9 +64,11 @@ def _latex_to_sympy(text: str):
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig
     from latex2sympy2_extended.math_normalization import NormalizationConfig
 
-    return latex2sympy(_CIRC_RE.sub(r"\\text{circ}", text),
-                       normalization_config=NormalizationConfig(boxed="none"),
-                       conversion_config=ConversionConfig(lowercase_symbols=False))
+    return latex2sympy(
+        _CIRC_RE.sub(r"\\text{circ}", text),
+        normalization_config=NormalizationConfig(boxed="none"),
+        conversion_config=ConversionConfig(lowercase_symbols=False),
+    )
 
 
 def numeric_equal(gold: str, pred: str, tolerance: float) -> bool:
@@ -105,8 +109,10 @@ def _too_big_constant_part(expr) -> bool:
     import sympy
 
     kinds = (sympy.Pow, sympy.exp, sympy.factorial, sympy.gamma)
-    return any(isinstance(node, kinds) and not node.free_symbols and too_big_to_evaluate(node)
-               for node in sympy.preorder_traversal(expr))
+    return any(
+        isinstance(node, kinds) and not node.free_symbols and too_big_to_evaluate(node)
+        for node in sympy.preorder_traversal(expr)
+    )
 
 
 def _vanishes(diff, points: int = 5, seed: int = 0) -> bool:
@@ -142,6 +148,7 @@ def _expression_verdict(gold: str, pred: str, tolerance: float) -> bool:
 
 def expression_equal(gold: str, pred: str, tolerance: float = DEFAULT_TOLERANCE) -> bool:
     """Equal as expressions (the part after any `=`); unparsable means unequal."""
+
     def run() -> bool:
         try:
             return _expression_verdict(gold, pred, tolerance)

@@ -7,8 +7,20 @@ from __future__ import annotations
 
 import re
 
-_SPECIAL = (("\\left", ""), ("\\right", ""), ("∶", ":"), ("，", ","), ("$", ""), ("\\approx", "="),
-            ("\\simeq", "="), ("\\sim", "="), ("^\\prime", "'"), ("^{\\prime}", "'"), ("^\\circ", ""), ("%", ""))
+_SPECIAL = (
+    ("\\left", ""),
+    ("\\right", ""),
+    ("∶", ":"),
+    ("，", ","),
+    ("$", ""),
+    ("\\approx", "="),
+    ("\\simeq", "="),
+    ("\\sim", "="),
+    ("^\\prime", "'"),
+    ("^{\\prime}", "'"),
+    ("^\\circ", ""),
+    ("%", ""),
+)
 _STRIP_CHARS = "\n$,.:;^_=+`!@#$%^&*~，。"
 _FONT_RE = re.compile(r"\\(?:mathrm|mathbf)\{~?([^}]*)\}")
 _DOLLAR_RE = re.compile(r"\$(.*?)\$")
@@ -21,6 +33,7 @@ class UnclosedBox(ValueError):
 
 
 # ---- extraction ---------------------------------------------------------------------------------------
+
 
 def final_answer_text(response: str) -> str:
     """What follows the last "So the final answer is" (the prompt's requested ending), else the response."""
@@ -37,8 +50,8 @@ def _boxed_contents(text: str) -> list[str]:
             depth += (text[i] == "{") - (text[i] == "}")
             i += 1
         if depth:
-            raise UnclosedBox(text[start:start + 40])
-        contents.append(text[start + len(_BOX_OPEN):i - 1])
+            raise UnclosedBox(text[start : start + 40])
+        contents.append(text[start + len(_BOX_OPEN) : i - 1])
         start = text.find(_BOX_OPEN, start + len(_BOX_OPEN))  # nested boxes are found again, as officially
     return contents
 
@@ -68,6 +81,7 @@ def preprocess(text: str) -> str:
 
 
 # ---- splitting ----------------------------------------------------------------------------------------
+
 
 def split_top_level(expr: str) -> list[str]:
     """Split on commas outside ( ) and [ ] (braces do not nest here, as in the official judge)."""

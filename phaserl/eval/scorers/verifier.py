@@ -25,10 +25,23 @@ class VerifierScorer:
         verifier = self._verifier or get_verifier()
         todo = [i for i, ex in enumerate(examples) if ex.answer is not None]
         out: list[bool | None] = [None] * len(examples)
-        verdicts = verifier.check_many([
-            {"gold": str(examples[i].answer), "pred": extractions[i] or "", "answer_type": examples[i].answer_type,
-             "choices": examples[i].choices, "tolerance": examples[i].tolerance,
-             "rel_tolerance": examples[i].rel_tolerance} for i in todo]) if todo else []
+        verdicts = (
+            verifier.check_many(
+                [
+                    {
+                        "gold": str(examples[i].answer),
+                        "pred": extractions[i] or "",
+                        "answer_type": examples[i].answer_type,
+                        "choices": examples[i].choices,
+                        "tolerance": examples[i].tolerance,
+                        "rel_tolerance": examples[i].rel_tolerance,
+                    }
+                    for i in todo
+                ]
+            )
+            if todo
+            else []
+        )
         for i, verdict in zip(todo, verdicts):
             out[i] = verdict
         return out

@@ -19,8 +19,17 @@ class CPUEngine(HFEngine):
     one-uniform sampler. Its samples are what HFEngine's loop samples from the same distribution; its greedy
     tokens are HFEngine's."""
 
-    def __init__(self, model, processor, tokenizer, *, pack_weights: bool = True, lean_decode: bool = True,
-                 cpu_kernels: bool = True, **kwargs):
+    def __init__(
+        self,
+        model,
+        processor,
+        tokenizer,
+        *,
+        pack_weights: bool = True,
+        lean_decode: bool = True,
+        cpu_kernels: bool = True,
+        **kwargs,
+    ):
         """kwargs: HFEngine's (is_vlm, batch_size, autocast_bf16, rollout_dtype, decoder, copy_attn_implementation).
         The copy's default attention, "phaserl_gqa", is also the fast one on the CPU: for one query token against a
         short cache, two small matmuls beat the CPU flash-attention kernel, and broadcasting KV heads beats eager's
@@ -31,8 +40,10 @@ class CPUEngine(HFEngine):
         cpu_kernels: that step's attention runs as one compiled call per layer where the CPU allows (kernels.py)."""
         device = next(model.parameters()).device
         if device.type != "cpu":
-            raise ValueError(f"the cpu rollout engine samples on the CPU, but the policy is on {device}; "
-                             "set rollout.engine to auto or hf")
+            raise ValueError(
+                f"the cpu rollout engine samples on the CPU, but the policy is on {device}; "
+                "set rollout.engine to auto or hf"
+            )
         prepare_cpu_engine()  # allocator settings (phaserl/runtime.py); a no-op after the first call
         self.pack_weights = pack_weights
         self.lean_decode = lean_decode
@@ -84,8 +95,12 @@ class _LeanSteps:
     def __init__(self, lean: LeanDecoder, cache, prompt_mask, pos, rows, extra: int):
         self.lean = lean
         self.state = LeanCache.from_prefill(cache, rows, prompt_mask, extra)
-        nxt = continuation_positions(pos, rows, 0, 1)  # [n, 1] or [3, n, 1]: the first generated token's position
-        self.nxt = (nxt[0] if nxt.dim() == 3 else nxt)[:, 0]  # [n]: M-RoPE sections advance alike after the prompt
+        nxt = continuation_positions(
+            pos, rows, 0, 1
+        )  # [n, 1] or [3, n, 1]: the first generated token's position
+        self.nxt = (nxt[0] if nxt.dim() == 3 else nxt)[
+            :, 0
+        ]  # [n]: M-RoPE sections advance alike after the prompt
 
     def select(self, idx: torch.Tensor) -> None:
         self.nxt = self.nxt[idx]

@@ -32,7 +32,9 @@ _why_not: str | None = None
 def cpu_has_avx512() -> bool:
     """AVX-512 F, BW, VL and DQ on this CPU (Linux: /proc/cpuinfo; elsewhere: torch's detected capability)."""
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        )
         return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags.split(":", 1)[1].split())
     except (OSError, StopIteration):
         return getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() == "AVX512"
@@ -44,7 +46,10 @@ def decode_attention():
     if _module is _NOT_LOADED:
         _module, _why_not = _build()
         if _module is None and _why_not and os.environ.get("PHASERL_CPU_KERNELS", "1") != "0":
-            print(f"[phaserl] CPU decode-attention kernel unavailable ({_why_not}); using torch ops", file=sys.stderr)
+            print(
+                f"[phaserl] CPU decode-attention kernel unavailable ({_why_not}); using torch ops",
+                file=sys.stderr,
+            )
     return _module
 
 
@@ -73,7 +78,9 @@ def _build():
     if scripts and scripts not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
     try:
-        quiet = logging.getLogger("torch.utils.cpp_extension")  # its import warns that no CUDA runtime is found
+        quiet = logging.getLogger(
+            "torch.utils.cpp_extension"
+        )  # its import warns that no CUDA runtime is found
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
@@ -82,19 +89,36 @@ def _build():
             quiet.setLevel(level)
 
         t0 = time.perf_counter()
-        module = load(name="phaserl_decode_attention", sources=[str(_SOURCE)], verbose=False,
-                      build_directory=str(build_directory()),
-                      extra_cflags=["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
-                                    "-ffp-contract=off"])
+        module = load(
+            name="phaserl_decode_attention",
+            sources=[str(_SOURCE)],
+            verbose=False,
+            build_directory=str(build_directory()),
+            extra_cflags=[
+                "-O3",
+                "-mavx512f",
+                "-mavx512bw",
+                "-mavx512vl",
+                "-mavx512dq",
+                "-mfma",
+                "-ffp-contract=off",
+            ],
+        )
         took = time.perf_counter() - t0
         if took > 5:
-            print(f"[phaserl] built the CPU decode-attention kernel in {took:.0f}s (cached for later runs)",
-                  file=sys.stderr)
+            print(
+                f"[phaserl] built the CPU decode-attention kernel in {took:.0f}s (cached for later runs)",
+                file=sys.stderr,
+            )
         return module, None
     except Exception as e:  # no compiler, no ninja, headers missing: the torch path runs instead
         return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
 
 
-if __name__ == "__main__":  # `python -m phaserl.rollout.cpu.kernels`: build now (make's setup does), never fail
-    status = "ready" if decode_attention() is not None else f"unavailable ({unavailable_reason()}); torch ops run"
+if (
+    __name__ == "__main__"
+):  # `python -m phaserl.rollout.cpu.kernels`: build now (make's setup does), never fail
+    status = (
+        "ready" if decode_attention() is not None else f"unavailable ({unavailable_reason()}); torch ops run"
+    )
     print(f"phaserl CPU decode-attention kernel: {status}")

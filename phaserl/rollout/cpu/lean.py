@@ -28,7 +28,9 @@ from phaserl.rollout.cpu.packed import PackedLinear
 
 # Decoder layers whose arithmetic this module reproduces (pre-norm RMSNorm, RoPE attention with optional q/k/v bias,
 # SiLU-gated MLP); anything else decodes through transformers.
-LAYERS = frozenset({"LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen2VLDecoderLayer", "Qwen2_5_VLDecoderLayer"})
+LAYERS = frozenset(
+    {"LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen2VLDecoderLayer", "Qwen2_5_VLDecoderLayer"}
+)
 
 
 def text_model(model):
@@ -53,8 +55,9 @@ def unsupported_reason(model) -> str | None:
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") != "default":
         return f"rope_type {rope.get('rope_type')!r}"
-    if getattr(config, "use_sliding_window", False) or any(t != "full_attention" for t in
-                                                           getattr(config, "layer_types", None) or []):
+    if getattr(config, "use_sliding_window", False) or any(
+        t != "full_attention" for t in getattr(config, "layer_types", None) or []
+    ):
         return "sliding-window attention"
     rotary = getattr(text, "rotary_emb", None)
     if rotary is None or getattr(rotary, "attention_scaling", 1.0) != 1.0:
@@ -83,8 +86,10 @@ class LeanDecoder:
         self.H, self.KV = config.num_attention_heads, config.num_key_value_heads
         self.D, self.scaling = attn.head_dim, attn.scaling
         names = {id(m): n for n, m in model.named_modules()}
-        self._qkv_names = [[names[id(x)] for x in (la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj)]
-                           for la in self.layers]
+        self._qkv_names = [
+            [names[id(x)] for x in (la.self_attn.q_proj, la.self_attn.k_proj, la.self_attn.v_proj)]
+            for la in self.layers
+        ]
         self.inv_freq = text.rotary_emb.inv_freq.float()  # float32 in the copy too (HFEngine._copy)
         # rollout/cpu/kernels.py's compiled attention (or None: torch ops), for head sizes it handles
         self.kernel = attention_kernel if self.D % 16 == 0 and self.H // self.KV <= 8 else None
@@ -122,11 +127,13 @@ class LeanDecoder:
             h = self._rms(layer.input_layernorm, x)
             qkv = torch.ops.mkldnn._linear_pointwise(h, w_qkv, b_qkv, "none", [], "")  # [n, (H + 2 KV) D]
             if self.kernel is not None:  # RoPE, cache write and attention: the ops below in one call
-                attn = self.kernel.decode_step_attention(qkv, cos2, sin2, kt, v_buf, flat_bias, L, self.scaling)
+                attn = self.kernel.decode_step_attention(
+                    qkv, cos2, sin2, kt, v_buf, flat_bias, L, self.scaling
+                )
             else:
-                qk = rope(qkv[:, :(H + KV) * D].view(n, H + KV, D), cos, sin)  # q and k heads in one pass
+                qk = rope(qkv[:, : (H + KV) * D].view(n, H + KV, D), cos, sin)  # q and k heads in one pass
                 kt[:, :, :, L - 1] = qk[:, H:]
-                v_buf[:, :, L - 1] = qkv[:, (H + KV) * D:].view(n, KV, D)
+                v_buf[:, :, L - 1] = qkv[:, (H + KV) * D :].view(n, KV, D)
                 attn = decode_attention(qk[:, :H], kt, v_buf, flat_bias, L, self.scaling)
             x = x + layer.self_attn.o_proj(attn)
             h = self._rms(layer.post_attention_layernorm, x)
@@ -142,8 +149,9 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-def decode_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, L: int,
-                     scaling: float) -> torch.Tensor:
+def decode_attention(
+    q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, L: int, scaling: float
+) -> torch.Tensor:
     """One decoding step's attention over the first L cache positions, in torch ops: [n, H * D] bf16.
 
     q [n, H, D] bf16, kt [n, KV, D, L_max], v [n, KV, L_max, D], bias [n, L_max] float32 (additive). Query head

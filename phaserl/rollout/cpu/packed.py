@@ -16,7 +16,11 @@ import torch
 
 def packing_available(dtype: torch.dtype, device) -> bool:
     """oneDNN bf16 linear on this CPU (AVX512-BF16/AMX or an emulation oneDNN accepts)."""
-    if dtype != torch.bfloat16 or torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+    if (
+        dtype != torch.bfloat16
+        or torch.device(device).type != "cpu"
+        or not torch.backends.mkldnn.is_available()
+    ):
         return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -45,7 +49,9 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 def pack_linears(model: torch.nn.Module) -> list[str]:

@@ -10,8 +10,9 @@ from phaserl.policy import EXP_FLOOR
 from phaserl.rollout.sampling import top_p_filter
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None,
-                entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None, entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Next tokens [n] from logits [n, V] (greedy when temperature <= 0), their log_softmax(logits / T) [n], and
     with `entropy` the entropy of softmax(logits / T) [n] (else None). Runs on the logits' device; `gen`, when
     given, must be a generator of that device.
@@ -57,11 +58,17 @@ def sample_categorical(probs: torch.Tensor, gen: torch.Generator | None = None) 
         return torch.searchsorted(cdf, u).squeeze(1).clamp(max=V - 1)
     blocks = probs.view(n, V // block, block).sum(-1).double()  # [n, nb]
     cdf = blocks.cumsum(-1)  # [n, nb]
-    u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64, device=probs.device)) * cdf[:, -1:]  # [n, 1]
+    u = (1.0 - torch.rand(n, 1, generator=gen, dtype=torch.float64, device=probs.device)) * cdf[
+        :, -1:
+    ]  # [n, 1]
     # The first block whose cdf reaches u: cdf[b-1] < u, so b has mass (a 0-mass block repeats its cdf exactly).
     b = torch.searchsorted(cdf, u).squeeze(1).clamp(max=V // block - 1)  # [n]
-    before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(u[:, 0]))
-    inner = probs.view(n, V // block, block)[torch.arange(n, device=probs.device), b].double().cumsum(-1)  # [n, block]
+    before = torch.where(
+        b > 0, cdf.gather(1, (b - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(u[:, 0])
+    )
+    inner = (
+        probs.view(n, V // block, block)[torch.arange(n, device=probs.device), b].double().cumsum(-1)
+    )  # [n, block]
     # u - before > 0 (so never a 0-mass head of the block); capped at the block's own sum (rounding)
     rest = (u.squeeze(1) - before).clamp(max=inner[:, -1])  # [n]
     k = torch.searchsorted(inner, rest[:, None]).squeeze(1).clamp(max=block - 1)
