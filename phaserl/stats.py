@@ -54,8 +54,10 @@ def zero_var_share(r, dynamic_sampling: bool) -> float:
 
 
 def step_metrics(
-    stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: float, step_time: float, scheduler, accelerator
+    stage, step: int, r, adv: torch.Tensor, upd: dict, t_logp: float, step_time: float, accelerator
 ) -> dict:
+    """The step's metrics row: rewards, advantages, lengths, filters, times, and the update's stats `upd`
+    (loss, clip_frac, kl, grad_norm, lr: the rate the update used; critic/* with a critic), averaged over ranks."""
     lengths = [len(c) for c in r.completions.completion_ids]
     gen_tokens = sum(lengths)
     row = {
@@ -79,7 +81,6 @@ def step_metrics(
         "prompts/dropped_too_long": getattr(r, "dropped_long_prompts", 0),
         "samples/skipped": sum(r.skipped_rows()) if hasattr(r, "skipped_rows") else 0,
         "groups/zero_var_frac": zero_var_share(r, stage.algo.dynamic_sampling),
-        "lr": scheduler.get_last_lr()[0],
         "time/generate": r.times.get("generate", 0.0),
         "time/score": r.times.get("score", 0.0),
         "time/logp": t_logp,

@@ -201,7 +201,7 @@ def _log_and_save(
     every checkpoint.every steps or on a stop signal, after which the stage stops (Interrupted)."""
     acc, stage, recipe = ctx.accelerator, run.stage, ctx.recipe
     ctx.global_step += 1
-    row = step_metrics(stage, step, r, ins.adv, upd, t_lp, seconds, run.scheduler, acc)
+    row = step_metrics(stage, step, r, ins.adv, upd, t_lp, seconds, acc)
     row["global_step"] = ctx.global_step
     row.update(vision_balance(acc, run.vision_calls, r.prompts))
     if stage.eval.every and step % stage.eval.every == 0:

@@ -122,8 +122,10 @@ def update_policy(
             n_stats += 1
             if grad_norm is not None:
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+    lr = float(optimizer.param_groups[0]["lr"])  # the rate this update used (logged as `lr`)
     scheduler.step()
     out = {k: v / n_stats for k, v in sums.items()}
+    out["lr"] = lr
     out["time/update"] = time.perf_counter() - t0
     return out
 

@@ -139,3 +139,21 @@ def test_verifier_workers_start_before_the_first_step(tmp_path, monkeypatch):
     events.clear()
     run_curriculum(recipe_from_dict(recipe), tmp_path / "run2")
     assert "ready" not in events
+
+
+def test_logged_lr_is_the_rate_each_update_used(tmp_path):
+    """Warmup over 2 of 4 steps, then linear decay: step k logs lr x lr_factor(k - 1), the rate its optimizer
+    step ran at (not the scheduler's next value)."""
+    from phaserl.schedule import lr_factor
+
+    rec = tiny_recipe(advantage="grpo")
+    rec["optim"] = {"lr": 1e-3, "schedule": "linear", "warmup_ratio": 0.5}
+    rec["stages"][0]["steps"] = 4
+    rec["stages"][0]["view"] = "text"
+    rec["checkpoint"] = {"every": 10, "keep_last": 1}
+    out = tmp_path / "run"
+    run_curriculum(recipe_from_dict(rec), out)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    want = [1e-3 * lr_factor(k, 4, 0.5, "linear") for k in range(4)]  # 0.5, 1, 1, 0.5 of lr
+    assert [r["lr"] for r in rows] == pytest.approx(want)
+    assert want == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4])

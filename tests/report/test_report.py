@@ -173,11 +173,8 @@ def test_zero_variance_share_and_length_quantiles():
 
 def _step_row(r):
     stage = SimpleNamespace(name="text", index=0, algo=SimpleNamespace(dynamic_sampling=False))
-    sched = SimpleNamespace(get_last_lr=lambda: [1e-3])
     acc = SimpleNamespace(num_processes=1)
-    return step_metrics(
-        stage, 1, r, torch.zeros(len(r.completions)), {"time/update": 0.1}, 0.0, 1.0, sched, acc
-    )
+    return step_metrics(stage, 1, r, torch.zeros(len(r.completions)), {"time/update": 0.1}, 0.0, 1.0, acc)
 
 
 def test_step_metrics_log_entropy_only_when_the_engine_reports_it():
