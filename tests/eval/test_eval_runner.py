@@ -7,55 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import typer
+from scripted_completions import ANSWERS, ScriptedEngine
 from typer.testing import CliRunner
 
 from phaserl.eval.registry import load_benchmark
 from phaserl.eval.runner import eval_command, evaluate_examples
 from phaserl.eval.scorers.mathvision import MathVisionScorer, extract
-from phaserl.types import Completions
 
 FIX = Path(__file__).parents[1] / "fixtures" / "eval"
-
-
-class ScriptedEngine:
-    """Answers each prompt with the next scripted text (per sample); records what it was asked."""
-
-    def __init__(self, answers: dict[str, list[str]], is_vlm: bool = True):
-        self.answers, self.is_vlm, self.calls = answers, is_vlm, []
-
-    def generate(self, prompts, params):
-        self.calls.append((prompts, params))
-        texts = []
-        for p in prompts:
-            user = p.messages[-1]["content"]
-            text = user if isinstance(user, str) else user[-1]["text"]
-            key = next(k for k in self.answers if k in text)
-            texts += [self.answers[key][s % len(self.answers[key])] for s in range(params.n)]
-        n = len(texts)
-        return Completions(
-            prompt_ids=[[1]] * n,
-            completion_ids=[[2, 3]] * n,
-            texts=texts,
-            logp=[torch.zeros(2)] * n,
-            truncated=[False] * n,
-        )
-
-    def sync_weights(self, model):
-        pass
-
-
-ANSWERS = {  # keyed by a phrase of each fixture question; gold in the comment
-    "different digits": ["So \\boxed{6}.", "It is \\boxed{5}."],  # 6
-    "last daisy": ["\\boxed{61}"],  # 61
-    "Misty the cat": ["It must be picture D."],  # D (no box: the format fails, the official rules read " D.")
-    "Ingrid has": ["\\boxed{red}"],  # A = red
-    "Gerda walks": ["\\boxed{B}"],  # A
-    "inscribed semicircle": ["\\boxed{4.8}"],  # 4.8
-    "hamburgers": ["\\boxed{3}"],  # 2.5
-    "reflected in the": ["\\boxed{(3,-4)}"],  # (3,-4)
-}
 
 
 def test_evaluate_examples_exact_numbers_with_a_scripted_engine():

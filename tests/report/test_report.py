@@ -392,7 +392,7 @@ def test_cli_report_prints_the_summary_and_the_page(run_dir, tmp_path):
 
 def scripted_eval(out: Path) -> Path:
     """`phaserl eval` of MathVision and MathVista testmini fixtures (MathVista without its images, text-only)."""
-    from test_eval_runner import ANSWERS, ScriptedEngine
+    from scripted_completions import ANSWERS, ScriptedEngine
 
     from phaserl.eval.runner import eval_command
 
@@ -437,7 +437,7 @@ def test_eval_page_payload(eval_dir):
 
 def test_phaserl_eval_writes_its_page(tmp_path, monkeypatch):
     """The real `phaserl eval` command, with a scripted engine in place of a model."""
-    from test_eval_runner import ANSWERS, ScriptedEngine
+    from scripted_completions import ANSWERS, ScriptedEngine
 
     import phaserl.eval.runner as runner
 
